@@ -1,1 +1,72 @@
-"""circuits: mesh topology, SAX component models and reference circuits, and the batched JAX mesh engine."""
+"""circuits: mesh topology, SAX component models and reference circuits, and the batched JAX mesh engine.
+
+Conventions (``DESIGN.md``): lengths and wavelength in µm, phases in radians, mode 0 the top waveguide,
+fields as column vectors ``y = U @ x`` (batches as rows, ``y = x @ U.T``).
+"""
+
+from circuits import models
+from circuits.decompositions import (
+    analyzer_settings,
+    check_unitary,
+    clements,
+    decompose,
+    fidelity,
+    generator_settings,
+    haar_unitary,
+    mzi_matrix,
+    reck,
+)
+from circuits.engine import propagate, unitary
+from circuits.errors import (
+    CircuitsError,
+    DTypeError,
+    NonFiniteError,
+    NotRealizableError,
+    NotUnitaryError,
+    ParamsError,
+    ShapeError,
+    TopologyError,
+)
+from circuits.params import MeshParams
+from circuits.topology import (
+    KINDS,
+    MeshTopology,
+    PhaseShifter,
+    analyzer,
+    generator,
+    rectangular,
+    topology,
+    triangular,
+)
+
+__all__ = [
+    "KINDS",
+    "CircuitsError",
+    "DTypeError",
+    "MeshParams",
+    "MeshTopology",
+    "NonFiniteError",
+    "NotRealizableError",
+    "NotUnitaryError",
+    "ParamsError",
+    "PhaseShifter",
+    "ShapeError",
+    "TopologyError",
+    "analyzer",
+    "analyzer_settings",
+    "check_unitary",
+    "clements",
+    "decompose",
+    "fidelity",
+    "generator",
+    "generator_settings",
+    "haar_unitary",
+    "models",
+    "mzi_matrix",
+    "propagate",
+    "reck",
+    "rectangular",
+    "topology",
+    "triangular",
+    "unitary",
+]
