@@ -1,0 +1,69 @@
+"""The ``Chip`` protocol: everything calibration and training may do to a mesh chip.
+
+Calibration and training talk to hardware only through this protocol, so the same code drives the
+simulated as-built chip (:class:`calibration.VirtualChip`) and a lab bench. To drive a real chip, write
+a class with these members around your DAC (heater voltages), your input-field source (a generator mesh
+or an external modulator array) and your IR camera (grating taps) and output detectors; nothing needs
+to subclass anything.
+
+Units: voltages in V; fields in √mW (|x|² is mW at the chip's input); powers in mW.
+
+Heater / tap order is the canonical phase-shifter order of the mesh topology
+(:attr:`circuits.MeshTopology.phase_shifters`): θ heaters of MZIs 0..K−1, then φ heaters of MZIs
+0..K−1, then the n output γ heaters; tap i is the grating tap on the segment of heater i.
+"""
+
+from __future__ import annotations
+
+from typing import Literal, Protocol, runtime_checkable
+
+import numpy as np
+from numpy.typing import ArrayLike
+
+Side = Literal["input", "output"]
+TapDirection = Literal["forward", "backward"]
+
+
+@runtime_checkable
+class Chip(Protocol):
+    """A programmable mesh chip with grating-tap monitors.
+
+    A measurement cycle is: :meth:`set_voltages`, :meth:`inject` a field (or a batch of fields: one
+    camera frame each), then any of the ``read_*`` methods, which report on the fields injected last.
+    """
+
+    @property
+    def n_modes(self) -> int:
+        """Number of waveguide modes (input and output ports)."""
+        ...
+
+    @property
+    def n_heaters(self) -> int:
+        """Number of heaters, equal to the number of grating taps (2K + n for K MZIs)."""
+        ...
+
+    def set_voltages(self, voltages: ArrayLike) -> None:
+        """Apply heater voltages, shape (n_heaters,), in V. Raises on NaN or out-of-range voltages."""
+        ...
+
+    def inject(self, x: ArrayLike, side: Side = "input") -> None:
+        """Launch complex field(s) ``x`` of shape (n_modes,) or (batch, n_modes), √mW, into the input ports
+        (``side="input"``, light travels forward) or the output ports (``"output"``, light travels backward)."""
+        ...
+
+    def read_taps(self, direction: TapDirection = "forward") -> np.ndarray:
+        """Power seen by the camera at every tap grating of one propagation direction, mW, shape
+        (batch, n_heaters) (or (n_heaters,) for a single injected field). Forward gratings collect light
+        travelling input→output, backward gratings light travelling output→input."""
+        ...
+
+    def read_outputs(self) -> np.ndarray:
+        """Power at the ports opposite the injection side, mW, shape (batch, n_modes) or (n_modes,)."""
+        ...
+
+    def read_outputs_coherent(self) -> np.ndarray:
+        """Complex field at the ports opposite the injection side, √mW (same shapes as ``read_outputs``).
+
+        Only chips with a coherent analyzer (or a reference arm) have it; others raise
+        ``NotImplementedError``."""
+        ...

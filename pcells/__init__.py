@@ -1,0 +1,1 @@
+"""pcells: gdsfactory cells of tapped MZI meshes."""

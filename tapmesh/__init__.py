@@ -1,0 +1,1 @@
+"""tapmesh: the command-line interface and the end-to-end flow."""

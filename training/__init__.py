@@ -1,0 +1,1 @@
+"""training: photonic networks of meshes and their gradient methods (autodiff, in situ, analog, two-pass)."""
