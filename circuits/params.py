@@ -108,6 +108,8 @@ class MeshParams(eqx.Module):
 
     def astype(self, dtype) -> "MeshParams":
         """The same parameters cast to a real dtype (float32 for a complex64 engine)."""
+        if all(getattr(a, "dtype", None) == dtype for a in jax.tree_util.tree_leaves(self)):
+            return self
         return jax.tree_util.tree_map(lambda a: jnp.asarray(a, dtype=dtype), self)
 
     def expected_shapes(self, topology: MeshTopology) -> dict[str, tuple[int, ...]]:
@@ -122,7 +124,7 @@ class MeshParams(eqx.Module):
             "tap_fraction": (2 * k + n,),
         }
 
-    def check(self, topology: MeshTopology) -> "MeshParams":
+    def check(self, topology: MeshTopology, values: bool = True) -> "MeshParams":
         """Raise :class:`ParamsError` if a field does not fit ``topology``, :class:`NonFiniteError` on NaN/inf.
 
         Only concrete arrays are checked for values; under ``jit``/``grad`` tracing the shapes still are."""
@@ -133,13 +135,13 @@ class MeshParams(eqx.Module):
                     f"MeshParams.{name} has shape {tuple(jnp.shape(value))}, but a {topology.kind} mesh "
                     f"on {topology.n} modes ({topology.n_mzis} MZIs) needs {shape}"
                 )
-            if not isinstance(value, jax.core.Tracer):
+            if values and not isinstance(value, jax.core.Tracer):
                 array = np.asarray(value)
                 if np.iscomplexobj(array):
                     raise ParamsError(f"MeshParams.{name} must be real, got dtype {array.dtype}")
                 if not np.all(np.isfinite(array)):
                     raise NonFiniteError(f"MeshParams.{name} contains NaN or infinity")
-        if not isinstance(self.tap_fraction, jax.core.Tracer):
+        if values and not isinstance(self.tap_fraction, jax.core.Tracer):
             taps = np.asarray(self.tap_fraction)
             if np.any((taps < 0) | (taps >= 1)):
                 raise ParamsError("MeshParams.tap_fraction must lie in [0, 1)")
