@@ -113,6 +113,11 @@ def _scan_mesh(topology: MeshTopology, params: MeshParams, x, wl, direction: str
 
     output_segment = out["post"]  # heater and loss of the output segment, without its tap
 
+    def columns(slot, a, b):
+        """Scanned inputs in the mode-major (n, B) layout: coefficients broadcast over the batch."""
+        per_slot = {k: v[..., None] for k, v in slot.items() if k not in ("top", "bottom")}
+        return dict(per_slot, top=slot["top"], bottom=slot["bottom"], a=a[..., None], b=b[..., None], partner=partner)
+
     if direction == "forward":
         slot = {
             "top": top,
@@ -123,13 +128,13 @@ def _scan_mesh(topology: MeshTopology, params: MeshParams, x, wl, direction: str
         }
 
         def step(field, col):
-            f_top, f_bottom = field[:, col["top"]], field[:, col["bottom"]]
+            f_top, f_bottom = field[col["top"]], field[col["bottom"]]
             taps = (col["theta_t"] * f_top + col["theta_b"] * f_bottom, col["phi_t"] * f_top)
-            return col["a"] * field + col["b"] * field[:, col["partner"]], taps
+            return col["a"] * field + col["b"] * field[col["partner"]], taps
 
-        field, (tap_theta, tap_phi) = jax.lax.scan(step, x, dict(slot, a=a, b=b, partner=partner))
-        tap_gamma = field * output_segment
-        field = field * post
+        field, (tap_theta, tap_phi) = jax.lax.scan(step, x.T, columns(slot, a, b))
+        tap_gamma = field * output_segment[:, None]
+        field = field * post[:, None]
     else:
         arm_t = {"d": at("d_out", top), "o": at("o_out", top)}
         arm_b = {"d": at("d_out", bottom), "o": at("o_out", bottom)}
@@ -147,25 +152,22 @@ def _scan_mesh(topology: MeshTopology, params: MeshParams, x, wl, direction: str
         b_transposed = jnp.take_along_axis(b, partner, axis=1)  # (Mᵀ)[m, p] = M[p, m]
 
         def step(field, col):
-            f_top, f_bottom = field[:, col["top"]], field[:, col["bottom"]]
+            f_top, f_bottom = field[col["top"]], field[col["bottom"]]
             arm_top = col["arm_t_d"] * f_top + col["arm_t_o"] * f_bottom
             arm_bottom = col["arm_b_d"] * f_bottom + col["arm_b_o"] * f_top
             taps = (arm_top, col["phi_t"] * arm_top + col["phi_b"] * arm_bottom)
-            return col["a"] * field + col["b"] * field[:, col["partner"]], taps
+            return col["a"] * field + col["b"] * field[col["partner"]], taps
 
-        tap_gamma = x
-        field = x * post
-        field, (tap_theta, tap_phi) = jax.lax.scan(
-            step, field, dict(slot, a=a, b=b_transposed, partner=partner), reverse=True
-        )
+        tap_gamma = x.T
+        field = x.T * post[:, None]
+        field, (tap_theta, tap_phi) = jax.lax.scan(step, field, columns(slot, a, b_transposed), reverse=True)
     batch = x.shape[0]
 
-    def by_mzi(stacked):  # (C, B, S) -> (B, K)
-        flat = jnp.moveaxis(stacked, 1, 0).reshape(batch, -1)
-        return flat[:, jnp.asarray(t.mzi_slot)]
+    def by_mzi(stacked):  # (C, S, B) -> (K, B)
+        return stacked.reshape(-1, batch)[jnp.asarray(t.mzi_slot)]
 
-    taps = jnp.concatenate([by_mzi(tap_theta), by_mzi(tap_phi), tap_gamma], axis=1)
-    return field, taps
+    taps = jnp.concatenate([by_mzi(tap_theta), by_mzi(tap_phi), tap_gamma], axis=0)
+    return field.T, taps.T
 
 
 def _fused_columns(topology: MeshTopology, c: dict, out: dict):

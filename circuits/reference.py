@@ -56,8 +56,13 @@ def mzi_tapped_netlist(coupler_model: str = "coupler") -> dict:
     return {"instances": instances, "connections": connections, "ports": ports}
 
 
-def mesh_netlist(topology: MeshTopology) -> dict[str, Any]:
-    """Hierarchical SAX netlist of the whole mesh (``{"top_level": ..., "mzi_tapped": ...}``)."""
+def mesh_netlist(topology: MeshTopology, taps: bool = True) -> dict[str, Any]:
+    """SAX netlist of the whole mesh.
+
+    With ``taps`` (default): hierarchical, ``{"top_level": ..., "mzi_tapped": ...}``, every heated segment
+    tapped and every tap grating a port. Without: flat, one analytic :func:`circuits.models.mzi` per MZI
+    and the output heaters (the cheapest faithful SAX description of a mesh, used as the speed reference).
+    """
     instances: dict[str, Any] = {}
     connections: dict[str, str] = {}
     ports: dict[str, str] = {}
@@ -65,57 +70,81 @@ def mesh_netlist(topology: MeshTopology) -> dict[str, Any]:
     front = [None] * topology.n
     for index, (_, top) in enumerate(topology.mzis):
         name = f"mzi{index}"
-        instances[name] = {"component": MZI_CELL}
+        instances[name] = {"component": MZI_CELL if taps else "mzi"}
         for mode, port_in, port_out in ((top, "o2", "o3"), (top + 1, "o1", "o4")):
             if front[mode] is None:
                 ports[f"in{mode}"] = f"{name},{port_in}"
             else:
                 connections[front[mode]] = f"{name},{port_in}"
             front[mode] = f"{name},{port_out}"
-        ports[f"theta{index}_fwd"] = f"{name},tap_theta_fwd"
-        ports[f"theta{index}_bwd"] = f"{name},tap_theta_bwd"
-        ports[f"phi{index}_fwd"] = f"{name},tap_phi_fwd"
-        ports[f"phi{index}_bwd"] = f"{name},tap_phi_bwd"
+        if taps:
+            for shifter in ("theta", "phi"):
+                for direction in ("fwd", "bwd"):
+                    ports[f"{shifter}{index}_{direction}"] = f"{name},tap_{shifter}_{direction}"
     for mode in range(topology.n):
-        heater, tap = f"gamma{mode}", f"tap_gamma{mode}"
+        heater = f"gamma{mode}"
         instances[heater] = {"component": "phase_shifter"}
-        instances[tap] = {"component": "grating_tap"}
         if front[mode] is None:
             ports[f"in{mode}"] = f"{heater},o1"
         else:
             connections[front[mode]] = f"{heater},o1"
-        connections[f"{heater},o2"] = f"{tap},o1"
-        ports[f"out{mode}"] = f"{tap},o2"
-        ports[f"gamma{mode}_fwd"] = f"{tap},o3"
-        ports[f"gamma{mode}_bwd"] = f"{tap},o4"
+        if taps:
+            tap = f"tap_gamma{mode}"
+            instances[tap] = {"component": "grating_tap"}
+            connections[f"{heater},o2"] = f"{tap},o1"
+            ports[f"out{mode}"] = f"{tap},o2"
+            ports[f"gamma{mode}_fwd"] = f"{tap},o3"
+            ports[f"gamma{mode}_bwd"] = f"{tap},o4"
+        else:
+            ports[f"out{mode}"] = f"{heater},o2"
     top_level = {"instances": instances, "connections": connections, "ports": ports}
+    if not taps:
+        return top_level
     return {"top_level": top_level, MZI_CELL: mzi_tapped_netlist()}
 
 
 @functools.cache
-def _compiled(topology: MeshTopology, backend: str):
-    circuit, _ = sax.circuit(mesh_netlist(topology), dict(models.MODELS), backend=backend)
+def _compiled(topology: MeshTopology, backend: str, taps: bool):
+    circuit, _ = sax.circuit(mesh_netlist(topology, taps), dict(models.MODELS), backend=backend)
     return circuit
 
 
-def sax_circuit(obj, backend: str = "klu", **options) -> Callable[..., sax.SDict]:
+def sax_circuit(obj, backend: str = "klu", taps: bool = True, **options) -> Callable[..., sax.SDict]:
     """The SAX circuit function of a mesh topology (or of a gdsfactory layout).
 
     For a :class:`~circuits.MeshTopology` the returned function takes ``wl`` and per-instance settings
     (see :func:`instance_settings`) and returns an S-dict over the ports documented in this module.
-    Compiled circuits are cached per topology.
+    ``taps=False`` gives the flat, tap-free netlist (see :func:`mesh_netlist`). Compiled circuits are
+    cached per topology.
     """
     if isinstance(obj, MeshTopology):
-        return _compiled(obj, backend)
+        return _compiled(obj, backend, taps)
     from circuits.layout import sax_circuit_from_component  # needs gdsfactory: import on demand
 
     return sax_circuit_from_component(obj, backend=backend, **options)
 
 
-def instance_settings(topology: MeshTopology, params: MeshParams) -> dict[str, dict]:
-    """Settings of every instance of :func:`mesh_netlist` that reproduce ``params`` (for the SAX circuit)."""
+def instance_settings(topology: MeshTopology, params: MeshParams, taps: bool = True) -> dict[str, dict]:
+    """Settings of every instance of :func:`mesh_netlist` that reproduce ``params`` (for the SAX circuit).
+
+    Without taps, the tap fractions of ``params`` are ignored (the flat netlist has no taps)."""
     k = topology.n_mzis
     settings: dict[str, dict] = {}
+    if not taps:
+        for i in range(k):
+            settings[f"mzi{i}"] = {
+                "theta": params.theta[i],
+                "phi": params.phi[i],
+                "delta_in": params.delta[i, 0],
+                "delta_out": params.delta[i, 1],
+                "top_in_loss_db": params.loss_db[i, 0],
+                "bottom_in_loss_db": params.loss_db[i, 1],
+                "top_arm_loss_db": params.loss_db[i, 2],
+                "bottom_arm_loss_db": params.loss_db[i, 3],
+            }
+        for m in range(topology.n):
+            settings[f"gamma{m}"] = {"phase": params.gamma[m], "loss_db": params.output_loss_db[m]}
+        return settings
     for i in range(k):
         settings[f"mzi{i}"] = {
             "phi": {"phase": params.phi[i], "loss_db": params.loss_db[i, 0]},
@@ -133,9 +162,9 @@ def instance_settings(topology: MeshTopology, params: MeshParams) -> dict[str, d
     return settings
 
 
-def reference_unitary(topology: MeshTopology, params: MeshParams, wl=models.WL0) -> jnp.ndarray:
+def reference_unitary(topology: MeshTopology, params: MeshParams, wl=models.WL0, taps: bool = True) -> jnp.ndarray:
     """Transfer matrix from the SAX circuit: U[i, j] = S[in_j → out_i] (shape (n, n), or (W, n, n))."""
-    s = sax_circuit(topology)(wl=wl, **instance_settings(topology, params))
+    s = sax_circuit(topology, taps=taps)(wl=wl, **instance_settings(topology, params, taps))
     n = topology.n
     return jnp.stack([jnp.stack([s[(f"in{j}", f"out{i}")] for j in range(n)], -1) for i in range(n)], -2)
 

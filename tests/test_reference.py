@@ -22,6 +22,13 @@ def test_engine_equals_sax_with_errors_loss_and_taps(n, kind):
     assert np.abs(np.asarray(reference_unitary(top, params, wl=wl)) - np.asarray(unitary(top, params, wl=wl))).max() < 1e-6
 
 
+@pytest.mark.parametrize("n,kind", [(3, "rectangular"), (6, "triangular")])
+def test_flat_analytic_reference_equals_engine(n, kind):
+    top = circuits.topology(n, kind)
+    params = MeshParams.random(top, seed=5, delta_sigma=0.05, loss_db_sigma=0.3)  # no taps in the flat netlist
+    assert np.abs(np.asarray(reference_unitary(top, params, taps=False)) - np.asarray(unitary(top, params))).max() < 1e-6
+
+
 @pytest.mark.parametrize("n,kind", [(4, "rectangular"), (5, "triangular")])
 @pytest.mark.parametrize("direction", ["forward", "backward"])
 def test_engine_taps_equal_sax_tap_ports(n, kind, direction):
@@ -81,6 +88,12 @@ class TestModels:
         assert np.isclose(abs(models.waveguide(length=1e4, loss_db_cm=2.0)[("o1", "o2")]) ** 2, 10 ** (-0.2))
 
     def test_composed_mzi_is_the_design_convention(self):
-        s = models.mzi(theta=0.4, phi=2.1)
-        t = np.array([[s[("o2", "o3")], s[("o1", "o3")]], [s[("o2", "o4")], s[("o1", "o4")]]])
-        assert np.allclose(t, circuits.mzi_matrix(0.4, 2.1))
+        def matrix(s):
+            return np.array([[s[("o2", "o3")], s[("o1", "o3")]], [s[("o2", "o4")], s[("o1", "o4")]]])
+
+        assert np.allclose(matrix(models.mzi(theta=0.4, phi=2.1)), circuits.mzi_matrix(0.4, 2.1))
+        # the analytic MZI and SAX's solution of its netlist agree, errors and dispersion included
+        settings = dict(coupler_in={"delta": 0.05}, coupler_out={"delta": -0.03}, theta={"phase": 1.0}, phi={"phase": 0.2})
+        solved = models.mzi_circuit()(wl=1.57, **settings)
+        analytic = models.mzi(wl=1.57, theta=1.0, phi=0.2, delta_in=0.05, delta_out=-0.03)
+        assert np.allclose(matrix(solved), matrix(analytic))
