@@ -129,10 +129,10 @@ def _scan_mesh(topology: MeshTopology, params: MeshParams, x, wl, direction: str
 
         def step(field, col):
             f_top, f_bottom = field[col["top"]], field[col["bottom"]]
-            taps = (col["theta_t"] * f_top + col["theta_b"] * f_bottom, col["phi_t"] * f_top)
+            taps = jnp.concatenate([col["theta_t"] * f_top + col["theta_b"] * f_bottom, col["phi_t"] * f_top])
             return col["a"] * field + col["b"] * field[col["partner"]], taps
 
-        field, (tap_theta, tap_phi) = jax.lax.scan(step, x.T, columns(slot, a, b))
+        field, column_taps = jax.lax.scan(step, x.T, columns(slot, a, b))
         tap_gamma = field * output_segment[:, None]
         field = field * post[:, None]
     else:
@@ -155,19 +155,15 @@ def _scan_mesh(topology: MeshTopology, params: MeshParams, x, wl, direction: str
             f_top, f_bottom = field[col["top"]], field[col["bottom"]]
             arm_top = col["arm_t_d"] * f_top + col["arm_t_o"] * f_bottom
             arm_bottom = col["arm_b_d"] * f_bottom + col["arm_b_o"] * f_top
-            taps = (arm_top, col["phi_t"] * arm_top + col["phi_b"] * arm_bottom)
+            taps = jnp.concatenate([arm_top, col["phi_t"] * arm_top + col["phi_b"] * arm_bottom])
             return col["a"] * field + col["b"] * field[col["partner"]], taps
 
         tap_gamma = x.T
         field = x.T * post[:, None]
-        field, (tap_theta, tap_phi) = jax.lax.scan(step, field, columns(slot, a, b_transposed), reverse=True)
-    batch = x.shape[0]
-
-    def by_mzi(stacked):  # (C, S, B) -> (K, B)
-        return stacked.reshape(-1, batch)[jnp.asarray(t.mzi_slot)]
-
-    taps = jnp.concatenate([by_mzi(tap_theta), by_mzi(tap_phi), tap_gamma], axis=0)
-    return field.T, taps.T
+        field, column_taps = jax.lax.scan(step, field, columns(slot, a, b_transposed), reverse=True)
+    # column_taps: (C, 2S, B) = per column [θ taps of its slots; φ taps of its slots]
+    rows = jnp.concatenate([column_taps.reshape(-1, x.shape[0]), tap_gamma])
+    return field.T, rows[jnp.asarray(t.tap_rows)].T
 
 
 def _fused_columns(topology: MeshTopology, c: dict, out: dict):
