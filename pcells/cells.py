@@ -333,8 +333,11 @@ def tapped_segment(
 ) -> gf.Component:
     """A heated waveguide segment with its grating tap: [tap][heater], ports o1/o2 bus, o3/o4 tap, e1/e2 heater."""
     c = gf.Component()
-    t = c << gf.get_component(tap, tap_fraction=tap_fraction, cross_section=cross_section)
-    h = c << heater(length=heater_length, cross_section=cross_section, cross_section_heater=cross_section_heater)
+    t = c.add_ref(gf.get_component(tap, tap_fraction=tap_fraction, cross_section=cross_section), name="tap")
+    h = c.add_ref(
+        heater(length=heater_length, cross_section=cross_section, cross_section_heater=cross_section_heater),
+        name="heater",
+    )
     h.connect("o1", t.ports["o2"])
     for name, ref, pname in (("o1", t, "o1"), ("o2", h, "o2"), ("o3", t, "o3"), ("o4", t, "o4")):
         c.add_port(name, port=ref.ports[pname])
@@ -394,16 +397,16 @@ def mzi_tapped(
     lseg = seg.info["length"]
     bottom = gf.components.straight(length=lseg, cross_section=cross_section)
     c = gf.Component()
-    phi = c << seg
+    phi = c.add_ref(seg, name="phi")
     phi.dmove((0, pitch))
-    b_in = c << bottom
-    c_in = c << cp
+    b_in = c.add_ref(bottom, name="bottom_in")
+    c_in = c.add_ref(cp, name="coupler_in")
     c_in.dmove((lseg, 0))
-    theta = c << seg
+    theta = c.add_ref(seg, name="theta")
     theta.connect("o1", c_in.ports["o3"])
-    b_arm = c << bottom
+    b_arm = c.add_ref(bottom, name="bottom_arm")
     b_arm.connect("o1", c_in.ports["o4"])
-    c_out = c << cp
+    c_out = c.add_ref(cp, name="coupler_out")
     c_out.connect("o1", b_arm.ports["o2"])
     c.add_port("o1", port=b_in.ports["o1"])
     c.add_port("o2", port=phi.ports["o1"])
@@ -448,8 +451,8 @@ def phase_shifter_tapped(
     if pad < 0:
         raise PitchError(f"phase shifter length {length} µm shorter than its tapped segment {seg.info['length']}")
     c = gf.Component()
-    s = c << seg
-    p = c << gf.components.straight(length=pad, cross_section=cross_section)
+    s = c.add_ref(seg, name="segment")
+    p = c.add_ref(gf.components.straight(length=pad, cross_section=cross_section), name="pad_straight")
     p.connect("o1", s.ports["o2"])
     c.add_port("o1", port=s.ports["o1"])
     c.add_port("o2", port=p.ports["o2"])
