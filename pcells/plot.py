@@ -49,7 +49,9 @@ def plot_layout(component: gf.Component, path_png=None, chip_map=None, ax=None, 
             continue
         color = _COLORS.get(name, _DEFAULT)
         alpha = 0.9 if name == "WG" else 0.45
-        ax.add_collection(PolyCollection(pts, facecolors=color, edgecolors="none", alpha=alpha, label=name))
+        ax.add_collection(
+            PolyCollection(pts, facecolors=color, edgecolors=color, linewidths=0.3, alpha=alpha, label=name)
+        )
     if chip_map is not None:
         for pad in chip_map.pads:
             ax.annotate(pad.shifter or "gnd", pad.position, fontsize=5, ha="center", va="center")
