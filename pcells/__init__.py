@@ -1,7 +1,8 @@
 """pcells: gdsfactory cells of tapped MZI meshes (grating taps, MZIs, meshes, chips) and their chip map.
 
-Importing ``pcells`` activates the ``tapmesh`` PDK (the generic PDK plus these cells) unless another PDK is
-already active; :func:`activate_pdk` activates it explicitly (needed for ``gf.read.from_yaml``).
+Importing ``pcells`` activates the ``tapmesh`` PDK (the generic PDK plus these cells) unless a PDK other than
+the generic one is already active; :func:`activate_pdk` activates it explicitly (``gf.read.from_yaml`` needs it
+to rebuild these cells).
 """
 
 from __future__ import annotations
@@ -10,7 +11,22 @@ import gdsfactory as gf
 
 from . import errors, schedule
 from .cells import grating_tap, mzi_tapped, phase_shifter_tapped
+from .chip import DEMO_ROLES, chip, demo_chip
+from .chip_map import ChipMap, FiberMap, PadMap, TapMap, chip_map
+from .checks import DRC_RULES, dangling_optical_ports, drc, netlist_summary, overlap_area
+from .errors import (
+    ConnectivityError,
+    CouplerKindError,
+    CrossSectionError,
+    LayoutError,
+    MeshKindError,
+    MeshSizeError,
+    PitchError,
+    TapFractionError,
+)
+from .mesh import mesh
 from .pdk import activate_pdk, get_pdk
+from .plot import plot_layout
 
 
 def _ensure_pdk() -> None:
@@ -25,11 +41,34 @@ def _ensure_pdk() -> None:
 _ensure_pdk()
 
 __all__ = [
+    "DEMO_ROLES",
+    "DRC_RULES",
+    "ChipMap",
+    "ConnectivityError",
+    "CouplerKindError",
+    "CrossSectionError",
+    "FiberMap",
+    "LayoutError",
+    "MeshKindError",
+    "MeshSizeError",
+    "PadMap",
+    "PitchError",
+    "TapFractionError",
+    "TapMap",
     "activate_pdk",
+    "chip",
+    "chip_map",
+    "dangling_optical_ports",
+    "demo_chip",
+    "drc",
     "errors",
     "get_pdk",
     "grating_tap",
+    "mesh",
     "mzi_tapped",
+    "netlist_summary",
+    "overlap_area",
     "phase_shifter_tapped",
+    "plot_layout",
     "schedule",
 ]

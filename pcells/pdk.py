@@ -8,10 +8,11 @@ import gdsfactory as gf
 
 
 def _cells() -> dict:
-    from . import cells, chip, mesh
+    import importlib
 
     out = {}
-    for mod in (cells, mesh, chip):
+    # import the modules by name: ``pcells.mesh`` / ``pcells.chip`` are also the cell functions' names
+    for mod in (importlib.import_module(f"pcells.{m}") for m in ("cells", "mesh", "chip")):
         for name in getattr(mod, "PDK_CELLS", ()):
             out[name] = getattr(mod, name)
     return out
