@@ -32,11 +32,6 @@ DEMO_ROLES: dict[str, tuple[tuple[int, int], ...]] = {
 """Roles of the demo chip's 15 MZIs, keyed by ``(column, top_mode)``."""
 
 
-def _shifter_label(h: int, n: int, kind: str) -> str:
-    name, idx = schedule.shifters(n, kind)[h]
-    return f"{name}{idx}"
-
-
 def _fan_in(c, gc_ports, mesh_ports, side: str, radius: float, separation: float, cross_section) -> None:
     """Non-crossing Manhattan routes from a grating array (pitch p) to the mesh ports (pitch < p), in order.
 
@@ -144,8 +139,9 @@ def chip(
     )
     c = gf.Component()
     mr = c.add_ref(m, name="mesh")
+    mports = {p.name: p for p in mr.ports}  # one pass: instance port lookup by name is linear in kfactory
     y_top, y_bot = m.info["y_top"], m.info["y_bot"]
-    tw = mr.ports["gnd_top0"].dwidth if "gnd_top0" in mr.ports else 5.0
+    tw = mports["gnd_top0"].dwidth if "gnd_top0" in mports else 5.0
     via_c = gf.get_component(via, size=(tw, tw))
     pad = gf.components.pad(size=pad_size, layer=xt.layer)
     n_heaters = m.info["n_heaters"]
@@ -156,7 +152,7 @@ def chip(
         y_bus = y_edge + sign * pad_gap / 2
         y_pad = y_edge + sign * (pad_gap + ph / 2)
         gnd_x = []
-        for p in mr.ports:
+        for p in mports.values():
             if p.name.startswith(f"gnd_{side}"):
                 x = p.dcenter[0]
                 gnd_x.append(x)
@@ -172,23 +168,24 @@ def chip(
         _rect(c, x_gpad - tw / 2, x_gpad + tw / 2, *sorted((y_bus, y_pad)), xt.layer)
         gp = c.add_ref(pad, name=f"pad_gnd_{side}")
         gp.dmove((x_gpad, y_pad))
-        c.add_port(f"pad_gnd_{side}", port=gp.ports["pad"])
+        c.ports.add_port(port=gp.ports["pad"], name=f"pad_gnd_{side}")
         if with_labels:
             c.add_label(f"GND_{side.upper()}", position=(x_gpad, y_pad), layer=layer_label)
+    labels = [f"{name}{idx}" for name, idx in schedule.shifters(n, kind)]
     for h in range(n_heaters):
-        p = mr.ports[f"e{h + 1}"]
+        p = mports[f"e{h + 1}"]
         x, y = p.dcenter
         sign = 1 if p.orientation == 90 else -1
         y_pad = y + sign * (pad_gap + ph / 2)
         _rect(c, x - tw / 2, x + tw / 2, *sorted((y, y_pad)), xt.layer)
         pr = c.add_ref(pad, name=f"pad_e{h + 1}")
         pr.dmove((x, y_pad))
-        c.add_port(f"pad_e{h + 1}", port=pr.ports["pad"])
+        c.ports.add_port(port=pr.ports["pad"], name=f"pad_e{h + 1}")
         if with_labels:
-            c.add_label(f"e{h + 1} {_shifter_label(h, n, kind)}", position=(x, y_pad), layer=layer_label)
+            c.add_label(f"e{h + 1} {labels[h]}", position=(x, y_pad), layer=layer_label)
 
     # ---- fiber gratings: west inputs, east outputs, two loopback gratings above each array
-    y_mid = (mr.ports["o1"].dcenter[1] + mr.ports[f"o{n}"].dcenter[1]) / 2
+    y_mid = (mports["o1"].dcenter[1] + mports[f"o{n}"].dcenter[1]) / 2
     ys_io = [y_mid + (n - 1) / 2 * fiber_pitch - k * fiber_pitch for k in range(n)]
     ys = [ys_io[0] + 2 * fiber_pitch, ys_io[0] + fiber_pitch, *ys_io]
     radius = float(gf.get_cross_section(cross_section).radius or 10.0)
@@ -205,13 +202,13 @@ def chip(
             refs.append(r)
         gf.routing.route_single(c, refs[0].ports["o1"], refs[1].ports["o1"], cross_section=cross_section)
         for j in (0, 1):
-            c.add_port(f"loopback_{side}{j + 1}", port=refs[j].ports["o2"])
+            c.ports.add_port(port=refs[j].ports["o2"], name=f"loopback_{side}{j + 1}")
         io = refs[2:]
-        mesh_ports = [mr.ports[f"o{k + 1}"] if side == "w" else mr.ports[f"o{n + k + 1}"] for k in range(n)]
+        mesh_ports = [mports[f"o{k + 1}"] if side == "w" else mports[f"o{n + k + 1}"] for k in range(n)]
         _fan_in(c, [r.ports["o1"] for r in io], mesh_ports, side, radius, route_separation, cross_section)
         for k, r in enumerate(io):
             name = f"fiber_in{k}" if side == "w" else f"fiber_out{k}"
-            c.add_port(name, port=r.ports["o2"])
+            c.ports.add_port(port=r.ports["o2"], name=name)
             (inputs if side == "w" else outputs).append(name)
             if with_labels:
                 c.add_label(name, position=r.ports["o2"].dcenter, layer=layer_label)

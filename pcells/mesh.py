@@ -49,8 +49,8 @@ def mzi_passthrough(
         else:
             first = r
         prev = r
-    c.add_port("o1", port=first.ports["o1"])
-    c.add_port("o2", port=prev.ports["o2"])
+    c.ports.add_port(port=first.ports["o1"], name="o1")
+    c.ports.add_port(port=prev.ports["o2"], name="o2")
     return c
 
 
@@ -175,7 +175,7 @@ def mesh(
             _chain(m + 1, r, "o1", "o4")
             for ps, name, idx in (("o7", "theta", k), ("o8", "theta", k), ("o5", "phi", k), ("o6", "phi", k)):
                 suffix = "fwd" if ps in ("o5", "o7") else "bwd"
-                c.add_port(f"tap_{name}{idx}_{suffix}", port=r.ports[ps])
+                c.ports.add_port(port=r.ports[ps], name=f"tap_{name}{idx}_{suffix}")
             heaters_by_col.setdefault(col, []).extend(
                 [(k, r.ports["e3"], r.ports["e4"]), (n_mzi + k, r.ports["e1"], r.ports["e2"])]
             )
@@ -193,23 +193,23 @@ def mesh(
         r = c.add_ref(gamma, name=f"gamma_m{m}")
         r.dmove((xg, y[m]))
         _chain(m, r, "o1", "o2")
-        c.add_port(f"tap_gamma{m}_fwd", port=r.ports["o3"])
-        c.add_port(f"tap_gamma{m}_bwd", port=r.ports["o4"])
+        c.ports.add_port(port=r.ports["o3"], name=f"tap_gamma{m}_fwd")
+        c.ports.add_port(port=r.ports["o4"], name=f"tap_gamma{m}_bwd")
         heaters_by_col.setdefault(ncols, []).append((2 * n_mzi + m, r.ports["e1"], r.ports["e2"]))
         if zone_straight is not None:
             z = c.add_ref(zone_straight, name=f"zone_c{ncols}_m{m}")
             z.dmove((xg + l_mzi, y[m]))
             _chain(m, z, "o1", "o2")
     for m in range(n):
-        c.add_port(f"o{m + 1}", port=inputs[m])
+        c.ports.add_port(port=inputs[m], name=f"o{m + 1}")
     for m in range(n):
-        c.add_port(f"o{n + m + 1}", port=last[m])
+        c.ports.add_port(port=last[m], name=f"o{n + m + 1}")
 
     if not route_heaters:
         for col, entries in heaters_by_col.items():
             for h, sig, gnd in entries:
-                c.add_port(f"e{h + 1}", port=sig)
-                c.add_port(f"r{h + 1}", port=gnd)
+                c.ports.add_port(port=sig, name=f"e{h + 1}")
+                c.ports.add_port(port=gnd, name=f"r{h + 1}")
     else:
         tw = track_width
         for col, entries in heaters_by_col.items():
