@@ -136,6 +136,18 @@ def test_mesh_drc_clean_both_kinds():
         assert set(pcells.drc(comp).values()) == {0}, pcells.drc(comp)
 
 
+@pytest.mark.parametrize("deep", [True, False])
+def test_drc_catches_violations(deep):
+    c = gf.Component()
+    c.add_ref(pcells.mzi_tapped(), name="mzi")
+    c.add_polygon([(0, -20), (10, -20), (10, -19.9), (0, -19.9)], layer="WG")  # 0.1 µm wide sliver
+    c.add_polygon([(0, -30), (10, -30), (10, -27), (0, -27)], layer="M2")
+    c.add_polygon([(0, -26), (10, -26), (10, -23), (0, -23)], layer="M2")  # 1 µm from the one above
+    res = pcells.drc(c, deep=deep)
+    assert res["WG.width"] > 0 and res["M2.space"] > 0
+    assert res["HEATER.width"] == res["M3.width"] == 0
+
+
 def test_unrouted_mesh_exposes_lanes():
     m = pcells.mesh(n=3, route_heaters=False)
     assert len([p for p in m.ports if p.name.startswith("e")]) == 9
@@ -229,7 +241,6 @@ def test_demo_chip(demo):
     assert overlap_free(demo)
 
 
-@pytest.mark.slow
 def test_demo_chip_drc(demo):
     assert set(pcells.drc(demo).values()) == {0}, pcells.drc(demo)
 
@@ -265,7 +276,7 @@ def test_pcells_imports_no_downstream_package():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("n", "kind"), [(8, "triangular"), (16, "rectangular")])
+@pytest.mark.parametrize(("n", "kind"), [(8, "triangular"), (16, "rectangular"), (32, "rectangular")])
 def test_large_mesh_checks(n, kind):
     c = pcells.chip(n=n, kind=kind)
     cm = pcells.chip_map(c)
