@@ -34,6 +34,7 @@ LEAF_MODELS: dict[str, tuple[str, str | None]] = {
     "grating_coupler_elliptical_te": ("grating_coupler", None),
     "grating_coupler_rectangular": ("grating_coupler", None),
     "tap_grating": ("grating_coupler", None),
+    "edge_coupler": ("waveguide", "length"),
 }
 ELECTRICAL_PREFIXES = ("e", "r", "gnd", "pad")
 

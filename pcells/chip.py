@@ -12,10 +12,22 @@ import gdsfactory as gf
 
 from . import schedule
 from .cells import _rect, xs_layer
-from .errors import PitchError
+from .errors import LayoutError, PitchError
 from .mesh import mesh as mesh_cell
 
-PDK_CELLS = ("chip", "demo_chip")
+PDK_CELLS = ("chip", "demo_chip", "edge_coupler")
+
+
+@gf.cell
+def edge_coupler(length: float = 100.0, width_tip: float = 0.2, cross_section="strip") -> gf.Component:
+    """Inverse-taper edge coupler: ``o1`` the waveguide end, ``o2`` the tip at the chip facet (faces +x)."""
+    xs = xs_layer(cross_section)
+    c = gf.Component()
+    t = c << gf.components.taper(length=length, width1=xs.width, width2=width_tip, cross_section=cross_section)
+    c.ports.add_port(port=t.ports["o1"], name="o1")
+    c.ports.add_port(port=t.ports["o2"], name="o2")
+    c.info["length"] = length
+    return c
 
 DEMO_ROLES: dict[str, tuple[tuple[int, int], ...]] = {
     # 6×6 triangular mesh, 15 MZIs (schedule.mzis(6, "triangular")), after Pai et al., Science 380, 398 (2023).
@@ -85,7 +97,9 @@ def chip(
     pad_gap: float = 150.0,
     bus_width: float = 10.0,
     fiber_pitch: float = 127.0,
+    io: str = "grating",
     grating_coupler="grating_coupler_elliptical_te",
+    edge_coupler="edge_coupler",
     io_margin: float = 300.0,
     route_separation: float = 5.0,
     with_labels: bool = True,
@@ -108,7 +122,10 @@ def chip(
         pad_gap: distance from the mesh edge to the pad row, µm.
         bus_width: width of the return bus, µm.
         fiber_pitch: fiber-array pitch, µm (127 for a standard array).
-        grating_coupler: fiber grating coupler spec.
+        io: ``"grating"`` (vertical fiber array on grating couplers) or ``"edge"`` (edge couplers at the chip
+            facets: inverse tapers whose tips are the fiber ports).
+        grating_coupler: fiber grating coupler spec (port ``o1`` waveguide, ``o2`` fiber).
+        edge_coupler: edge coupler spec (port ``o1`` waveguide, ``o2`` the tip at the facet).
         io_margin: extra distance between the grating arrays and the mesh, µm.
         route_separation: waveguide separation in the fan-in bundles, µm.
         with_labels: add text labels to pads and gratings.
@@ -117,7 +134,9 @@ def chip(
     """
     if pad_size[0] + 10 > pad_pitch:
         raise PitchError(f"pad pitch {pad_pitch} µm smaller than a pad ({pad_size[0]} µm) plus 10 µm spacing")
-    gc = gf.get_component(grating_coupler)
+    if io not in ("grating", "edge"):
+        raise LayoutError(f"unknown io {io!r}; expected 'grating' or 'edge'")
+    gc = gf.get_component(grating_coupler if io == "grating" else edge_coupler)
     gc_width = gc.dbbox().height()
     if fiber_pitch < gc_width + 5:
         raise PitchError(f"fiber pitch {fiber_pitch} µm smaller than the grating coupler ({gc_width:.1f} µm)")
@@ -203,10 +222,10 @@ def chip(
         gf.routing.route_single(c, refs[0].ports["o1"], refs[1].ports["o1"], cross_section=cross_section)
         for j in (0, 1):
             c.ports.add_port(port=refs[j].ports["o2"], name=f"loopback_{side}{j + 1}")
-        io = refs[2:]
+        io_refs = refs[2:]
         mesh_ports = [mports[f"o{k + 1}"] if side == "w" else mports[f"o{n + k + 1}"] for k in range(n)]
-        _fan_in(c, [r.ports["o1"] for r in io], mesh_ports, side, radius, route_separation, cross_section)
-        for k, r in enumerate(io):
+        _fan_in(c, [r.ports["o1"] for r in io_refs], mesh_ports, side, radius, route_separation, cross_section)
+        for k, r in enumerate(io_refs):
             name = f"fiber_in{k}" if side == "w" else f"fiber_out{k}"
             c.ports.add_port(port=r.ports["o2"], name=name)
             (inputs if side == "w" else outputs).append(name)
@@ -218,6 +237,7 @@ def chip(
     c.info["output_ports"] = outputs
     c.info["n_heaters"] = n_heaters
     c.info["n_pads"] = n_heaters + 2
+    c.info["io"] = io
     return c
 
 

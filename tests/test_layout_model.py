@@ -106,3 +106,12 @@ def test_schedule_matches_circuits_topology():
                     node for node in topo.graph.nodes if isinstance(node, tuple) and len(node) == 2
                 )
             assert [tuple(x) for x in mzis] == schedule.mzis(n, kind), (n, kind)
+
+
+def test_extracted_chip_edge_couplers():
+    c = pcells.chip(n=2, io="edge")
+    lc = sax_circuit_from_component(c, loss_db_cm=0.0)
+    phases = np.array([1.3, 0.4, 2.0, 0.1])
+    u = lc.matrix(phases=phases)
+    v = ideal_mesh_matrix(2, "rectangular", phases, tap_fraction=TAP)
+    np.testing.assert_allclose(np.abs(u), np.abs(v), atol=1e-9)

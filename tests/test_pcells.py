@@ -66,6 +66,7 @@ def test_schedule_has_no_gdsfactory_import():
         (lambda: pcells.grating_tap(tap_fraction=0.2), pcells.TapFractionError),
         (lambda: pcells.chip(n=4, pad_pitch=60.0), pcells.PitchError),
         (lambda: pcells.chip(n=4, fiber_pitch=20.0), pcells.PitchError),
+        (lambda: pcells.chip(n=4, io="free_space"), pcells.LayoutError),
     ],
 )
 def test_bad_input_named_errors(call, error):
@@ -209,6 +210,19 @@ def test_chip_pads_and_map(chip4):
     assert len(loop) == 4
     ys = sorted(f.position[1] for f in cm.fibers if f.role == "input")
     assert all(abs((b - a) - 127.0) < 1e-6 for a, b in zip(ys, ys[1:]))  # fiber-array pitch
+
+
+def test_edge_coupler_chip():
+    c = pcells.chip(n=3, io="edge")
+    cm = pcells.chip_map(c)
+    assert {(f.role, f.mode) for f in cm.fibers if f.role != "loopback"} == {
+        (r, m) for r in ("input", "output") for m in range(3)
+    }
+    xs = [f.position[0] for f in cm.fibers]
+    b = c.dbbox()
+    assert all(abs(x - b.left) < 1e-3 or abs(x - b.right) < 1e-3 for x in xs)  # tips on the facets
+    assert set(pcells.drc(c).values()) == {0}
+    assert not pcells.dangling_optical_ports(c)
 
 
 def test_chip_map_json_roundtrip(chip4, tmp_path):
