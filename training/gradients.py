@@ -62,7 +62,9 @@ def autodiff(net: PhotonicNetwork, phases, features, labels, **_) -> GradientRes
 # -------------------------------------------------------------------------------- in-situ layer step
 
 
-def measure_layer_gradient(net: PhotonicNetwork, layer: int, phases_l, x, c, *, fwd_taps=None, analog=False):
+def measure_layer_gradient(
+    net: PhotonicNetwork, layer: int, phases_l, x, c, *, fwd_taps=None, analog=False, adjoint_power="backward"
+):
     """Measure ``∂/∂θ Re Σ_b c_b·(U_l x_b)`` on the chip at the taps of ``layer``.
 
     ``x`` (B, n) is the field the layer receives, ``c`` (B, n) the adjoint at its output. Each sample's
@@ -74,8 +76,13 @@ def measure_layer_gradient(net: PhotonicNetwork, layer: int, phases_l, x, c, *, 
       forward and read the taps ``P_sum``. With ``P_fwd`` the forward taps of ``x`` (``fwd_taps``, read
       during the forward pass; measured here if not given), the gradient of heater i is
       ``√(1−tᵢ)/(2tᵢ) · (P_sum − P_fwd − P_adj)``, tᵢ the calibrated tap fraction.
+      ``adjoint_power="forward"`` replaces ``P_adj`` by the forward taps of ``−i·conj(a)`` sent alone
+      (one more pass): exact for the interference term when taps or loss make the time-reversed adjoint
+      weaker than the backward one (the seed protocol's error grows as tap fraction × mesh depth).
     * ``analog=True``: inject ``c`` backward and read only ``a`` coherently; inject ``x − i·conj(a)``
       and ``x + i·conj(a)`` forward and read the forward taps; gradient ``√(1−tᵢ)/(4tᵢ)·(P₋ − P₊)``.
+
+    Tap readings are dark-frame corrected (:meth:`PhotonicNetwork.dark_taps`, measured once per chip).
 
     Returns ``(grad (n_phases,), a_in (B, n) unscaled adjoint at the layer input, passes)``.
     """
@@ -96,9 +103,15 @@ def measure_layer_gradient(net: PhotonicNetwork, layer: int, phases_l, x, c, *, 
     scale = np.where(ok & (scale == 0), 1.0 / np.where(ok, c_norm, 1.0), scale)  # dark input: unit adjoint
     chip.inject((c * scale[:, None]).astype(net.dtype), "output")
     passes += batch
-    adj_taps = None if analog else np.asarray(chip.read_taps("backward"))
+    if adjoint_power not in ("backward", "forward"):
+        raise ValueError(f"adjoint_power must be 'backward' or 'forward', got {adjoint_power!r}")
+    adj_taps = None if (analog or adjoint_power == "forward") else np.asarray(chip.read_taps("backward"))
     a_scaled = np.asarray(chip.read_outputs_coherent())
     probe = (-1j * np.conj(a_scaled)).astype(net.dtype)
+    if not analog and adjoint_power == "forward":
+        chip.inject(probe, "input")
+        adj_taps = np.asarray(chip.read_taps("forward"))
+        passes += batch
     t = net.tap_fraction(layer)
     k = np.sqrt(1.0 - t) / (2.0 * t)
     if analog:
@@ -113,13 +126,16 @@ def measure_layer_gradient(net: PhotonicNetwork, layer: int, phases_l, x, c, *, 
         p_sum = np.asarray(chip.read_taps("forward"))
         passes += batch
         cross = p_sum - fwd_taps - adj_taps
+    if not analog:  # the analog difference cancels fixed offsets by itself
+        dark_fwd, dark_bwd = net.dark_taps(layer)
+        cross = cross + dark_fwd + (dark_fwd if adjoint_power == "forward" else dark_bwd)
     inv = np.where(ok, 1.0 / np.where(scale > 0, scale, 1.0), 0.0)
     grad = np.sum(cross * inv[:, None], axis=0) * k
     a_in = a_scaled * inv[:, None]
     return grad, a_in, passes
 
 
-def _insitu(net: PhotonicNetwork, phases, features, labels, analog: bool) -> GradientResult:
+def _insitu(net: PhotonicNetwork, phases, features, labels, analog: bool, adjoint_power="backward") -> GradientResult:
     x0 = net.encode(features)
     fw = net.chip_forward(phases, x0, taps=not analog, coherent=True)
     passes = fw["passes"]
@@ -127,7 +143,8 @@ def _insitu(net: PhotonicNetwork, phases, features, labels, analog: bool) -> Gra
     grads = [None] * net.n_layers
     for l in reversed(range(net.n_layers)):
         g, a_in, p = measure_layer_gradient(
-            net, l, phases[l], fw["xs"][l], c, fwd_taps=None if analog else fw["taps"][l], analog=analog
+            net, l, phases[l], fw["xs"][l], c, fwd_taps=None if analog else fw["taps"][l], analog=analog,
+            adjoint_power=adjoint_power,
         )
         grads[l] = g
         passes += p
@@ -136,14 +153,15 @@ def _insitu(net: PhotonicNetwork, phases, features, labels, analog: bool) -> Gra
     return GradientResult(_as_list(grads, net), passes, loss)
 
 
-def insitu(net: PhotonicNetwork, phases, features, labels, **_) -> GradientResult:
+def insitu(net: PhotonicNetwork, phases, features, labels, *, adjoint_power: str = "backward", **_) -> GradientResult:
     """In situ backpropagation (Hughes et al. 2018; Pai et al. 2023), every layer measured at its taps.
 
     Forward pass through all layers (forward taps, coherent outputs); the output error and every
     adjoint through a nonlinearity are computed digitally; per layer, last to first: backward pass of
     the adjoint (backward taps, adjoint field at the layer input read coherently) and the sum pass
-    ``x − i·conj(a)`` (forward taps). 3 passes per sample and layer."""
-    return _insitu(net, phases, features, labels, analog=False)
+    ``x − i·conj(a)`` (forward taps). 3 passes per sample and layer (4 with ``adjoint_power="forward"``,
+    see :func:`measure_layer_gradient`)."""
+    return _insitu(net, phases, features, labels, analog=False, adjoint_power=adjoint_power)
 
 
 def insitu_analog(net: PhotonicNetwork, phases, features, labels, **_) -> GradientResult:
@@ -181,11 +199,11 @@ def _class_error(net, z_last, labels):
     return q - np.eye(net.n_classes)[np.asarray(labels)]
 
 
-def _map(net, layer, phases_l, x, c, mapping):
+def _map(net, layer, phases_l, x, c, mapping, fwd_taps=None):
     if mapping == "model":
         return np.asarray(net.local_model_gradient(layer, phases_l, x, c)), 0
     if mapping == "insitu":
-        g, _, p = measure_layer_gradient(net, layer, phases_l, x, c)
+        g, _, p = measure_layer_gradient(net, layer, phases_l, x, c, fwd_taps=fwd_taps)
         return g, p
     raise ValueError(f"mapping must be 'model' or 'insitu', got {mapping!r}")
 
@@ -220,7 +238,9 @@ def two_pass(
     loss, _ = net.output_adjoint(zs1[-1], labels)
     e = _class_error(net, zs1[-1], labels)
     x_mod = (x0 + e @ f).astype(net.dtype)
-    second = net.chip_forward(phases, x_mod, coherent=True) if net.on_chip else None
+    if mapping not in ("model", "insitu"):
+        raise ValueError(f"mapping must be 'model' or 'insitu', got {mapping!r}")
+    second = net.chip_forward(phases, x_mod, coherent=True, taps=mapping == "insitu") if net.on_chip else None
     if second:
         zs2, xs2 = second["zs"], second["xs"]
     else:
@@ -233,7 +253,7 @@ def two_pass(
             _, c = net.output_adjoint(zs2[-1], labels)
         else:
             c = np.conj(np.asarray(zs1[l]) - np.asarray(zs2[l])) / batch
-        g, p = _map(net, l, phases[l], xs2[l], c, mapping)
+        g, p = _map(net, l, phases[l], xs2[l], c, mapping, second["taps"][l] if mapping == "insitu" else None)
         grads.append(g)
         passes += p
     return GradientResult(_as_list(grads, net), passes, loss)
@@ -246,7 +266,9 @@ def dfa(net: PhotonicNetwork, phases, features, labels, *, seed: int = 0, mappin
     mapped to phases as in :func:`two_pass`. L passes per sample (``mapping="model"``)."""
     b = _feedback("dfa", net, seed)
     x0 = net.encode(features)
-    out = net.chip_forward(phases, x0, coherent=True) if net.on_chip else None
+    if mapping not in ("model", "insitu"):
+        raise ValueError(f"mapping must be 'model' or 'insitu', got {mapping!r}")
+    out = net.chip_forward(phases, x0, coherent=True, taps=mapping == "insitu") if net.on_chip else None
     zs = out["zs"] if out else [np.asarray(z) for z in net.model_fields(phases, x0)]
     xs = out["xs"] if out else [x0] + [np.asarray(net.activation(jnp.asarray(z))) for z in zs[:-1]]
     passes = out["passes"] if out else 0
@@ -255,7 +277,7 @@ def dfa(net: PhotonicNetwork, phases, features, labels, *, seed: int = 0, mappin
     grads = []
     for l in range(net.n_layers):
         c = c_last if l == net.n_layers - 1 else net.activation_adjoint(zs[l], (e @ b[l]).astype(net.dtype))
-        g, p = _map(net, l, phases[l], xs[l], c, mapping)
+        g, p = _map(net, l, phases[l], xs[l], c, mapping, out["taps"][l] if mapping == "insitu" else None)
         grads.append(g)
         passes += p
     return GradientResult(_as_list(grads, net), passes, loss)

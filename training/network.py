@@ -212,6 +212,8 @@ class PhotonicNetwork:
             if self.calibrations is None:
                 raise ValueError("a network on chips needs their calibrations (Calibration.nominal for an ideal chip)")
         self._programmed: dict[int, np.ndarray] = {}
+        self._dark: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        self.overhead_passes = 0
 
         zeros = np.zeros(topology.n_shifters)
         if self.calibrations is None:
@@ -368,6 +370,19 @@ class PhotonicNetwork:
             return
         chip.set_voltages(volts)
         self._programmed[key] = volts
+
+    def dark_taps(self, layer: int, frames: int = 16) -> tuple[np.ndarray, np.ndarray]:
+        """Camera dark frames (forward, backward gratings) of ``layer``'s chip, mW: the mean reading with
+        no light injected, measured once per chip (``frames`` dark fields, counted in
+        ``overhead_passes``) and subtracted from tap readings by the in-situ methods."""
+        chip = self.chip(layer)
+        if id(chip) not in self._dark:
+            chip.inject(np.zeros((frames, self.n), dtype=self.dtype), "input")
+            fwd = np.asarray(chip.read_taps("forward")).mean(axis=0)
+            bwd = np.asarray(chip.read_taps("backward")).mean(axis=0)
+            self._dark[id(chip)] = (fwd, bwd)
+            self.overhead_passes += frames
+        return self._dark[id(chip)]
 
     def chip_forward(self, phases, x_fields, *, taps: bool = False, coherent: bool = True):
         """One forward pass of every layer on the chip(s).
