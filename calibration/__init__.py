@@ -1,5 +1,6 @@
 """calibration: the Chip interface, an as-built virtual chip, and calibration of fabricated meshes."""
 
+from calibration.calibration import FORMAT_VERSION, Calibration, Correction
 from calibration.chip import Chip
 from calibration.errors import (
     CalibrationError,
@@ -11,8 +12,12 @@ from calibration.errors import (
     VoltageError,
 )
 from calibration.virtual import AsBuilt, Noise, VirtualChip, neighbour_pairs
+from circuits import fidelity
 
 __all__ = [
+    "FORMAT_VERSION",
+    "Calibration",
+    "Correction",
     "AsBuilt",
     "CalibrationError",
     "CalibrationFileError",
@@ -24,5 +29,6 @@ __all__ = [
     "Noise",
     "VirtualChip",
     "VoltageError",
+    "fidelity",
     "neighbour_pairs",
 ]
