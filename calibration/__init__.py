@@ -11,6 +11,7 @@ from calibration.errors import (
     MeasurementError,
     VoltageError,
 )
+from calibration.procedure import STEPS, FaultWarning, calibrate
 from calibration.virtual import AsBuilt, Noise, VirtualChip, neighbour_pairs
 from circuits import fidelity
 
@@ -29,6 +30,9 @@ __all__ = [
     "Noise",
     "VirtualChip",
     "VoltageError",
+    "STEPS",
+    "FaultWarning",
+    "calibrate",
     "fidelity",
     "neighbour_pairs",
 ]
