@@ -1,5 +1,6 @@
 """calibration: the Chip interface, an as-built virtual chip, and calibration of fabricated meshes."""
 
+from calibration.calibration import FORMAT_VERSION, Calibration, Correction
 from calibration.chip import Chip
 from calibration.errors import (
     CalibrationError,
@@ -10,9 +11,14 @@ from calibration.errors import (
     MeasurementError,
     VoltageError,
 )
+from calibration.procedure import STEPS, FaultWarning, calibrate
 from calibration.virtual import AsBuilt, Noise, VirtualChip, neighbour_pairs
+from circuits import fidelity
 
 __all__ = [
+    "FORMAT_VERSION",
+    "Calibration",
+    "Correction",
     "AsBuilt",
     "CalibrationError",
     "CalibrationFileError",
@@ -24,5 +30,9 @@ __all__ = [
     "Noise",
     "VirtualChip",
     "VoltageError",
+    "STEPS",
+    "FaultWarning",
+    "calibrate",
+    "fidelity",
     "neighbour_pairs",
 ]
