@@ -75,12 +75,14 @@ def measure_layer_gradient(
       ``P_adj`` and, coherently, the adjoint ``a`` leaving the input ports; inject ``x − i·conj(a)``
       forward and read the taps ``P_sum``. With ``P_fwd`` the forward taps of ``x`` (``fwd_taps``, read
       during the forward pass; measured here if not given), the gradient of heater i is
-      ``√(1−tᵢ)/(2tᵢ) · (P_sum − P_fwd − P_adj)``, tᵢ the calibrated tap fraction.
+      ``√(1−tᵢ)/2 · (P̂_sum − P̂_fwd − P̂_adj)``, where ``P̂ = (P − dark)/ηᵢ`` is a reading converted to
+      guide power with the calibrated camera efficiency ηᵢ (``Calibration.tap_efficiency``, forward or
+      backward grating; ≈ tᵢ) and a dark frame, and tᵢ the calibrated tap fraction.
       ``adjoint_power="forward"`` replaces ``P_adj`` by the forward taps of ``−i·conj(a)`` sent alone
       (one more pass): exact for the interference term when taps or loss make the time-reversed adjoint
       weaker than the backward one (the seed protocol's error grows as tap fraction × mesh depth).
     * ``analog=True``: inject ``c`` backward and read only ``a`` coherently; inject ``x − i·conj(a)``
-      and ``x + i·conj(a)`` forward and read the forward taps; gradient ``√(1−tᵢ)/(4tᵢ)·(P₋ − P₊)``.
+      and ``x + i·conj(a)`` forward and read the forward taps; gradient ``√(1−tᵢ)/(4ηᵢ)·(P₋ − P₊)``.
 
     Tap readings are dark-frame corrected (:meth:`PhotonicNetwork.dark_taps`, measured once per chip).
 
@@ -113,24 +115,29 @@ def measure_layer_gradient(
         adj_taps = np.asarray(chip.read_taps("forward"))
         passes += batch
     t = net.tap_fraction(layer)
-    k = np.sqrt(1.0 - t) / (2.0 * t)
+    eff_fwd, eff_bwd = (np.where(e > 0, e, np.inf) for e in net.tap_efficiency(layer))  # dark taps: no gradient
     if analog:
         chip.inject((x + probe).astype(net.dtype), "input")
         p_minus = np.asarray(chip.read_taps("forward"))
         chip.inject((x - probe).astype(net.dtype), "input")
         p_plus = np.asarray(chip.read_taps("forward"))
         passes += 2 * batch
-        cross = 0.5 * (p_minus - p_plus)
+        cross = (p_minus - p_plus) / (4.0 * eff_fwd)  # fixed offsets cancel in the difference
     else:
         chip.inject((x + probe).astype(net.dtype), "input")
         p_sum = np.asarray(chip.read_taps("forward"))
         passes += batch
-        cross = p_sum - fwd_taps - adj_taps
-    if not analog:  # the analog difference cancels fixed offsets by itself
         dark_fwd, dark_bwd = net.dark_taps(layer)
-        cross = cross + dark_fwd + (dark_fwd if adjoint_power == "forward" else dark_bwd)
+        power_sum = (p_sum - dark_fwd) / eff_fwd
+        power_fwd = (fwd_taps - dark_fwd) / eff_fwd
+        if adjoint_power == "forward":
+            power_adj = (adj_taps - dark_fwd) / eff_fwd
+        else:
+            power_adj = (adj_taps - dark_bwd) / eff_bwd
+        cross = 0.5 * (power_sum - power_fwd - power_adj)  # = −Im(f·b) at each tap
+    cross = cross * np.sqrt(1.0 - t)  # tap field → heater: the backward wave crosses the tap first
     inv = np.where(ok, 1.0 / np.where(scale > 0, scale, 1.0), 0.0)
-    grad = np.sum(cross * inv[:, None], axis=0) * k
+    grad = np.sum(cross * inv[:, None], axis=0)
     a_in = a_scaled * inv[:, None]
     return grad, a_in, passes
 

@@ -260,6 +260,15 @@ class PhotonicNetwork:
             raise RuntimeError("in-situ methods need the calibrated tap fractions of the chip")
         return np.asarray(cal.tap_fraction, dtype=np.float64) * np.ones(self.n_phases)
 
+    def tap_efficiency(self, layer: int) -> np.ndarray:
+        """(2, n_phases) camera reading per mW in the guide, forward / backward gratings, from the
+        calibration (``Calibration.tap_efficiency``; the tap fraction when a calibration lacks it)."""
+        cal = self.calibration(layer)
+        eff = getattr(cal, "tap_efficiency", None)
+        if eff is None:
+            return np.stack([self.tap_fraction(layer)] * 2)
+        return np.asarray(eff, dtype=np.float64) * np.ones((2, self.n_phases))
+
     def init(self, seed: int = 0) -> list[jax.Array]:
         """Initial phases: one (n_phases,) array per layer, uniform in [0, 2π)."""
         rng = np.random.default_rng(seed)
