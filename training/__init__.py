@@ -1,1 +1,52 @@
-"""training: photonic networks of meshes and their gradient methods (autodiff, in situ, analog, two-pass)."""
+"""training: photonic networks of meshes and their gradient methods (autodiff, in situ, analog, two-pass).
+
+    net = PhotonicNetwork(circuits.rectangular(4), n_layers=3, n_classes=2, chips=chip, calibrations=cal)
+    result = train(net, data.moons(), method="insitu", epochs=30)
+    result.history.plot("curves.png")
+
+Every gradient method has one interface, ``method(net, phases, features, labels) -> GradientResult``
+(phase gradients per layer, chip passes used, the loss); see :mod:`training.gradients`.
+"""
+
+from training import data
+from training.data import Dataset
+from training.gradients import (
+    METHODS,
+    GradientResult,
+    autodiff,
+    cosine_similarity,
+    dfa,
+    insitu,
+    insitu_analog,
+    measure_layer_gradient,
+    spsa,
+    two_pass,
+)
+from training.network import Activation, Encoding, PhotonicNetwork, port_groups
+from training.noise import FieldNoise
+from training.train import History, TrainResult, plot_decision_boundary, plot_histories, train
+
+__all__ = [
+    "METHODS",
+    "Activation",
+    "Dataset",
+    "Encoding",
+    "FieldNoise",
+    "GradientResult",
+    "History",
+    "PhotonicNetwork",
+    "TrainResult",
+    "autodiff",
+    "cosine_similarity",
+    "data",
+    "dfa",
+    "insitu",
+    "insitu_analog",
+    "measure_layer_gradient",
+    "plot_decision_boundary",
+    "plot_histories",
+    "port_groups",
+    "spsa",
+    "train",
+    "two_pass",
+]

@@ -1,0 +1,495 @@
+"""Calibration of a mesh chip through the :class:`calibration.Chip` protocol only.
+
+Steps (``calibrate(chip, steps=...)``):
+
+0. **camera** (always): dark frames give every grating's offset and read noise; a few frames of random
+   light find dark taps (gratings that never see light while the others do).
+1. **phase_voltage**: per heater a sweep uniform in V², the tap reading fitted to the sin² law
+   ``A ± B·cos(φ0 + α V²)`` (grid search on α, then Gauss–Newton), all MZIs of a column in parallel
+   (they share no tap):
+
+   * θ heaters, column by column from the last one back: calibrated later columns are set to the bar
+     state (θ = π) and light is injected backward so it reaches only the top output of each MZI of the
+     column; that MZI's own φ tap (backward grating, before its φ heater) reads ``C − D·cos θ``.
+   * φ heaters, column by column from the first: earlier columns at bar, and the input field chosen
+     through the calibrated model of those columns so that each MZI of the column receives equal,
+     in-phase light on both inputs; its θ tap (forward) reads ``A + B·sin(φ + Δ)``.
+   * γ heaters, from the coherent output readout (if the chip has one), even and odd modes apart.
+
+   A heater whose fringe has no visibility is reported as dead, not fitted.
+2. **couplers**: δ of the input coupler from the split ratio at the θ tap with light on the top input only
+   vs the bottom input only (same grating, so its gain cancels), δ of the output coupler likewise with
+   backward light; the fringe extinctions are kept as a check.
+3. **crosstalk**: thermal crosstalk between neighbouring heaters, fitted in the refinement from settings in
+   which every heater is driven independently (random settings are paired sweeps of every pair at once).
+4. **refine**: nonlinear least squares (``scipy.optimize.least_squares``, Jacobian from JAX) of all
+   parameters on the differentiable model (:func:`circuits.propagate` with taps) against tap and output
+   readings at random voltages and random input fields, forward and backward; 1σ uncertainties from the
+   Jacobian.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+
+import circuits
+from calibration.calibration import Calibration
+from calibration.errors import CalibrationError, MeasurementError
+from calibration.virtual import neighbour_pairs
+
+STEPS = ("phase_voltage", "couplers", "crosstalk", "refine")
+TWO_PI = 2 * np.pi
+
+
+class FaultWarning(UserWarning):
+    """A dead heater or dark tap was found; it is reported in the calibration and left out of the fits."""
+
+
+# ============================================================================= bench wrapper
+class _Bench:
+    """Every chip access goes through here: validation of what the chip returns, and frame counting."""
+
+    def __init__(self, chip, n: int, h: int):
+        self.chip, self.n, self.h = chip, n, h
+        self.frames = 0
+        self._voltages = None
+        self.coherent = True
+
+    def set(self, voltages):
+        v = np.asarray(voltages, dtype=float)
+        if self._voltages is None or not np.array_equal(v, self._voltages):
+            self.chip.set_voltages(v)
+            self._voltages = v.copy()
+
+    def _check(self, a, shape, name):
+        a = np.asarray(a)
+        if a.shape != shape:
+            raise MeasurementError(f"chip.{name} returned shape {a.shape}, expected {shape}")
+        if not np.all(np.isfinite(a)):
+            raise MeasurementError(f"chip.{name} returned NaN or infinity")
+        return a
+
+    def measure(self, voltages, x, side="input", taps=None, outputs=False, coherent=False):
+        """Set voltages, inject the batch ``x`` (B, n) and read what is asked; returns a dict of arrays."""
+        self.set(voltages)
+        x = np.atleast_2d(np.asarray(x, dtype=np.complex128))
+        self.chip.inject(x, side=side)
+        b = x.shape[0]
+        out = {}
+        if taps:
+            out["taps"] = self._check(self.chip.read_taps(taps), (b, self.h), "read_taps").astype(float)
+            self.frames += b
+        if outputs:
+            out["outputs"] = self._check(self.chip.read_outputs(), (b, self.n), "read_outputs").astype(float)
+            self.frames += b
+        if coherent:
+            out["coherent"] = self._check(self.chip.read_outputs_coherent(), (b, self.n), "read_outputs_coherent")
+            self.frames += b
+        return out
+
+
+# ============================================================================= model helpers (numpy)
+def _coupler(kappa):
+    return np.array([[np.cos(kappa), 1j * np.sin(kappa)], [1j * np.sin(kappa), np.cos(kappa)]])
+
+
+def _transfer(cal: Calibration, phases, columns, with_gamma=False) -> np.ndarray:
+    """Model transfer matrix (n, n) of the MZI columns in ``columns`` (in order), optionally then γ."""
+    top_of = cal.topology.mzis
+    k_all = cal.topology.n_mzis
+    t = cal.tap_fraction
+    w = np.eye(cal.topology.n, dtype=np.complex128)
+    for c in columns:
+        for k in cal.topology.columns[c]:
+            m = top_of[k][1]
+            theta, phi = phases[k], phases[k_all + k]
+            block = (
+                _coupler(np.pi / 4 + cal.delta[k, 1])
+                @ np.diag([np.exp(1j * theta) * np.sqrt(1 - t[k]), 1.0])
+                @ _coupler(np.pi / 4 + cal.delta[k, 0])
+                @ np.diag([np.exp(1j * phi) * np.sqrt(1 - t[k_all + k]), 1.0])
+            )
+            w[m : m + 2, :] = block @ w[m : m + 2, :]
+    if with_gamma:
+        g = phases[2 * k_all :]
+        w = (np.exp(1j * g) * np.sqrt(1 - t[2 * k_all :]))[:, None] * w
+    return w
+
+
+def _routing_voltages(cal: Calibration, targets: dict[int, float]) -> np.ndarray:
+    """Voltages with the given heaters at the given phases (per the current heater law, crosstalk
+    ignored) and every other heater at 0 V."""
+    v = np.zeros(cal.n_heaters)
+    for i, phase in targets.items():
+        if i in cal.dead_heaters or cal.alpha[i] <= 0:
+            continue
+        need = np.mod(phase - cal.phase_offsets[i], TWO_PI)
+        v[i] = np.sqrt(need / cal.alpha[i])
+    return v
+
+
+# ============================================================================= sinusoid fits
+@dataclass
+class _Fringe:
+    offset: np.ndarray     # A
+    cos: np.ndarray        # Bc
+    sin: np.ndarray        # Bs
+    alpha: np.ndarray      # α
+    rms: np.ndarray        # residual RMS
+    residuals: np.ndarray  # (S, M)
+
+    @property
+    def amplitude(self):
+        return np.hypot(self.cos, self.sin)
+
+
+def fit_fringes(x, readings, alpha_guess: float, iterations: int = 12) -> _Fringe:
+    """Fit ``readings[:, j] ≈ A_j + Bc_j cos(α_j x) + Bs_j sin(α_j x)`` for every column j.
+
+    ``x`` (S,) is the swept V². A grid search over α (±40 % of ``alpha_guess``) with linear least squares
+    for A, Bc, Bs, then damped Gauss–Newton on all four. Vectorized over the M columns."""
+    x = np.asarray(x, dtype=float)
+    y = np.asarray(readings, dtype=float)
+    grid = alpha_guess * np.linspace(0.6, 1.4, 81)
+    best_cost = np.full(y.shape[1], np.inf)
+    best = np.zeros((y.shape[1], 4))
+    for a in grid:
+        design = np.stack([np.ones_like(x), np.cos(a * x), np.sin(a * x)], axis=1)
+        coef, *_ = np.linalg.lstsq(design, y, rcond=None)
+        cost = np.sum((design @ coef - y) ** 2, axis=0)
+        better = cost < best_cost
+        best_cost = np.where(better, cost, best_cost)
+        best[better, :3] = coef.T[better]
+        best[better, 3] = a
+    p = best.copy()  # (M, 4): A, Bc, Bs, α
+    lam = np.full(y.shape[1], 1e-3)
+    def residual(p):
+        ax = p[:, 3][None, :] * x[:, None]
+        return p[:, 0] + p[:, 1] * np.cos(ax) + p[:, 2] * np.sin(ax) - y
+    cost = np.sum(residual(p) ** 2, axis=0)
+    for _ in range(iterations):
+        ax = p[:, 3][None, :] * x[:, None]
+        c, s = np.cos(ax), np.sin(ax)
+        jac = np.stack([np.ones_like(c), c, s, x[:, None] * (-p[:, 1] * s + p[:, 2] * c)], axis=2)  # (S, M, 4)
+        r = residual(p)
+        jtj = np.einsum("smi,smj->mij", jac, jac)
+        jtr = np.einsum("smi,sm->mi", jac, r)
+        damp = jtj + lam[:, None, None] * np.eye(4) * np.maximum(np.diagonal(jtj, axis1=1, axis2=2)[:, :, None], 1e-30)
+        try:
+            step = np.linalg.solve(damp, -jtr[..., None])[..., 0]
+        except np.linalg.LinAlgError:
+            break
+        trial = p + step
+        new_cost = np.sum(residual(trial) ** 2, axis=0)
+        ok = new_cost < cost
+        p = np.where(ok[:, None], trial, p)
+        cost = np.where(ok, new_cost, cost)
+        lam = np.where(ok, lam * 0.3, lam * 10)
+    r = residual(p)
+    return _Fringe(p[:, 0], p[:, 1], p[:, 2], p[:, 3], np.sqrt(np.mean(r**2, axis=0)), r)
+
+
+# ============================================================================= the procedure
+def calibrate(
+    chip,
+    steps=STEPS,
+    seed: int = 1,
+    progress: bool = True,
+    topology: circuits.MeshTopology | None = None,
+    sweep_points: int = 24,
+    refine_settings: int | None = None,
+    refine_batch: int = 2,
+    alpha_guess: float = 0.5,
+    tap_guess: float = 0.02,
+    max_voltage: float = 5.0,
+    power_mw: float = 1.0,
+    fit_beta: bool = False,
+    visibility_threshold: float = 0.25,
+    max_refine_parameters: int = 4000,
+) -> Calibration:
+    """Calibrate ``chip`` (any :class:`calibration.Chip`) and return a :class:`Calibration`.
+
+    Args:
+        chip: the chip; touched only through the ``Chip`` protocol.
+        steps: any of ``"phase_voltage"``, ``"couplers"``, ``"crosstalk"``, ``"refine"`` (camera offsets and
+            fault detection always run).
+        seed: seeds the random settings and input fields of the refinement.
+        progress: show a tqdm progress bar.
+        topology: the mesh; default ``chip.topology`` if the chip has one, else rectangular.
+        sweep_points: points per heater sweep (uniform in V² over 1.5 fringe periods).
+        refine_settings: random voltage settings for the refinement (default: enough for ~15 readings per
+            parameter).
+        refine_batch: input fields per setting and direction.
+        alpha_guess, tap_guess: design values of α (rad/V²) and tap fraction.
+        max_voltage: the largest voltage applied, V.
+        power_mw: optical power per lit MZI in the sweeps, mW.
+        fit_beta: also fit the cubic coefficient β in the refinement.
+        visibility_threshold: a fringe whose visibility B/(A+|B|) is below this marks a dead heater.
+        max_refine_parameters: above this many parameters, the refinement fits φ0, α and δ only (camera
+            efficiencies fixed from the sweeps, crosstalk not fitted) to keep the Jacobian in memory.
+
+    Raises:
+        MeasurementError: the chip returned NaN/inf or a wrongly shaped reading.
+        CalibrationError: unknown step names, or a chip whose size does not fit the topology.
+    """
+    from tqdm.auto import tqdm
+
+    unknown = set(steps) - set(STEPS)
+    if unknown:
+        raise CalibrationError(f"unknown calibration steps {sorted(unknown)}; choose from {STEPS}")
+    n, h = int(chip.n_modes), int(chip.n_heaters)
+    if topology is None:
+        topology = getattr(chip, "topology", None)
+        if not isinstance(topology, circuits.MeshTopology):
+            topology = circuits.rectangular(n)
+    if topology.n != n or topology.n_shifters != h:
+        raise CalibrationError(
+            f"chip has {n} modes and {h} heaters; a {topology.kind} mesh on {topology.n} modes has "
+            f"{topology.n_shifters}"
+        )
+    bench = _Bench(chip, n, h)
+    cal = Calibration.nominal(topology, alpha=alpha_guess, tap_fraction=tap_guess)
+    k_all = topology.n_mzis
+    n_cols = topology.n_columns
+    rng = np.random.default_rng(seed)
+    x_max = min(3 * np.pi / alpha_guess, max_voltage**2)
+    sweep_x = np.linspace(0.0, x_max, sweep_points)
+    sweep_v = np.sqrt(sweep_x)
+    timings, frames_by_step = {}, {}
+    do_sweeps = "phase_voltage" in steps
+    total = 2 + (2 * n_cols + 1 if do_sweeps else 0) + (1 if "refine" in steps else 0)
+    bar = tqdm(total=total, desc="calibrate", disable=not progress, leave=False)
+    swept = np.zeros(h, dtype=bool)
+    dead: set[int] = set()
+    fits: dict[str, np.ndarray] = {"sweep_x": sweep_x, "sweep_readings": np.full((h, sweep_points), np.nan),
+                                   "sweep_model": np.full((h, sweep_points), np.nan)}
+    residuals: dict[str, np.ndarray] = {}
+    uncertainties: dict[str, np.ndarray] = {}
+    notes: list[str] = []
+
+    def mark(step, start, frames0):
+        timings[step] = time.perf_counter() - start
+        frames_by_step[step] = bench.frames - frames0
+
+    # ------------------------------------------------------------- camera: offsets and dark taps
+    start, f0 = time.perf_counter(), bench.frames
+    zero_v = np.zeros(h)
+    dark_frames = 4
+    zeros = np.zeros((dark_frames, n))
+    d_fwd = bench.measure(zero_v, zeros, "input", taps="forward")["taps"]
+    d_bwd = bench.measure(zero_v, zeros, "output", taps="backward")["taps"]
+    offsets = np.stack([d_fwd.mean(0), d_bwd.mean(0)])
+    read_sigma = float(np.sqrt(np.mean(np.concatenate([d_fwd.var(0), d_bwd.var(0)])))) if dark_frames > 1 else 0.0
+    cal.tap_offset = offsets
+    probe = (rng.normal(size=(4, n)) + 1j * rng.normal(size=(4, n))) * np.sqrt(power_mw / 2)
+    lit_f = bench.measure(zero_v, probe, "input", taps="forward")["taps"] - offsets[0]
+    lit_b = bench.measure(zero_v, probe, "output", taps="backward")["taps"] - offsets[1]
+    signal = np.stack([lit_f.max(0), lit_b.max(0)])
+    floor = 10 * read_sigma + 1e-12
+    typical = np.median(signal, axis=1, keepdims=True)
+    dark_grating = signal < np.maximum(floor, 0.02 * typical)
+    dark_taps = tuple(int(i) for i in np.nonzero(dark_grating.any(0))[0])
+    if dark_taps:
+        warnings.warn(f"dark taps found (no light at their gratings): {list(dark_taps)}", FaultWarning, stacklevel=2)
+        notes.append(f"dark taps {list(dark_taps)}: their readings are excluded from every fit")
+    usable = ~dark_grating  # (2, h)
+    mark("camera", start, f0)
+    bar.update(2)
+
+    # ------------------------------------------------------------- phase-voltage sweeps
+    def record(heaters, readings, model):
+        fits["sweep_readings"][heaters] = readings.T
+        fits["sweep_model"][heaters] = model.T
+
+    if do_sweeps:
+        start, f0 = time.perf_counter(), bench.frames
+        amp = np.sqrt(power_mw)
+        phases_now = cal.phase_offsets.copy()
+        # --- θ heaters, last column first, light backward into each MZI's top output
+        top_only_ratio = np.full(k_all, np.nan)
+        for c in reversed(range(n_cols)):
+            members = list(topology.columns[c])
+            routing = {i: np.pi for cc in range(c + 1, n_cols) for i in topology.columns[cc]}
+            base_v = _routing_voltages(cal, routing)
+            phases_now = cal.phases_for_voltages(base_v)
+            after = _transfer(cal, phases_now, range(c + 1, n_cols), with_gamma=True)
+            tops = [topology.mzis[k][1] for k in members]
+            g_top = np.zeros(n, dtype=np.complex128)
+            g_top[tops] = amp
+            g_bottom = np.zeros(n, dtype=np.complex128)
+            g_bottom[[m + 1 for m in tops]] = amp
+            # backward: the field at the outputs of column c is after.T @ x  ->  x = solve(after.T, g)
+            x_top = np.linalg.solve(after.T, g_top)
+            x_bottom = np.linalg.solve(after.T, g_bottom)
+            volts = np.repeat(base_v[None, :], sweep_points, axis=0)
+            volts[:, members] = sweep_v[:, None]
+            readings = []
+            for s in range(sweep_points):
+                readings.append(bench.measure(volts[s], x_top, "output", taps="backward")["taps"][0])
+            readings = np.asarray(readings) - offsets[1]
+            bottom = bench.measure(base_v, np.repeat(x_bottom[None], 3, axis=0), "output", taps="backward")["taps"]
+            bottom = bottom.mean(0) - offsets[1]
+            phi_taps = [k_all + k for k in members]
+            fringe = fit_fringes(sweep_x, readings[:, phi_taps], alpha_guess)
+            # reading = A − B cos(θ0 + α x): Bc = −B cos θ0, Bs = B sin θ0
+            for j, k in enumerate(members):
+                tap = k_all + k
+                if not usable[1, tap]:
+                    continue
+                vis = fringe.amplitude[j] / (abs(fringe.offset[j]) + fringe.amplitude[j] + 1e-30)
+                if vis < visibility_threshold or not (0.5 * alpha_guess < fringe.alpha[j] < 1.5 * alpha_guess):
+                    dead.add(k)
+                    continue
+                cal.phase_offsets[k] = np.mod(np.arctan2(fringe.sin[j], -fringe.cos[j]), TWO_PI)
+                cal.alpha[k] = fringe.alpha[j]
+                cal.tap_efficiency[1, tap] = (fringe.offset[j] + fringe.amplitude[j]) / power_mw
+                swept[k] = True
+            record([k for k in members], readings[:, phi_taps], readings[:, phi_taps] - fringe.residuals)
+            # output-coupler split ratio at the θ tap (backward grating): top-only cos²κ2, bottom-only sin²κ2
+            for k in members:
+                if usable[1, k]:
+                    top_reading = readings[:, k].mean()
+                    top_only_ratio[k] = bottom[k] / top_reading if top_reading > 0 else np.nan
+            residuals.setdefault("sweeps", [])
+            residuals["sweeps"].append((fringe.residuals / max(power_mw * tap_guess, 1e-30)).ravel())
+            bar.update(1)
+        if "couplers" in steps:
+            ok = np.isfinite(top_only_ratio) & (top_only_ratio > 0)
+            cal.delta[ok, 1] = np.arctan(np.sqrt(top_only_ratio[ok])) - np.pi / 4
+
+        # --- φ heaters, first column first, equal in-phase light on both inputs of each MZI
+        in_ratio = np.full(k_all, np.nan)
+        for c in range(n_cols):
+            members = list(topology.columns[c])
+            routing = {i: np.pi for cc in range(c) for i in topology.columns[cc]}
+            base_v = _routing_voltages(cal, routing)
+            phases_now = cal.phases_for_voltages(base_v)
+            before = _transfer(cal, phases_now, range(c))
+            tops = [topology.mzis[k][1] for k in members]
+            f_both = np.zeros(n, dtype=np.complex128)
+            f_top = np.zeros(n, dtype=np.complex128)
+            f_bottom = np.zeros(n, dtype=np.complex128)
+            for m in tops:
+                f_both[m] = f_both[m + 1] = amp / np.sqrt(2)
+                f_top[m] = amp
+                f_bottom[m + 1] = amp
+            x_both, x_top, x_bottom = (np.linalg.solve(before, f) for f in (f_both, f_top, f_bottom))
+            arrival = before @ x_both
+            volts = np.repeat(base_v[None, :], sweep_points, axis=0)
+            phi_heaters = [k_all + k for k in members]
+            volts[:, phi_heaters] = sweep_v[:, None]
+            readings = []
+            for s in range(sweep_points):
+                readings.append(bench.measure(volts[s], x_both, "input", taps="forward")["taps"][0])
+            readings = np.asarray(readings) - offsets[0]
+            split = bench.measure(base_v, np.stack([x_top] * 3 + [x_bottom] * 3), "input", taps="forward")["taps"]
+            split = split - offsets[0]
+            theta_taps = list(members)
+            fringe = fit_fringes(sweep_x, readings[:, theta_taps], alpha_guess)
+            # reading = A + B sin(φ + Δ): Bc = B sin(φ0 + Δ), Bs = B cos(φ0 + Δ)
+            for j, k in enumerate(members):
+                heater = k_all + k
+                if not usable[0, k]:
+                    continue
+                vis = fringe.amplitude[j] / (abs(fringe.offset[j]) + fringe.amplitude[j] + 1e-30)
+                if vis < visibility_threshold or not (0.5 * alpha_guess < fringe.alpha[j] < 1.5 * alpha_guess):
+                    dead.add(heater)
+                    continue
+                m = topology.mzis[k][1]
+                delta_in = np.angle(arrival[m]) - np.angle(arrival[m + 1])
+                cal.phase_offsets[heater] = np.mod(np.arctan2(fringe.cos[j], fringe.sin[j]) - delta_in, TWO_PI)
+                cal.alpha[heater] = fringe.alpha[j]
+                swept[heater] = True
+                p_top, p_bottom = split[:3, k].mean(), split[3:, k].mean()
+                t_phi = cal.tap_fraction[heater]
+                if p_top > 0 and p_bottom > 0:
+                    in_ratio[k] = p_bottom / p_top * (1 - t_phi)
+            record(phi_heaters, readings[:, theta_taps], readings[:, theta_taps] - fringe.residuals)
+            residuals["sweeps"].append((fringe.residuals / max(power_mw * tap_guess, 1e-30)).ravel())
+            bar.update(1)
+        if "couplers" in steps:
+            ok = np.isfinite(in_ratio) & (in_ratio > 0)
+            cal.delta[ok, 0] = np.arctan(np.sqrt(in_ratio[ok])) - np.pi / 4
+
+        # --- γ heaters, from the coherent readout, even and odd modes apart (neighbours heat each other)
+        try:
+            routing = {i: np.pi for i in range(k_all)}
+            base_v = _routing_voltages(cal, routing)
+            phases_now = cal.phases_for_voltages(base_v)
+            mesh = _transfer(cal, phases_now, range(n_cols))
+            f_all = np.full(n, amp, dtype=np.complex128)
+            x_all = np.linalg.solve(mesh, f_all)
+            arrival = mesh @ x_all
+            for parity in (0, 1):
+                modes = np.arange(parity, n, 2)
+                heaters = 2 * k_all + modes
+                volts = np.repeat(base_v[None, :], sweep_points, axis=0)
+                volts[:, heaters] = sweep_v[:, None]
+                ys = np.asarray([bench.measure(volts[s], x_all, "input", coherent=True)["coherent"][0]
+                                 for s in range(sweep_points)])
+                phase = np.unwrap(np.angle(ys[:, modes] / arrival[modes]), axis=0)
+                design = np.stack([np.ones_like(sweep_x), sweep_x], axis=1)
+                coef, *_ = np.linalg.lstsq(design, phase, rcond=None)
+                res = design @ coef - phase
+                for j, (m, heater) in enumerate(zip(modes, heaters)):
+                    if coef[1, j] < 0.5 * alpha_guess:
+                        dead.add(int(heater))
+                        continue
+                    cal.phase_offsets[heater] = np.mod(coef[0, j], TWO_PI)
+                    cal.alpha[heater] = coef[1, j]
+                    swept[heater] = True
+                fits["sweep_readings"][heaters] = phase.T
+                fits["sweep_model"][heaters] = (design @ coef).T
+                residuals["sweeps"].append(res.ravel())
+        except NotImplementedError:
+            bench.coherent = False
+            notes.append("chip has no coherent readout: output phases γ are not calibrated (offsets 0, nominal α)")
+        bar.update(1)
+        residuals["sweeps"] = np.concatenate(residuals["sweeps"]) if residuals.get("sweeps") else np.zeros(0)
+        mark("phase_voltage", start, f0)
+
+    if dead:
+        warnings.warn(f"dead heaters found (no fringe): {sorted(dead)}", FaultWarning, stacklevel=2)
+        notes.append(f"dead heaters {sorted(dead)}: α set to 0, their phase is fitted as a constant")
+    cal.dead_heaters = tuple(sorted(dead))
+    cal.dark_taps = dark_taps
+    for i in dead:
+        cal.alpha[i] = 0.0
+
+    # ------------------------------------------------------------- global refinement
+    if "refine" in steps:
+        start, f0 = time.perf_counter(), bench.frames
+        from calibration import refine as _refine
+
+        result = _refine.refine(
+            bench,
+            cal,
+            rng=rng,
+            settings=refine_settings,
+            batch=refine_batch,
+            max_voltage=min(max_voltage, float(np.sqrt(x_max))),
+            fit_crosstalk="crosstalk" in steps,
+            fit_couplers="couplers" in steps or not do_sweeps,
+            fit_beta=fit_beta,
+            usable=usable,
+            unswept=~swept,
+            max_parameters=max_refine_parameters,
+            power_mw=power_mw,
+        )
+        uncertainties.update(result["uncertainties"])
+        residuals["refine"] = result["residuals"]
+        notes.extend(result["notes"])
+        mark("refine", start, f0)
+        bar.update(1)
+    bar.close()
+    cal.uncertainties = uncertainties
+    cal.residuals = residuals
+    cal.fits = fits
+    cal.n_measurements = bench.frames
+    cal.info = {"timings_s": timings, "frames": frames_by_step, "notes": notes, "steps": list(steps),
+                "read_noise_mw": read_sigma, "sweep_points": sweep_points}
+    return cal

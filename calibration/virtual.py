@@ -1,0 +1,404 @@
+"""An as-built virtual chip: a mesh with hidden fabrication errors and a noisy camera.
+
+:class:`VirtualChip` implements the :class:`calibration.Chip` protocol on top of the JAX engine
+(:func:`circuits.propagate` with ``taps=True``). Its hidden truth (:class:`AsBuilt`) is for tests to compare
+a calibration against; calibration and training code must never read it.
+
+Heater model (per heater i, canonical shifter order θ…, φ…, γ…)::
+
+    P_i   = V_i²                                  (heater power, in V² units; 0 for a dead heater)
+    φ_i   = φ0_i + α_i · (P_i + Σ_j X_ij P_j) + β_i · V_i³
+
+with φ0 the fabrication offset (uniform over 2π), α in rad/V², β in rad/V³ and X the thermal crosstalk
+matrix (zero diagonal) acting on heater powers. A dead heater dissipates nothing: its phase is φ0 plus what
+its neighbours leak into it. A dark tap reads only camera offset and noise.
+
+Camera model (per tap grating g, drawn once per chip from ``Noise``)::
+
+    reading = gain_g · (t_g·|field|² + shot noise) + offset_g + read noise,   quantized to ``bits`` over
+    [0, full_scale_mw] when ``bits`` is set (then also clipped to that range)
+
+with shot noise σ = ``shot``·sqrt(P·``full_scale_mw``) (P the true tap power): a relative scale that
+says how many photo-electrons a full-scale pixel collects (σ/P = shot at full scale). Output detectors
+(``read_outputs``) use the same shot and read figures with a 1 mW reference, no quantization and no
+gain spread. ``read_outputs_coherent`` models a coherent analyzer: the complex output field with
+complex Gaussian noise of per-quadrature σ = ``shot``·|y| + ``read_mw`` (read_mw taken in √mW there).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import numpy as np
+from numpy.typing import ArrayLike
+
+import circuits
+from calibration.errors import ChipStateError, FieldError, VoltageError
+
+
+# ----------------------------------------------------------------------------- layout of heaters
+def heater_positions(topology: circuits.MeshTopology) -> np.ndarray:
+    """(n_heaters, 2) nominal (x, y) positions of the heaters on a grid: φ of MZI (c, m) at (2c, m),
+    θ at (2c + 1, m + 0.5), γ_m at (2·n_columns, m). Used to decide which heaters are thermal neighbours."""
+    k = topology.n_mzis
+    pos = np.zeros((topology.n_shifters, 2))
+    for i, (column, top) in enumerate(topology.mzis):
+        pos[i] = (2 * column + 1, top + 0.5)
+        pos[k + i] = (2 * column, top)
+    for m in range(topology.n):
+        pos[2 * k + m] = (2 * topology.n_columns, m)
+    return pos
+
+
+def neighbour_pairs(topology: circuits.MeshTopology) -> np.ndarray:
+    """(P, 2) ordered pairs (i, j), i ≠ j, of heaters close enough for thermal crosstalk
+    (|Δx| ≤ 1 and |Δy| ≤ 1 on the grid of :func:`heater_positions`)."""
+    pos = heater_positions(topology)
+    d = np.abs(pos[:, None, :] - pos[None, :, :])
+    close = (d[..., 0] <= 1.0) & (d[..., 1] <= 1.0)
+    np.fill_diagonal(close, False)
+    return np.argwhere(close)
+
+
+def heater_phases(voltages, phase_offsets, alpha, beta, crosstalk, dead=()) -> np.ndarray:
+    """Phases of every heater at ``voltages`` under the heater model of this module (numpy)."""
+    v = np.asarray(voltages, dtype=float)
+    power = v**2
+    if len(dead):
+        power = power.copy()
+        power[list(dead)] = 0.0
+    cubic = beta * v**3
+    if len(dead):
+        cubic[list(dead)] = 0.0
+    return phase_offsets + alpha * (power + crosstalk @ power) + cubic
+
+
+# ----------------------------------------------------------------------------- hidden truth
+@dataclass(frozen=True, eq=False)
+class AsBuilt:
+    """Hidden truth of a fabricated chip (numpy arrays, canonical heater order).
+
+    Attributes:
+        phase_offsets: (H,) φ0 in rad.
+        alpha: (H,) rad/V².
+        beta: (H,) rad/V³.
+        crosstalk: (H, H) X, zero diagonal, acting on heater powers (V²).
+        delta: (K, 2) splitting errors of the (input, output) coupler of each MZI, rad.
+        loss_db: (K, 4) segment losses, dB (order of ``circuits.params.SEGMENT_NAMES``).
+        output_loss_db: (n,) dB.
+        tap_fraction: (H,) power fraction taken by each tap.
+        dead_heaters: heaters that do not heat.
+        dark_taps: taps whose gratings send nothing to the camera (both directions).
+    """
+
+    phase_offsets: np.ndarray
+    alpha: np.ndarray
+    beta: np.ndarray
+    crosstalk: np.ndarray
+    delta: np.ndarray
+    loss_db: np.ndarray
+    output_loss_db: np.ndarray
+    tap_fraction: np.ndarray
+    dead_heaters: tuple[int, ...] = ()
+    dark_taps: tuple[int, ...] = ()
+
+    @classmethod
+    def random(
+        cls,
+        topology: circuits.MeshTopology,
+        seed: int = 0,
+        delta_sigma: float = 0.03,
+        alpha: float = 0.5,
+        alpha_spread: float = 0.05,
+        beta_sigma: float = 0.0,
+        crosstalk: float = 0.0,
+        loss_db: float = 0.0,
+        loss_db_sigma: float = 0.0,
+        tap_fraction: float = 0.02,
+        tap_spread: float = 0.0,
+        dead_heaters=(),
+        dark_taps=(),
+    ) -> "AsBuilt":
+        """A random chip: φ0 uniform over [0, 2π); α = ``alpha``·(1 + ``alpha_spread``·N(0,1)); β ~ N(0,
+        ``beta_sigma``); crosstalk ``crosstalk``·(1 + 0.2·N(0,1)) between neighbouring heaters
+        (:func:`neighbour_pairs`); δ ~ N(0, ``delta_sigma``) rad; segment losses N(``loss_db``,
+        ``loss_db_sigma``) dB clipped at 0; tap fractions ``tap_fraction``·(1 + ``tap_spread``·N(0,1))."""
+        rng = np.random.default_rng(seed)
+        k, n, h = topology.n_mzis, topology.n, topology.n_shifters
+        x = np.zeros((h, h))
+        if crosstalk:
+            pairs = neighbour_pairs(topology)
+            x[pairs[:, 0], pairs[:, 1]] = crosstalk * (1 + 0.2 * rng.normal(size=len(pairs)))
+        taps = tap_fraction * (1 + tap_spread * rng.normal(size=h))
+        return cls(
+            phase_offsets=rng.uniform(0, 2 * np.pi, h),
+            alpha=alpha * (1 + alpha_spread * rng.normal(size=h)),
+            beta=rng.normal(0.0, beta_sigma, h) if beta_sigma else np.zeros(h),
+            crosstalk=x,
+            delta=rng.normal(0.0, delta_sigma, (k, 2)),
+            loss_db=np.clip(rng.normal(loss_db, loss_db_sigma, (k, 4)), 0.0, None),
+            output_loss_db=np.clip(rng.normal(loss_db, loss_db_sigma, n), 0.0, None),
+            tap_fraction=np.clip(taps, 1e-4, 0.5),
+            dead_heaters=tuple(int(i) for i in dead_heaters),
+            dark_taps=tuple(int(i) for i in dark_taps),
+        )
+
+    @classmethod
+    def ideal(cls, topology: circuits.MeshTopology, alpha: float = 0.5, tap_fraction: float = 0.02) -> "AsBuilt":
+        """A perfect chip: φ0 = 0, δ = 0, no loss, no crosstalk, uniform α and tap fraction."""
+        k, n, h = topology.n_mzis, topology.n, topology.n_shifters
+        return cls(
+            phase_offsets=np.zeros(h),
+            alpha=np.full(h, float(alpha)),
+            beta=np.zeros(h),
+            crosstalk=np.zeros((h, h)),
+            delta=np.zeros((k, 2)),
+            loss_db=np.zeros((k, 4)),
+            output_loss_db=np.zeros(n),
+            tap_fraction=np.full(h, float(tap_fraction)),
+        )
+
+    def with_faults(self, dead_heaters=(), dark_taps=()) -> "AsBuilt":
+        """A copy with (more) dead heaters and dark taps."""
+        return replace(
+            self,
+            dead_heaters=tuple(sorted(set(self.dead_heaters) | {int(i) for i in dead_heaters})),
+            dark_taps=tuple(sorted(set(self.dark_taps) | {int(i) for i in dark_taps})),
+        )
+
+    def phases(self, voltages) -> np.ndarray:
+        """True phases of every heater at ``voltages`` (canonical order), rad."""
+        return heater_phases(voltages, self.phase_offsets, self.alpha, self.beta, self.crosstalk, self.dead_heaters)
+
+    def mesh_params(self, topology: circuits.MeshTopology, voltages) -> circuits.MeshParams:
+        """The true mesh parameters at these heater voltages (float64)."""
+        phases = self.phases(voltages)
+        k = topology.n_mzis
+        return circuits.MeshParams(
+            *(
+                np.asarray(a, dtype=np.float64)
+                for a in (
+                    phases[:k],
+                    phases[k : 2 * k],
+                    phases[2 * k :],
+                    self.delta,
+                    self.loss_db,
+                    self.output_loss_db,
+                    self.tap_fraction,
+                )
+            )
+        )
+
+
+# ----------------------------------------------------------------------------- detector noise
+@dataclass(frozen=True)
+class Noise:
+    """Detector noise of the camera imaging the taps (and of the output detectors); see the module doc.
+
+    Attributes:
+        shot: relative shot-noise scale, σ = shot·sqrt(P·full_scale_mw) (σ/P = shot at full scale).
+        read_mw: additive Gaussian read noise, mW.
+        bits: ADC bits over [0, full_scale_mw] (None: no quantization, no clipping).
+        full_scale_mw: camera full scale, mW.
+        gain_sigma: spread of the fixed per-grating gain (1 + gain_sigma·N(0,1), drawn once per chip).
+        offset_mw: scale of the fixed per-grating dark offset (offset_mw·U(0.5, 1.5), drawn once).
+    """
+
+    shot: float = 0.0
+    read_mw: float = 0.0
+    bits: int | None = None
+    full_scale_mw: float = 1.0
+    gain_sigma: float = 0.0
+    offset_mw: float = 0.0
+
+    @classmethod
+    def none(cls) -> "Noise":
+        """A perfect camera."""
+        return cls()
+
+    @classmethod
+    def realistic(cls) -> "Noise":
+        """An InGaAs camera set so a tap of a 1 mW guide (t = 2 %) reads ~20 % of full scale: 12-bit ADC,
+        ~0.5 % shot noise at full scale, 0.05 % of full scale read noise, 2 % gain spread, ~1 % offsets."""
+        return cls(shot=0.005, read_mw=5e-5, bits=12, full_scale_mw=0.1, gain_sigma=0.02, offset_mw=1e-3)
+
+
+# ----------------------------------------------------------------------------- the chip
+class VirtualChip:
+    """A simulated fabricated mesh with hidden errors and a noisy camera; implements :class:`calibration.Chip`.
+
+    Args:
+        topology: the mesh (:class:`circuits.MeshTopology`).
+        errors: its hidden truth; default ``AsBuilt.random(topology, seed=seed)``.
+        noise: detector noise; default :meth:`Noise.none`.
+        seed: seeds the default errors, the per-grating gains/offsets and the noise stream.
+        max_voltage: heaters accept |V| ≤ max_voltage.
+
+    ``truth`` and :meth:`unitary` are for tests only. ``measurements`` counts every frame read (each
+    ``read_*`` call counts one per injected field).
+    """
+
+    def __init__(
+        self,
+        topology: circuits.MeshTopology,
+        errors: AsBuilt | None = None,
+        noise: Noise | None = None,
+        seed: int = 0,
+        max_voltage: float = 5.0,
+    ):
+        if not isinstance(topology, circuits.MeshTopology):
+            raise TypeError(
+                f"VirtualChip needs a circuits.MeshTopology, got {type(topology).__name__}; for a layout, "
+                "build the topology of its mesh (circuits.topology(n, kind))"
+            )
+        self.topology = topology
+        self.truth = errors if errors is not None else AsBuilt.random(topology, seed=seed)
+        self.noise = noise if noise is not None else Noise.none()
+        self.max_voltage = float(max_voltage)
+        self.measurements = 0
+        h = topology.n_shifters
+        self._check_truth(self.truth)
+        self._rng = np.random.default_rng([seed, 7919])
+        gains = 1.0 + self.noise.gain_sigma * self._rng.normal(size=(2, h))
+        self._gain = np.clip(gains, 0.05, None)
+        self._offset = self.noise.offset_mw * self._rng.uniform(0.5, 1.5, size=(2, h))
+        dark = np.zeros(h, dtype=bool)
+        dark[list(self.truth.dark_taps)] = True
+        self._dark = dark
+        self._voltages = np.zeros(h)
+        self._params = self.truth.mesh_params(topology, self._voltages)
+        self._field: np.ndarray | None = None
+        self._single = True
+        self._side = "input"
+        self._result = None
+
+    def _check_truth(self, truth: AsBuilt) -> None:
+        k, n, h = self.topology.n_mzis, self.topology.n, self.topology.n_shifters
+        shapes = {
+            "phase_offsets": (h,),
+            "alpha": (h,),
+            "beta": (h,),
+            "crosstalk": (h, h),
+            "delta": (k, 2),
+            "loss_db": (k, 4),
+            "output_loss_db": (n,),
+            "tap_fraction": (h,),
+        }
+        for name, shape in shapes.items():
+            if np.shape(getattr(truth, name)) != shape:
+                raise circuits.ParamsError(f"AsBuilt.{name} has shape {np.shape(getattr(truth, name))}, need {shape}")
+        for i in tuple(truth.dead_heaters) + tuple(truth.dark_taps):
+            if not 0 <= i < h:
+                raise circuits.ParamsError(f"fault index {i} is not a heater/tap of this chip (0..{h - 1})")
+
+    # ------------------------------------------------------------------ protocol
+    @property
+    def n_modes(self) -> int:
+        return self.topology.n
+
+    @property
+    def n_heaters(self) -> int:
+        return self.topology.n_shifters
+
+    @property
+    def voltages(self) -> np.ndarray:
+        """The voltages applied last (a copy)."""
+        return self._voltages.copy()
+
+    def set_voltages(self, voltages: ArrayLike) -> None:
+        v = np.asarray(voltages, dtype=float) if not np.iscomplexobj(voltages) else None
+        if v is None:
+            raise VoltageError("voltages must be real")
+        if v.shape != (self.n_heaters,):
+            raise VoltageError(f"voltages must have shape ({self.n_heaters},), got {v.shape}")
+        if not np.all(np.isfinite(v)):
+            raise VoltageError("voltages contain NaN or infinity")
+        if np.any(np.abs(v) > self.max_voltage):
+            worst = int(np.argmax(np.abs(v)))
+            raise VoltageError(f"voltage {v[worst]:.3g} V on heater {worst} exceeds ±{self.max_voltage} V")
+        self._voltages = v.copy()
+        self._params = self.truth.mesh_params(self.topology, v)
+        self._result = None
+
+    def inject(self, x: ArrayLike, side: str = "input") -> None:
+        if side not in ("input", "output"):
+            raise FieldError(f"side must be 'input' or 'output', got {side!r}")
+        x = np.asarray(x)
+        if not (np.issubdtype(x.dtype, np.complexfloating) or np.issubdtype(x.dtype, np.floating)):
+            raise FieldError(f"field must be complex or real floating point, got dtype {x.dtype}")
+        if x.ndim not in (1, 2) or x.shape[-1] != self.n_modes:
+            raise FieldError(f"field must have shape ({self.n_modes},) or (batch, {self.n_modes}), got {x.shape}")
+        if not np.all(np.isfinite(x)):
+            raise FieldError("field contains NaN or infinity")
+        self._single = x.ndim == 1
+        self._field = np.atleast_2d(x).astype(np.complex128)
+        self._side = side
+        self._result = None
+
+    def _propagate(self):
+        if self._field is None:
+            raise ChipStateError("inject a field before reading the chip")
+        if self._result is None:
+            direction = "forward" if self._side == "input" else "backward"
+            y, taps = circuits.propagate(self.topology, self._params, self._field, taps=True, direction=direction)
+            self._result = (np.asarray(y), np.asarray(taps))
+        return self._result
+
+    def _shape(self, a: np.ndarray) -> np.ndarray:
+        return a[0] if self._single else a
+
+    def read_taps(self, direction: str = "forward") -> np.ndarray:
+        if direction not in ("forward", "backward"):
+            raise ValueError(f"direction must be 'forward' or 'backward', got {direction!r}")
+        _, fields = self._propagate()
+        batch = fields.shape[0]
+        self.measurements += batch
+        lit = (direction == "forward") == (self._side == "input")
+        if lit:
+            power = self.truth.tap_fraction * np.abs(fields) ** 2
+            power[:, self._dark] = 0.0
+        else:
+            power = np.zeros_like(fields, dtype=float)
+        g = 0 if direction == "forward" else 1
+        noise = self.noise
+        fs = noise.full_scale_mw
+        reading = power
+        if noise.shot:
+            reading = reading + noise.shot * np.sqrt(np.clip(power, 0, None) * fs) * self._rng.normal(size=power.shape)
+        reading = self._gain[g] * reading + self._offset[g]
+        if noise.read_mw:
+            reading = reading + noise.read_mw * self._rng.normal(size=power.shape)
+        if noise.bits:
+            levels = 2**noise.bits - 1
+            reading = np.round(np.clip(reading / fs, 0.0, 1.0) * levels) / levels * fs
+        return self._shape(reading)
+
+    def read_outputs(self) -> np.ndarray:
+        y, _ = self._propagate()
+        self.measurements += y.shape[0]
+        power = np.abs(y) ** 2
+        if self.noise.shot:
+            power = power + self.noise.shot * np.sqrt(power) * self._rng.normal(size=power.shape)
+        if self.noise.read_mw:
+            power = power + self.noise.read_mw * self._rng.normal(size=power.shape)
+        return self._shape(power)
+
+    def read_outputs_coherent(self) -> np.ndarray:
+        """Complex field at the ports opposite the injection side (an ideal coherent analyzer with noise)."""
+        y, _ = self._propagate()
+        self.measurements += y.shape[0]
+        sigma = self.noise.shot * np.abs(y) + self.noise.read_mw
+        if np.any(sigma):
+            y = y + sigma * (self._rng.normal(size=y.shape) + 1j * self._rng.normal(size=y.shape)) / np.sqrt(2)
+        return self._shape(y)
+
+    # ------------------------------------------------------------------ tests only
+    def unitary(self, voltages: ArrayLike | None = None) -> np.ndarray:
+        """The true transfer matrix at ``voltages`` (default: the applied ones). For tests only."""
+        v = self._voltages if voltages is None else np.asarray(voltages, dtype=float)
+        if v.shape != (self.n_heaters,):
+            raise VoltageError(f"voltages must have shape ({self.n_heaters},), got {v.shape}")
+        return np.asarray(circuits.unitary(self.topology, self.truth.mesh_params(self.topology, v)))
+
+    def __repr__(self) -> str:
+        return f"VirtualChip({self.topology.kind} n={self.n_modes}, {self.n_heaters} heaters, {self.measurements} frames read)"

@@ -1,0 +1,132 @@
+import json
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+import circuits
+from calibration import AsBuilt, CalibrationFileError, CalibrationVersionError, VoltageError
+from calibration.calibration import Calibration
+from calibration.virtual import neighbour_pairs
+
+
+def random_calibration(n=4, seed=201, crosstalk=0.02, beta=0.01):
+    top = circuits.rectangular(n)
+    truth = AsBuilt.random(top, seed=seed, crosstalk=crosstalk, beta_sigma=beta)
+    cal = Calibration.nominal(top)
+    cal.phase_offsets, cal.alpha, cal.beta = truth.phase_offsets, truth.alpha, truth.beta
+    cal.crosstalk, cal.delta = truth.crosstalk, truth.delta
+    return cal, truth
+
+
+@given(seed=st.integers(0, 2**31), n=st.integers(2, 6), crosstalk=st.floats(0, 0.05), beta=st.floats(0, 0.02))
+def test_voltages_for_phases_round_trips(seed, n, crosstalk, beta):
+    """phases_for_voltages(voltages_for_phases(p)) ≡ p (mod 2π) for every target p, with crosstalk and β."""
+    cal, _ = random_calibration(n, seed, crosstalk, beta)
+    rng = np.random.default_rng(seed)
+    target = rng.uniform(-10, 10, cal.n_heaters)
+    v = cal.voltages_for_phases(target)
+    assert np.all(v >= 0)
+    error = np.angle(np.exp(1j * (cal.phases_for_voltages(v) - target)))
+    assert np.max(np.abs(error)) < 1e-8
+
+
+@given(seed=st.integers(0, 2**31), n=st.integers(2, 6))
+def test_phase_law_matches_the_virtual_chip_truth(seed, n):
+    cal, truth = random_calibration(n, seed)
+    v = np.random.default_rng(seed).uniform(0, 4, cal.n_heaters)
+    assert np.allclose(cal.phases_for_voltages(v), truth.phases(v))
+
+
+def test_nominal_calibration_realizes_decompositions_exactly():
+    top = circuits.rectangular(6)
+    cal = Calibration.nominal(top, tap_fraction=0.0)
+    u = circuits.haar_unitary(6, 202)
+    v = cal.voltages_for(u, polish=False)
+    assert circuits.fidelity(u, cal.unitary(cal.phases_for_voltages(v))) > 1 - 1e-10
+
+
+def test_local_correction_undoes_known_splitting_errors():
+    top = circuits.rectangular(8)
+    cal = Calibration.nominal(top, tap_fraction=0.0)
+    cal.delta = np.random.default_rng(203).normal(0, 0.03, (top.n_mzis, 2))
+    u = circuits.haar_unitary(8, 204)
+    result = cal.correct(u)
+    assert result.fidelity_uncorrected < 0.995
+    assert result.fidelity > 0.9999
+    assert result.fidelity >= result.fidelity_local - 1e-9
+
+
+def test_mesh_params_and_errors():
+    cal, _ = random_calibration()
+    params = cal.mesh_params(np.zeros(cal.n_heaters))
+    assert np.allclose(params.delta, cal.delta)
+    with pytest.raises(VoltageError):
+        cal.voltages_for_phases(np.zeros(3))
+    with pytest.raises(VoltageError):
+        cal.phases_for_voltages(np.full(cal.n_heaters, np.nan))
+
+
+@given(seed=st.integers(0, 2**31))
+def test_save_load_round_trips(tmp_path_factory, seed):
+    cal, _ = random_calibration(4, seed)
+    cal.uncertainties = {"phase_offsets": np.full(cal.n_heaters, np.inf)}
+    cal.residuals = {"refine": np.random.default_rng(seed).normal(size=7)}
+    cal.dead_heaters, cal.dark_taps, cal.n_measurements = (3,), (5, 7), 1234
+    path = tmp_path_factory.mktemp("cal") / "chip.json"
+    cal.save(path)
+    back = Calibration.load(path)
+    for name in Calibration._ARRAYS + ("crosstalk",):
+        assert np.array_equal(getattr(back, name), getattr(cal, name)), name
+    assert back.topology == cal.topology
+    assert np.isinf(back.uncertainties["phase_offsets"]).all()
+    assert np.array_equal(back.residuals["refine"], cal.residuals["refine"])
+    assert (back.dead_heaters, back.dark_taps, back.n_measurements) == ((3,), (5, 7), 1234)
+
+
+def test_corrupt_and_newer_files_raise_named_errors(tmp_path):
+    cal, _ = random_calibration()
+    path = tmp_path / "chip.json"
+    cal.save(path)
+    good = path.read_text()
+    document = json.loads(good)
+    document["calibration"]["alpha"]["data"][0] += 1e-3
+    path.write_text(json.dumps(document))
+    with pytest.raises(CalibrationFileError, match="checksum"):
+        Calibration.load(path)
+    path.write_text(good[: len(good) // 2])
+    with pytest.raises(CalibrationFileError):
+        Calibration.load(path)
+    document = json.loads(good)
+    document["version"] = 99
+    path.write_text(json.dumps(document))
+    with pytest.raises(CalibrationVersionError):
+        Calibration.load(path)
+    with pytest.raises(CalibrationFileError):
+        Calibration.load(tmp_path / "missing.json")
+
+
+def test_failed_save_leaves_the_old_file_untouched(tmp_path, monkeypatch):
+    cal, _ = random_calibration()
+    path = tmp_path / "chip.json"
+    cal.save(path)
+    before = path.read_bytes()
+    cal.alpha = cal.alpha * 2
+
+    def boom(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr("calibration.calibration.os.replace", boom)
+    with pytest.raises(OSError):
+        cal.save(path)
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["chip.json"]
+
+
+def test_neighbours_are_local():
+    top = circuits.rectangular(6)
+    pairs = neighbour_pairs(top)
+    assert len(pairs) > 0 and np.all(pairs[:, 0] != pairs[:, 1])
+    k = top.n_mzis
+    assert any((p[0] == 0 and p[1] == k) for p in pairs)  # θ and φ of one MZI are neighbours

@@ -1,0 +1,110 @@
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+import circuits
+from calibration import AsBuilt, Chip, ChipStateError, FieldError, Noise, VirtualChip, VoltageError
+
+
+def test_virtual_chip_is_a_chip():
+    chip = VirtualChip(circuits.rectangular(4), seed=11)
+    assert isinstance(chip, Chip)
+    assert chip.n_modes == 4 and chip.n_heaters == 2 * 6 + 4
+
+
+def test_ideal_chip_at_zero_volts_matches_the_engine():
+    top = circuits.rectangular(5)
+    chip = VirtualChip(top, errors=AsBuilt.ideal(top, tap_fraction=0.0))
+    chip.set_voltages(np.zeros(chip.n_heaters))
+    u = circuits.unitary(top, circuits.MeshParams.zeros(top))
+    assert np.allclose(chip.unitary(), u)
+
+
+def test_taps_and_outputs_follow_the_true_params():
+    top = circuits.rectangular(4)
+    truth = AsBuilt.random(top, seed=101, crosstalk=0.02, beta_sigma=0.01, tap_spread=0.1)
+    chip = VirtualChip(top, errors=truth)
+    rng = np.random.default_rng(102)
+    v = rng.uniform(0, 3, chip.n_heaters)
+    chip.set_voltages(v)
+    x = rng.normal(size=(3, 4)) + 1j * rng.normal(size=(3, 4))
+    chip.inject(x)
+    params = truth.mesh_params(top, v)
+    y, fields = circuits.propagate(top, params, x, taps=True)
+    assert np.allclose(chip.read_outputs(), np.abs(y) ** 2)
+    assert np.allclose(chip.read_taps("forward"), truth.tap_fraction * np.abs(fields) ** 2)
+    assert np.allclose(chip.read_taps("backward"), 0.0)
+    assert np.allclose(chip.read_outputs_coherent(), y)
+    assert chip.measurements == 12
+    chip.inject(x[0], side="output")
+    yb, fb = circuits.propagate(top, params, x[0], taps=True, direction="backward")
+    assert np.allclose(chip.read_taps("backward"), truth.tap_fraction * np.abs(fb) ** 2)
+    assert chip.read_outputs().shape == (4,)
+
+
+def test_heater_law_with_crosstalk_and_dead_heater():
+    top = circuits.rectangular(4)
+    truth = AsBuilt.random(top, seed=103, crosstalk=0.05, dead_heaters=(2,))
+    v = np.linspace(0, 2, top.n_shifters)
+    p = v**2
+    p[2] = 0
+    expected = truth.phase_offsets + truth.alpha * (p + truth.crosstalk @ p)
+    assert np.allclose(truth.phases(v), expected)
+    assert truth.crosstalk[np.diag_indices(top.n_shifters)].sum() == 0
+    assert np.count_nonzero(truth.crosstalk) > 0
+
+
+def test_dark_tap_reads_only_offset():
+    top = circuits.rectangular(4)
+    chip = VirtualChip(top, errors=AsBuilt.random(top, seed=104, dark_taps=(5,)))
+    chip.inject(np.ones(4) / 2)
+    taps = chip.read_taps()
+    assert taps[5] == 0 and np.all(np.delete(taps, 5) >= 0)
+
+
+def test_noise_is_seeded_and_quantized():
+    top = circuits.rectangular(4)
+    readings = []
+    for _ in range(2):
+        chip = VirtualChip(top, noise=Noise.realistic(), seed=105)
+        chip.inject(np.ones(4) / 2)
+        readings.append(chip.read_taps())
+    assert np.array_equal(readings[0], readings[1])
+    fs = Noise.realistic().full_scale_mw
+    levels = readings[0] / fs * (2**12 - 1)
+    assert np.allclose(levels, np.round(levels))
+    other = VirtualChip(top, noise=Noise.realistic(), seed=106)
+    other.inject(np.ones(4) / 2)
+    assert not np.array_equal(other.read_taps(), readings[0])
+
+
+def test_named_errors():
+    chip = VirtualChip(circuits.rectangular(3), seed=107)
+    with pytest.raises(ChipStateError):
+        chip.read_taps()
+    with pytest.raises(VoltageError):
+        chip.set_voltages(np.zeros(3))
+    with pytest.raises(VoltageError):
+        chip.set_voltages(np.full(chip.n_heaters, np.nan))
+    with pytest.raises(VoltageError):
+        chip.set_voltages(np.full(chip.n_heaters, 6.0))
+    with pytest.raises(FieldError):
+        chip.inject(np.ones(4))
+    with pytest.raises(FieldError):
+        chip.inject(np.array([1, np.nan, 0]))
+    with pytest.raises(FieldError):
+        chip.inject(np.ones(3), side="left")
+
+
+@given(seed=st.integers(0, 2**31), n=st.integers(2, 6))
+def test_lossless_chip_conserves_power(seed, n):
+    """Without loss, output power plus tapped power equals input power, for any voltages."""
+    top = circuits.rectangular(n)
+    chip = VirtualChip(top, errors=AsBuilt.random(top, seed=seed), seed=seed)
+    rng = np.random.default_rng(seed)
+    chip.set_voltages(rng.uniform(-4, 4, chip.n_heaters))
+    x = rng.normal(size=n) + 1j * rng.normal(size=n)
+    chip.inject(x)
+    total = chip.read_outputs().sum() + chip.read_taps().sum()
+    assert np.isclose(total, np.sum(np.abs(x) ** 2))

@@ -1,0 +1,236 @@
+"""The training loop (optax), its history, and plots (training curves, decision boundaries)."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from tqdm.auto import tqdm
+
+from training.data import Dataset
+from training.gradients import METHODS, GradientResult
+from training.network import PhotonicNetwork
+
+
+@dataclass
+class History:
+    """Per-epoch record of a run. ``passes`` is the cumulative number of chip passes the gradient method
+    used for training (evaluation passes are counted apart in ``eval_passes``); ``wall_time`` is
+    cumulative seconds of training steps (evaluation excluded)."""
+
+    method: str = ""
+    epoch: list = field(default_factory=list)
+    steps: list = field(default_factory=list)
+    train_loss: list = field(default_factory=list)
+    train_acc: list = field(default_factory=list)
+    test_loss: list = field(default_factory=list)
+    test_acc: list = field(default_factory=list)
+    passes: list = field(default_factory=list)
+    wall_time: list = field(default_factory=list)
+    eval_passes: int = 0
+    stopped_early: bool = False
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+    @property
+    def best_test_acc(self) -> float:
+        return max(self.test_acc) if self.test_acc else float("nan")
+
+    @property
+    def final_test_acc(self) -> float:
+        return self.test_acc[-1] if self.test_acc else float("nan")
+
+    def plot(self, path=None, title: str | None = None):
+        """Training curves: loss and accuracy per epoch, and test accuracy against chip passes.
+        Saves a PNG when ``path`` is given; returns the matplotlib figure."""
+        import matplotlib
+
+        matplotlib.use("Agg", force=False)
+        import matplotlib.pyplot as plt
+
+        fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
+        axes[0].plot(self.epoch, self.train_loss, label="train (method's batches)")
+        axes[0].plot(self.epoch, self.test_loss, label="test")
+        axes[0].set(xlabel="epoch", ylabel="loss")
+        axes[1].plot(self.epoch, self.train_acc, label="train")
+        axes[1].plot(self.epoch, self.test_acc, label="test")
+        axes[1].set(xlabel="epoch", ylabel="accuracy", ylim=(0, 1.02))
+        axes[2].plot(self.passes, self.test_acc, marker=".")
+        axes[2].set(xlabel="chip passes (training)", ylabel="test accuracy", ylim=(0, 1.02))
+        for ax in axes[:2]:
+            ax.legend()
+        for ax in axes:
+            ax.grid(alpha=0.3)
+        fig.suptitle(title or f"training with {self.method}")
+        fig.tight_layout()
+        if path is not None:
+            fig.savefig(path, dpi=110)
+            plt.close(fig)
+        return fig
+
+
+@dataclass
+class TrainResult:
+    """The trained phases (the best by the monitored metric), the history, and the best epoch."""
+
+    phases: list
+    history: History
+    best_epoch: int
+
+
+def _resolve(method):
+    if callable(method):
+        return method, getattr(method, "__name__", "custom")
+    try:
+        return METHODS[method], method
+    except KeyError:
+        raise ValueError(f"unknown gradient method {method!r}; choose from {sorted(METHODS)}") from None
+
+
+def train(
+    net: PhotonicNetwork,
+    dataset: Dataset,
+    method="insitu",
+    optimizer: optax.GradientTransformation | None = None,
+    *,
+    epochs: int = 30,
+    batch_size: int = 32,
+    learning_rate: float = 0.05,
+    seed: int = 0,
+    phases=None,
+    patience: int | None = None,
+    min_delta: float = 1e-4,
+    monitor: str = "train_loss",
+    max_passes: int | None = None,
+    evaluate_on: str | None = None,
+    method_options: dict | None = None,
+    progress: bool = True,
+) -> TrainResult:
+    """Train ``net`` on ``dataset`` with a gradient ``method`` and an optax optimizer.
+
+    Args:
+        method: a name in :data:`training.gradients.METHODS` or a callable with their interface.
+        optimizer: default ``optax.adam(learning_rate)``.
+        seed: seeds the initial phases (unless ``phases`` is given), batch order and the method's rng.
+        patience: early stopping after this many epochs without improving ``monitor`` by ``min_delta``
+            (``"train_loss"``, ``"test_loss"`` or ``"test_acc"``); the best phases are returned.
+        max_passes: stop once the training chip passes reach this budget (equal-budget comparisons).
+        evaluate_on: ``"chip"`` (default when the network has chips) or ``"model"``.
+        method_options: extra keyword arguments of the method (``mapping``, ``perturbation``, …).
+    """
+    fn, name = _resolve(method)
+    optimizer = optimizer or optax.adam(learning_rate)
+    evaluate_on = evaluate_on or ("chip" if net.on_chip else "model")
+    rng = np.random.default_rng(seed)
+    phases = [jnp.asarray(p, dtype=net.real_dtype) for p in (phases if phases is not None else net.init(seed))]
+    opt_state = optimizer.init(phases)
+    options = dict(method_options or {})
+    history = History(method=name)
+    total_passes, wall, steps = 0, 0.0, 0
+    best_score, best_phases, best_epoch, waited = None, phases, 0, 0
+    sign = -1.0 if monitor == "test_acc" else 1.0
+
+    @jax.jit
+    def apply(phases, grads, opt_state):
+        updates, opt_state = optimizer.update(grads, opt_state, phases)
+        phases = optax.apply_updates(phases, updates)
+        return [jnp.mod(p, 2 * jnp.pi) for p in phases], opt_state
+
+    bar = tqdm(range(1, epochs + 1), desc=f"{name}", disable=not progress, leave=False)
+    for epoch in bar:
+        losses = []
+        out_of_budget = False
+        for xb, yb in dataset.batches(batch_size, rng):
+            start = time.perf_counter()
+            result: GradientResult = fn(net, phases, xb, yb, rng=rng, **options)
+            grads = [jnp.asarray(g, dtype=net.real_dtype) for g in result.grads]
+            phases, opt_state = apply(phases, grads, opt_state)
+            jax.block_until_ready(phases)
+            wall += time.perf_counter() - start
+            total_passes += result.passes
+            steps += 1
+            losses.append(result.loss)
+            if max_passes is not None and total_passes >= max_passes:
+                out_of_budget = True
+                break
+        test_loss, test_acc = net.evaluate(phases, dataset.x_test, dataset.y_test, on=evaluate_on)
+        _, train_acc = net.evaluate(phases, dataset.x_train, dataset.y_train, on=evaluate_on)
+        if evaluate_on == "chip":
+            history.eval_passes += (len(dataset.y_test) + len(dataset.y_train)) * net.n_layers
+        history.epoch.append(epoch)
+        history.steps.append(steps)
+        history.train_loss.append(float(np.mean(losses)))
+        history.train_acc.append(train_acc)
+        history.test_loss.append(test_loss)
+        history.test_acc.append(test_acc)
+        history.passes.append(total_passes)
+        history.wall_time.append(wall)
+        bar.set_postfix(loss=f"{history.train_loss[-1]:.3f}", test=f"{test_acc:.3f}", passes=total_passes)
+
+        score = sign * {"train_loss": history.train_loss[-1], "test_loss": test_loss, "test_acc": test_acc}[monitor]
+        if best_score is None or score < best_score - min_delta:
+            best_score, best_phases, best_epoch, waited = score, phases, epoch, 0
+        else:
+            waited += 1
+        if out_of_budget:
+            break
+        if patience is not None and waited >= patience:
+            history.stopped_early = True
+            break
+    bar.close()
+    return TrainResult(phases=best_phases if patience is not None else phases, history=history, best_epoch=best_epoch)
+
+
+# ------------------------------------------------------------------------------------------- plots
+
+
+def plot_decision_boundary(net: PhotonicNetwork, phases, dataset: Dataset, path=None, on: str = "model", resolution: int = 120, title=None):
+    """Predicted class over the feature square [0, 1]² of a 2-D task, with the test points on top.
+
+    ``on="model"`` evaluates the digital twin (no chip passes); ``"chip"`` measures every grid point."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    if dataset.n_features != 2:
+        raise ValueError("decision boundaries are drawn for 2-D data sets only")
+    g = np.linspace(0.0, 1.0, resolution)
+    gx, gy = np.meshgrid(g, g)
+    grid = np.column_stack([gx.ravel(), gy.ravel()])
+    pred = net.predict(phases, grid, on=on).reshape(gx.shape)
+    fig, ax = plt.subplots(figsize=(4.6, 4.2))
+    ax.contourf(gx, gy, pred, levels=np.arange(dataset.n_classes + 1) - 0.5, cmap="coolwarm", alpha=0.35)
+    ax.scatter(dataset.x_test[:, 0], dataset.x_test[:, 1], c=dataset.y_test, cmap="coolwarm", s=10, edgecolors="k", linewidths=0.3)
+    acc = float(np.mean(net.predict(phases, dataset.x_test, on=on) == dataset.y_test))
+    ax.set(xlabel="feature 1", ylabel="feature 2", title=title or f"{dataset.name}: test accuracy {acc:.1%} ({on})")
+    fig.tight_layout()
+    if path is not None:
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+    return fig
+
+
+def plot_histories(histories: dict, path=None, x: str = "passes", title: str = "test accuracy"):
+    """Test accuracy of several runs against ``x`` (``"passes"``, ``"epoch"`` or ``"wall_time"``)."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5.5, 3.8))
+    for label, h in histories.items():
+        ax.plot(getattr(h, x), h.test_acc, marker=".", label=label)
+    ax.set(xlabel={"passes": "chip passes (training)", "epoch": "epoch", "wall_time": "s"}[x], ylabel="test accuracy", title=title)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    if path is not None:
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+    return fig
