@@ -130,6 +130,150 @@ def _simulate(n, kind, wl_span, sax_check, out, seed):
     return stages.simulate(n=_check_n(n), kind=kind, wl_span=wl_span, sax_check=sax_check, out=out, seed=seed)
 
 
+KINDS = ("rectangular", "triangular")
+TASKS = ("moons", "circles", "ring", "iris", "digits")
+METHODS = ("insitu", "insitu_analog", "two_pass", "dfa", "spsa", "autodiff")
+
+
+def _check_choice(value: str, allowed: tuple[str, ...], option: str) -> str:
+    if value not in allowed:
+        raise UsageError(f"unknown {option} {value!r}; expected one of {', '.join(allowed)}")
+    return value
+
+
+@app.command("layout")
+def layout_cmd(
+    n: Optional[int] = typer.Option(None, "--n", help="Number of modes (default: the demo chip, a 6-mode triangular mesh)."),
+    kind: str = typer.Option("triangular", "--kind", help="rectangular | triangular (with --n)."),
+    png: bool = typer.Option(True, "--png/--no-png", help="Also write chip.png, the layout with the chip map overlaid."),
+    out: Path = OutOption,
+    seed: int = SeedOption,
+    as_json: bool = JsonOption,
+    debug: bool = DebugOption,
+) -> None:
+    """Lay out a chip (mesh with grating taps, fiber-array I/O, heaters routed to bond pads).
+
+    Writes chip.gds, chip.png and chip_map.json (pad → heater, tap → segment, direction and grating
+    position in µm, fiber port → mode). Lengths in µm."""
+
+    def run(n, kind, png, out, seed):
+        from tapmesh import stages
+
+        out = _check_out(out)
+        if n is not None:
+            _check_n(n)
+            _check_choice(kind, KINDS, "--kind")
+        return stages.layout(out, n=n, kind=kind, demo=n is None, png=png)
+
+    command("layout")(run)(n=n, kind=kind, png=png, out=out, seed=seed, as_json=as_json, debug=debug)
+
+
+@app.command("calibrate")
+def calibrate_cmd(
+    driver: Optional[str] = typer.Option(None, "--driver", help="A Chip driver registered under the 'tapmesh.chips' entry points (a real bench). Default: a VirtualChip fabricated from --seed."),
+    png: bool = typer.Option(True, "--png/--no-png", help="Also plot residuals and fitted curves."),
+    out: Path = OutOption,
+    seed: int = SeedOption,
+    as_json: bool = JsonOption,
+    debug: bool = DebugOption,
+) -> None:
+    """Calibrate a chip: phase–voltage curves (rad/V²), coupler splitting errors (rad), crosstalk,
+    global refinement; then error-corrected fidelity on random targets.
+
+    Writes calibration.json (versioned, checksummed, written atomically) and calibration_summary.json."""
+
+    def run(driver, png, out, seed):
+        from tapmesh import stages
+
+        out = _check_out(out)
+        chip = stages.load_driver(driver) if driver else None
+        if chip is None and not (out / "fabrication.json").exists():
+            stages.fabricate(out, seed)
+        return stages.calibrate(out, seed, chip=chip, png=png)
+
+    command("calibrate")(run)(driver=driver, png=png, out=out, seed=seed, as_json=as_json, debug=debug)
+
+
+@app.command("train")
+def train_cmd(
+    task: str = typer.Option("moons", "--task", help="moons | circles | ring | iris | digits"),
+    method: str = typer.Option("insitu", "--method", help="insitu | insitu_analog | two_pass | dfa | spsa | autodiff"),
+    layers: int = typer.Option(3, "--layers", help="Number of mesh layers."),
+    epochs: int = typer.Option(20, "--epochs", help="Training epochs."),
+    png: bool = typer.Option(True, "--png/--no-png"),
+    out: Path = OutOption,
+    seed: int = SeedOption,
+    as_json: bool = JsonOption,
+    debug: bool = DebugOption,
+) -> None:
+    """Train a network on the calibrated chip (reads calibration.json) next to its digital twin.
+
+    Writes training.json, training_curves.png and (2-D tasks) decision_boundary.png."""
+
+    def run(task, method, layers, epochs, png, out, seed):
+        from tapmesh import stages
+
+        _check_choice(task, TASKS, "--task")
+        _check_choice(method, METHODS, "--method")
+        if layers < 1 or epochs < 1:
+            raise UsageError("--layers and --epochs must be at least 1")
+        out = _check_out(out)
+        return stages.train(out, seed, task=task, method=method, layers=layers, epochs=epochs, png=png)
+
+    command("train")(run)(task=task, method=method, layers=layers, epochs=epochs, png=png, out=out, seed=seed, as_json=as_json, debug=debug)
+
+
+@app.command("report")
+def report_cmd(
+    out: Path = OutOption,
+    seed: int = SeedOption,
+    as_json: bool = JsonOption,
+    debug: bool = DebugOption,
+) -> None:
+    """Write report.html: a self-contained page with every figure and table found in --out."""
+
+    def run(out, seed):
+        from tapmesh import report
+
+        out = Path(out)
+        if not out.is_dir():
+            raise FileNotFoundError(f"--out folder {out} does not exist: run a stage first")
+        path, status = report.build(out)
+        return {"report": str(path), "sections": status}
+
+    command("report")(run)(out=out, seed=seed, as_json=as_json, debug=debug)
+
+
+@app.command("flow")
+def flow_cmd(
+    n: Optional[int] = typer.Option(None, "--n", help="Modes of a generic chip instead of the demo chip (6-mode triangular)."),
+    kind: str = typer.Option("triangular", "--kind", help="rectangular | triangular (with --n)."),
+    task: str = typer.Option("moons", "--task", help="moons | circles | ring | iris | digits"),
+    method: str = typer.Option("insitu", "--method", help="Gradient method on the chip."),
+    epochs: int = typer.Option(20, "--epochs", help="Training epochs."),
+    fast: bool = typer.Option(False, "--fast", help="A small, quick setting (CI): fewer epochs, no SAX reference."),
+    out: Path = OutOption,
+    seed: int = SeedOption,
+    as_json: bool = JsonOption,
+    debug: bool = DebugOption,
+) -> None:
+    """The whole pipeline on the demo chip: layout → model extraction → fabricate a VirtualChip →
+    calibrate → train in situ → report.html. Each stage writes its files into --out."""
+
+    def run(n, kind, task, method, epochs, fast, out, seed):
+        from tapmesh import stages
+
+        out = _check_out(out)
+        if n is not None:
+            _check_n(n)
+            _check_choice(kind, KINDS, "--kind")
+        _check_choice(task, TASKS, "--task")
+        _check_choice(method, METHODS, "--method")
+        return stages.flow(out, seed, n=n, kind=kind, task=task, method=method, epochs=3 if fast else epochs, fast=fast)
+
+    command("flow")(run)(n=n, kind=kind, task=task, method=method, epochs=epochs, fast=fast, out=out, seed=seed, as_json=as_json, debug=debug)
+
+
 def main() -> None:  # pragma: no cover - console entry point
     app()
 
