@@ -63,6 +63,39 @@ class MeshParams(eqx.Module):
         )
 
     @classmethod
+    def assemble(
+        cls,
+        topology: MeshTopology,
+        phases,
+        delta=None,
+        loss_db=None,
+        output_loss_db=None,
+        tap_fraction=None,
+        dtype=jnp.float64,
+    ) -> "MeshParams":
+        """Parameters from a phase vector in canonical shifter order (θ…, φ…, γ…, radians) and optional
+        error arrays (``None``: ideal). The one place a phase vector is split into θ, φ, γ."""
+        k, n = topology.n_mzis, topology.n
+        phases = jnp.asarray(phases, dtype=dtype)
+        if phases.shape != (2 * k + n,):
+            raise ParamsError(f"phases must have shape ({2 * k + n},) for this {topology.kind} mesh, got {phases.shape}")
+
+        def given(value, shape):
+            if value is None:
+                return jnp.zeros(shape, dtype=dtype)
+            return jnp.broadcast_to(jnp.asarray(value, dtype=dtype), shape)
+
+        return cls(
+            phases[:k],
+            phases[k : 2 * k],
+            phases[2 * k :],
+            given(delta, (k, 2)),
+            given(loss_db, (k, 4)),
+            given(output_loss_db, (n,)),
+            given(tap_fraction, (2 * k + n,)),
+        )
+
+    @classmethod
     def random(
         cls,
         topology: MeshTopology,

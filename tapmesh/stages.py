@@ -141,8 +141,7 @@ def extract(out: Path, png: bool = True) -> dict[str, Any]:
     phases = rng.uniform(0, 2 * np.pi, topology.n_shifters)
     drawn = np.asarray(extracted.matrix(phases=phases))
     tap = float(extracted.options.get("tap_fraction", 0.02)) if hasattr(extracted, "options") else 0.02
-    params = circuits.MeshParams.from_phases(topology, phases[: topology.n_mzis], phases[topology.n_mzis : 2 * topology.n_mzis], phases[2 * topology.n_mzis :])
-    params = params.__class__(**{**params.__dict__, "tap_fraction": np.full(topology.n_shifters, tap)})
+    params = circuits.MeshParams.assemble(topology, phases, tap_fraction=tap)
     engine = np.asarray(circuits.unitary(topology, params))
     # the drawn path lengths add one common phase per fiber-to-fiber path: compare magnitudes, then the
     # full matrix with the best global phase folded out

@@ -187,3 +187,13 @@ class TestBadInput:
     def test_bad_direction(self):
         with pytest.raises(ValueError, match="direction"):
             propagate(self.top, self.params, np.ones(4), direction="sideways")
+
+
+def test_assemble_splits_phases_in_canonical_order():
+    top = circuits.triangular(4)
+    phases = np.arange(top.n_shifters, dtype=float)
+    params = MeshParams.assemble(top, phases, delta=0.01, tap_fraction=0.02)
+    assert np.array_equal(params.phases, phases)
+    assert np.all(np.asarray(params.delta) == 0.01) and np.all(np.asarray(params.tap_fraction) == 0.02)
+    with pytest.raises(circuits.ParamsError):
+        MeshParams.assemble(top, phases[:-1])
