@@ -280,14 +280,22 @@ def _normalize(recnet: dict, options: dict) -> dict:
 
 
 def _find_mesh(component) -> tuple[tuple, Any]:
-    """(instance path prefix, mesh cell) of the mesh inside ``component`` (the component itself if a mesh)."""
-    info = component.info
-    if "kind" in info and "n_mzis" in info:
+    """(instance path, mesh cell) of the ``pcells`` mesh inside ``component`` (``()`` if it is the mesh)."""
+
+    def is_mesh(cell) -> bool:
+        return "kind" in cell.info and "n_mzis" in cell.info
+
+    if is_mesh(component):
         return (), component
-    for inst in component.insts:
-        cell = inst.cell
-        if "kind" in cell.info and "n_mzis" in cell.info:
-            return (inst.name,), cell
+    frontier = [((), component)]
+    while frontier:  # breadth first: the shallowest mesh wins
+        nxt = []
+        for path, cell in frontier:
+            for inst in cell.insts:
+                if is_mesh(inst.cell):
+                    return (*path, inst.name), inst.cell
+                nxt.append(((*path, inst.name), inst.cell))
+        frontier = nxt
     raise LayoutModelError(f"{component.name!r} contains no pcells mesh")
 
 

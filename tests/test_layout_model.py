@@ -149,3 +149,14 @@ def test_extracted_chip_edge_couplers():
     u = lc.matrix(phases=phases)
     v = ideal_mesh_matrix(2, "rectangular", phases, tap_fraction=TAP)
     np.testing.assert_allclose(np.abs(u), np.abs(v), atol=1e-9)
+
+
+@pytest.mark.slow
+def test_extracted_demo_chip():
+    """The demo chip (mesh two levels down) extracts, with heaters addressed through the hierarchy."""
+    lc = sax_circuit_from_component(pcells.demo_chip(), loss_db_cm=0.0)
+    assert lc.heater_instances[0][:2] == ("chip", "mesh")
+    phases = np.random.default_rng(4).uniform(0, 2 * np.pi, len(lc.shifters))
+    u = lc.matrix(phases=phases)
+    v = ideal_mesh_matrix(6, "triangular", phases, tap_fraction=TAP)
+    np.testing.assert_allclose(np.abs(u), 10 ** (-3.0 / 10) * np.abs(v), atol=1e-9)
