@@ -317,3 +317,10 @@ def test_chip_map_detects_metal_short():
     c.add_polygon([(x0, y0 - 5), (x1, y0 - 5), (x1, y0 + 5), (x0, y0 + 5)], layer="M3")
     with pytest.raises(pcells.ConnectivityError):
         pcells.chip_map(c)
+
+
+def test_write_drc_deck(tmp_path):
+    text = pcells.write_drc_deck(tmp_path / "tapmesh.drc")
+    assert (tmp_path / "tapmesh.drc").read_text() == text
+    assert "input(1, 0)" in text and "wg.width(0.2.um)" in text
+    assert text.count(".output(") == 2 * len(pcells.DRC_RULES)
