@@ -168,6 +168,10 @@ class LayoutCircuit:
     kind: str
     options: dict = field(default_factory=dict)
 
+    def __call__(self, *args, **kwargs):
+        """Call the SAX circuit (so a ``LayoutCircuit`` can stand where a circuit function is expected)."""
+        return self.circuit(*args, **kwargs)
+
     def settings(self, phases=None, voltages=None) -> dict:
         """Nested SAX settings that put ``phases`` (φ0, rad) or ``voltages`` (V) on the heaters, canonical order."""
         out: dict[str, Any] = {}
@@ -185,7 +189,10 @@ class LayoutCircuit:
 
     def matrix(self, wl=M.WL0, phases=None, voltages=None) -> np.ndarray:
         """Transfer matrix ``U[out_mode, in_mode]`` at ``wl`` (µm) as a NumPy array."""
-        s = self.circuit(wl=wl, **self.settings(phases=phases, voltages=voltages))
+        return self.matrix_from_sdict(self.circuit(wl=wl, **self.settings(phases=phases, voltages=voltages)))
+
+    def matrix_from_sdict(self, s) -> np.ndarray:
+        """``U[out_mode, in_mode]`` read from an S-dict this circuit returned (one evaluation, several reads)."""
         return np.array(
             [[np.asarray(s[(pi, po)]) for pi in self.input_ports] for po in self.output_ports],
         )
@@ -273,14 +280,22 @@ def _normalize(recnet: dict, options: dict) -> dict:
 
 
 def _find_mesh(component) -> tuple[tuple, Any]:
-    """(instance path prefix, mesh cell) of the mesh inside ``component`` (the component itself if a mesh)."""
-    info = component.info
-    if "kind" in info and "n_mzis" in info:
+    """(instance path, mesh cell) of the ``pcells`` mesh inside ``component`` (``()`` if it is the mesh)."""
+
+    def is_mesh(cell) -> bool:
+        return "kind" in cell.info and "n_mzis" in cell.info
+
+    if is_mesh(component):
         return (), component
-    for inst in component.insts:
-        cell = inst.cell
-        if "kind" in cell.info and "n_mzis" in cell.info:
-            return (inst.name,), cell
+    frontier = [((), component)]
+    while frontier:  # breadth first: the shallowest mesh wins
+        nxt = []
+        for path, cell in frontier:
+            for inst in cell.insts:
+                if is_mesh(inst.cell):
+                    return (*path, inst.name), inst.cell
+                nxt.append(((*path, inst.name), inst.cell))
+        frontier = nxt
     raise LayoutModelError(f"{component.name!r} contains no pcells mesh")
 
 

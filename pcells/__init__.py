@@ -13,7 +13,7 @@ from . import errors, schedule
 from .cells import grating_tap, mzi_tapped, phase_shifter_tapped
 from .chip import DEMO_ROLES, chip, demo_chip
 from .chip_map import ChipMap, FiberMap, PadMap, TapMap, chip_map
-from .checks import DRC_RULES, dangling_optical_ports, drc, netlist_summary, overlap_area
+from .checks import DRC_RULES, dangling_optical_ports, drc, netlist_summary, overlap_area, write_drc_deck
 from .errors import (
     ConnectivityError,
     CouplerKindError,
@@ -71,4 +71,5 @@ __all__ = [
     "phase_shifter_tapped",
     "plot_layout",
     "schedule",
+    "write_drc_deck",
 ]

@@ -50,12 +50,15 @@ class TapMap:
 
 @dataclass
 class FiberMap:
-    """One fiber grating: ``role`` input/output/loopback, ``mode`` (None for loopback), position (µm)."""
+    """One fiber coupler: ``port`` the chip port at its fiber end (``fiber_in0``…; the instance name when the
+    chip exports none there), ``role`` input/output/loopback, ``mode`` (None for loopback), position (µm),
+    ``coupler`` its instance name."""
 
     port: str
     position: list
     role: str
     mode: int | None = None
+    coupler: str | None = None
 
 
 @dataclass
@@ -203,7 +206,7 @@ def _net_id(l2n, regions, layer, point):
     return None if net is None else net.cluster_id
 
 
-def _trace_fibers(holder, holder_trans, mesh_inst_name, n):
+def _trace_fibers(holder, holder_trans, mesh_inst_name, n, top_ports):
     """Fiber grating → mode, following the holder cell's optical nets through 2-port route elements."""
     import warnings
 
@@ -244,8 +247,11 @@ def _trace_fibers(holder, holder_trans, mesh_inst_name, n):
             raise ConnectivityError(f"fiber grating {name!r} is not connected to the mesh or a loopback")
         p = inst.ports["o2"]
         pos = holder_trans * kdb.DPoint(*p.dcenter)
-        fibers.append(FiberMap(port=name, position=[round(pos.x, 3), round(pos.y, 3)], role=role, mode=mode))
-    fibers.sort(key=lambda f: ({"input": 0, "output": 1, "loopback": 2}[f.role], f.mode or 0, f.port))
+        key = (round(pos.x, 3), round(pos.y, 3))
+        fibers.append(
+            FiberMap(port=top_ports.get(key, name), position=list(key), role=role, mode=mode, coupler=name)
+        )
+    fibers.sort(key=lambda f: ({"input": 0, "output": 1, "loopback": 2}[f.role], f.mode or 0, f.coupler))
     return fibers
 
 
@@ -296,7 +302,12 @@ def chip_map(
         return ChipMap(n=n, kind=kind, taps=taps, fibers=fibers, roles=roles)
 
     holder, mesh_inst_name = holder_info
-    fibers = _trace_fibers(holder, holder_trans, mesh_inst_name, n)
+    top_ports = {
+        (round(p.dcenter[0], 3), round(p.dcenter[1], 3)): p.name
+        for p in component.ports
+        if p.port_type != "electrical" and p.port_type != "pad"
+    }
+    fibers = _trace_fibers(holder, holder_trans, mesh_inst_name, n, top_ports)
     l2n, regions = _metal_nets(component, conductors, vias)
     top_layer = conductors[-1]
     pads = []

@@ -53,8 +53,15 @@ def plot_layout(component: gf.Component, path_png=None, chip_map=None, ax=None, 
             PolyCollection(pts, facecolors=color, edgecolors=color, linewidths=0.3, alpha=alpha, label=name)
         )
     if chip_map is not None:
+        symbol = {"theta": "θ", "phi": "φ", "gamma": "γ"}
         for pad in chip_map.pads:
-            ax.annotate(pad.shifter or "gnd", pad.position, fontsize=5, ha="center", va="center")
+            if pad.kind == "ground":
+                text = "gnd"
+            elif pad.kind == "gamma":
+                text = f"γ{pad.mode}"
+            else:
+                text = f"{symbol[pad.kind]}{tuple(pad.mzi)}"
+            ax.annotate(text, pad.position, fontsize=4, ha="center", va="center")
         for tap in chip_map.taps:
             marker = ">" if tap.direction == "fwd" else "<"
             ax.plot(*tap.position, marker=marker, color="k", markersize=3)

@@ -91,6 +91,40 @@ def test_extracted_chip_fiber_to_fiber():
     np.testing.assert_allclose(np.abs(u), gc_amp2 * np.abs(v), atol=1e-9)
 
 
+@pytest.mark.parametrize("wl", [1.55, 1.565])
+def test_extracted_matches_engine(lc4, wl):
+    """Against the JAX engine (``circuits.unitary``/``propagate``) on the matching topology, with taps."""
+    import circuits
+
+    if not hasattr(circuits, "unitary"):
+        pytest.skip("circuits engine not on this branch yet")
+    import jax.numpy as jnp
+
+    topo = circuits.rectangular(4)
+    params = circuits.MeshParams.random(topo, seed=3, tap_fraction=TAP)
+    u_engine = np.asarray(circuits.unitary(topo, params, wl=wl))
+    s = lc4(wl=wl, **lc4.settings(phases=np.asarray(params.phases)))
+    u_layout = lc4.matrix_from_sdict(s)
+    g = np.vdot(u_engine.ravel(), u_layout.ravel())
+    g /= abs(g)
+    np.testing.assert_allclose(u_layout, g * u_engine, atol=1e-9)  # couplers' dispersion included
+    # tap readings: the layout's tap port power is t × |field at the tap| from the engine
+    x = np.zeros(4, complex)
+    x[1] = 1.0
+    _, tap_fields = circuits.propagate(topo, params, jnp.asarray(x), taps=True, wl=wl)
+    p_layout = np.array([abs(complex(s[("o2", fwd)])) ** 2 for fwd, _ in lc4.tap_ports])
+    np.testing.assert_allclose(p_layout, TAP * np.abs(np.asarray(tap_fields)) ** 2, atol=1e-12)
+
+
+def test_circuits_sax_circuit_dispatches_to_layout():
+    import circuits
+
+    lc = circuits.sax_circuit(pcells.mesh(n=2), loss_db_cm=0.0)
+    assert isinstance(lc, LayoutCircuit)
+    s = lc(wl=1.55, **lc.settings(phases=np.zeros(4)))
+    assert ("o1", "o3") in s
+
+
 def test_schedule_matches_circuits_topology():
     """pcells' schedule and circuits' topology must agree (skipped until circuits.rectangular lands)."""
     import circuits
@@ -115,3 +149,14 @@ def test_extracted_chip_edge_couplers():
     u = lc.matrix(phases=phases)
     v = ideal_mesh_matrix(2, "rectangular", phases, tap_fraction=TAP)
     np.testing.assert_allclose(np.abs(u), np.abs(v), atol=1e-9)
+
+
+@pytest.mark.slow
+def test_extracted_demo_chip():
+    """The demo chip (mesh two levels down) extracts, with heaters addressed through the hierarchy."""
+    lc = sax_circuit_from_component(pcells.demo_chip(), loss_db_cm=0.0)
+    assert lc.heater_instances[0][:2] == ("chip", "mesh")
+    phases = np.random.default_rng(4).uniform(0, 2 * np.pi, len(lc.shifters))
+    u = lc.matrix(phases=phases)
+    v = ideal_mesh_matrix(6, "triangular", phases, tap_fraction=TAP)
+    np.testing.assert_allclose(np.abs(u), 10 ** (-3.0 / 10) * np.abs(v), atol=1e-9)

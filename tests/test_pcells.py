@@ -208,6 +208,13 @@ def test_chip_pads_and_map(chip4):
     assert fibers >= {("input", m) for m in range(n)} | {("output", m) for m in range(n)}
     loop = [f for f in cm.fibers if f.role == "loopback"]
     assert len(loop) == 4
+    for f in cm.fibers:  # the chip's port names agree with what the waveguides connect
+        if f.role == "input":
+            assert f.port == f"fiber_in{f.mode}"
+        elif f.role == "output":
+            assert f.port == f"fiber_out{f.mode}"
+        else:
+            assert f.port.startswith("loopback_")
     ys = sorted(f.position[1] for f in cm.fibers if f.role == "input")
     assert all(abs((b - a) - 127.0) < 1e-6 for a, b in zip(ys, ys[1:]))  # fiber-array pitch
 
@@ -310,3 +317,10 @@ def test_chip_map_detects_metal_short():
     c.add_polygon([(x0, y0 - 5), (x1, y0 - 5), (x1, y0 + 5), (x0, y0 + 5)], layer="M3")
     with pytest.raises(pcells.ConnectivityError):
         pcells.chip_map(c)
+
+
+def test_write_drc_deck(tmp_path):
+    text = pcells.write_drc_deck(tmp_path / "tapmesh.drc")
+    assert (tmp_path / "tapmesh.drc").read_text() == text
+    assert "input(1, 0)" in text and "wg.width(0.2.um)" in text
+    assert text.count(".output(") == 2 * len(pcells.DRC_RULES)
