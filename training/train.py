@@ -135,8 +135,7 @@ def train(
     best_score, best_phases, best_epoch, waited = None, phases, 0, 0
     sign = -1.0 if monitor == "test_acc" else 1.0
 
-    @jax.jit
-    def apply(phases, grads, opt_state):
+    def apply(phases, grads, opt_state):  # eager: a jit here would recompile for every optimizer
         updates, opt_state = optimizer.update(grads, opt_state, phases)
         phases = optax.apply_updates(phases, updates)
         return [jnp.mod(p, 2 * jnp.pi) for p in phases], opt_state

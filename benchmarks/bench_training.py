@@ -1,0 +1,231 @@
+"""Training benchmarks of tapmesh: in situ training on as-built chips, digits on 64 ports, equal-budget
+comparison of gradient methods, and the cost of one in situ step against one autodiff step.
+
+    python benchmarks/bench_training.py                      # everything (~10-15 min on 2 cores)
+    python benchmarks/bench_training.py --only speed budget  # some sections
+    python benchmarks/bench_training.py --out /tmp/bench     # also write the PNG plots there
+
+Every section prints a Markdown table (the ones in docs/training.md come from this script).
+"""
+
+from __future__ import annotations
+
+import argparse
+import pathlib
+import sys
+import time
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+
+import circuits  # noqa: E402
+from calibration import AsBuilt, Calibration, Noise, VirtualChip, calibrate  # noqa: E402
+from training import (  # noqa: E402
+    FieldNoise,
+    PhotonicNetwork,
+    autodiff,
+    cosine_similarity,
+    data,
+    insitu,
+    insitu_analog,
+    plot_decision_boundary,
+    plot_histories,
+    train,
+)
+
+
+def table(headers, rows):
+    print("| " + " | ".join(headers) + " |")
+    print("|" + "|".join("---" for _ in headers) + "|")
+    for row in rows:
+        print("| " + " | ".join(str(c) for c in row) + " |")
+    print(flush=True)
+
+
+def pct(x):
+    return f"{100 * x:.1f} %"
+
+
+# --------------------------------------------------------------------------------------- the 2-D chip
+_CHIP = {}
+
+
+def calibrated_chip(seed=2):
+    """One as-built 4-mode chip (random φ0, α spread 5 %, δ σ = 0.03 rad, 2 % taps, realistic camera),
+    calibrated once with calibration.calibrate, time-multiplexed over the three layers."""
+    if seed not in _CHIP:
+        top = circuits.rectangular(4)
+        chip = VirtualChip(top, AsBuilt.random(top, seed=seed), Noise.realistic(), seed=seed)
+        start = time.perf_counter()
+        cal = calibrate(chip, progress=False)
+        _CHIP[seed] = (chip, cal, time.perf_counter() - start)
+    return _CHIP[seed]
+
+
+def two_d_network(chip, cal):
+    return PhotonicNetwork(
+        chip.topology, 3, 2, chips=chip, calibrations=cal, activation="eo", encoding="amplitude_phase", loss="ce"
+    )
+
+
+def section_2d(args):
+    chip, cal, cal_s = calibrated_chip()
+    print(f"### 3-layer 4-port network, trained in situ on a calibrated as-built chip\n")
+    print(f"Chip: rectangular 4×4, AsBuilt.random(seed=2), Noise.realistic(); calibrate(): {cal_s:.0f} s, "
+          f"{cal.n_measurements} frames. One chip time-multiplexed over 3 layers, EO activation, "
+          f"amplitude+phase encoding, Adam lr {args.lr}, batch 32, {args.epochs} epochs; test accuracy measured "
+          f"on the chip.\n")
+    rows = []
+    for name in ("moons", "circles", "ring"):
+        ds = data.load(name)
+        net = two_d_network(chip, cal)
+        phases = net.init(0)
+        x, y = ds.x_test[:64], ds.y_test[:64]
+        reference = autodiff(net, phases, x, y).grads
+        cos_sum = cosine_similarity(reference, insitu(net, phases, x, y).grads)
+        cos_analog = cosine_similarity(reference, insitu_analog(net, phases, x, y).grads)
+        run = train(net, ds, "insitu", epochs=args.epochs, learning_rate=args.lr, seed=0, progress=args.progress)
+        twin = train(net, ds, "autodiff", epochs=args.epochs, learning_rate=args.lr, seed=0, progress=args.progress)
+        h, ht = run.history, twin.history
+        rows.append([name, f"{cos_sum:.3f}", f"{cos_analog:.3f}", pct(h.final_test_acc), pct(max(h.test_acc)),
+                     f"{h.passes[-1]:,}", f"{h.wall_time[-1]:.0f} s", pct(ht.final_test_acc)])
+        if args.out:
+            h.plot(args.out / f"insitu_{name}_curves.png", title=f"{name}: in situ on a calibrated chip")
+            plot_decision_boundary(net, run.phases, ds, args.out / f"insitu_{name}_boundary.png", on="model")
+    table(["task", "cos(insitu, model)", "cos(analog, model)", "test acc (final)", "test acc (best epoch)",
+           "chip passes", "train time", "autodiff on twin → chip"], rows)
+
+
+# ------------------------------------------------------------------------------------------ digits
+def section_digits(args):
+    import optax
+
+    ds = data.digits()
+    top = circuits.rectangular(64)
+    t = args.digits_tap
+    guide_mw = float(np.mean(ds.x_train**2))  # mean power per guide of the encoded images, mW
+    print("### 2-layer 64-port network on load_digits (8×8 → 64 ports)\n")
+    print(f"Ideal as-built chips (one per layer), nominal calibration, tap fraction {t}. Seed noise: field "
+          f"amplitude 0.05 and phase 0.05π (`FieldNoise`, on every injected field and every coherent "
+          f"readout), tap shot noise 0.02 (`Noise(shot=0.02, full_scale_mw=t·{guide_mw:.2f} mW)`: σ/P = 2 % at "
+          f"the mean tap power). |z| activation, softmax-CE (T = 20), Adam with cosine decay from "
+          f"{args.digits_lr}, batch 32, {args.digits_epochs} epochs; accuracy on the held-out 20 % (360 images), "
+          f"measured on the chip.\n")
+    rows = []
+    configs = [("autodiff, ideal model (no noise)", None, "autodiff"), ("insitu, seed noise", "noisy", "insitu"),
+               ("insitu_analog, seed noise", "noisy", "insitu_analog")]
+    steps = args.digits_epochs * int(np.ceil(len(ds.y_train) / 32))
+    for label, noise, method in configs:
+        if method not in args.digits_methods:
+            continue
+        common = dict(activation="abs", loss="softmax_ce", temperature=20.0, dtype=jnp.complex64)
+        if noise is None:
+            net = PhotonicNetwork(top, 2, 10, **common)
+        else:
+            chips = [FieldNoise(VirtualChip(top, AsBuilt.ideal(top, tap_fraction=t),
+                                            Noise(shot=0.02, full_scale_mw=t * guide_mw), seed=i),
+                                0.05, 0.05 * np.pi, seed=i) for i in range(2)]
+            net = PhotonicNetwork(top, 2, 10, chips=chips, calibrations=[Calibration.nominal(top, tap_fraction=t)] * 2, **common)
+        optimizer = optax.adam(optax.cosine_decay_schedule(args.digits_lr, steps))
+        run = train(net, ds, method, optimizer, epochs=args.digits_epochs, seed=0, progress=args.progress)
+        h = run.history
+        rows.append([label, pct(h.final_test_acc), pct(max(h.test_acc)), f"{h.passes[-1]:,}", f"{h.wall_time[-1]:.0f} s"])
+        print(f"  {label}: test accuracy per epoch {np.round(h.test_acc, 3).tolist()}", flush=True)
+        if args.out:
+            h.plot(args.out / f"digits_{method}.png", title=f"digits: {label}")
+    print()
+    table(["run", "test acc (final)", "test acc (best epoch)", "chip passes", "train time"], rows)
+
+
+# ------------------------------------------------------------------------------------ equal budgets
+def section_budget(args):
+    chip, cal, _ = calibrated_chip()
+    ds = data.moons()
+    budget = args.budget_epochs * len(ds.y_train) * 3 * 3  # what insitu spends in budget_epochs epochs
+    print("### Gradient methods at an equal chip-pass budget (moons, same calibrated chip)\n")
+    print(f"Budget: {budget:,} chip passes (= {args.budget_epochs} epochs of insitu; one pass = one sample "
+          f"through one mesh). Adam lr {args.lr}; SPSA: ε = 0.05 rad, lr 0.02, one perturbation per batch.\n")
+    methods = [
+        ("insitu (backprop)", "insitu", {}, args.lr),
+        ("insitu_analog", "insitu_analog", {}, args.lr),
+        ("two_pass (PEPITA), model mapping", "two_pass", {"mapping": "model"}, args.lr),
+        ("dfa, model mapping", "dfa", {"mapping": "model"}, args.lr),
+        ("spsa", "spsa", {"perturbation": 0.05}, 0.02),
+        ("autodiff on the twin (0 passes)", "autodiff", {}, args.lr),
+    ]
+    rows, histories = [], {}
+    for label, method, options, lr in methods:
+        net = two_d_network(chip, cal)
+        epochs = args.budget_epochs if method == "autodiff" else 10_000
+        run = train(net, ds, method, epochs=epochs, learning_rate=lr, seed=0, max_passes=budget if method != "autodiff" else None,
+                    method_options=options, progress=args.progress)
+        h = run.history
+        histories[label] = h
+        rows.append([label, f"{h.passes[-1]:,}", h.epoch[-1], pct(h.final_test_acc), pct(max(h.test_acc)),
+                     f"{h.wall_time[-1]:.0f} s"])
+    if args.out:
+        plot_histories({k: v for k, v in histories.items() if "autodiff" not in k}, args.out / "budget_moons.png")
+    table(["method", "chip passes", "epochs", "test acc (final)", "test acc (best epoch)", "train time"], rows)
+
+
+# --------------------------------------------------------------------------------------------- speed
+def section_speed(args):
+    n, batch, layers = 64, 256, 2
+    top = circuits.rectangular(n)
+    ds = data.digits()
+    x, y = ds.x_train[:batch], ds.y_train[:batch]
+    print(f"### One training step: batch {batch}, n = {n}, {layers} layers ({jax.devices()[0].platform})\n")
+    rows = []
+    chips = [VirtualChip(top, AsBuilt.ideal(top), Noise.none(), seed=i) for i in range(layers)]
+    results = {}
+    for dtype in (jnp.complex64, jnp.complex128):
+        net = PhotonicNetwork(top, layers, 10, chips=chips, calibrations=[Calibration.nominal(top)] * layers,
+                              activation="abs", loss="softmax_ce", dtype=dtype)
+        phases = net.init(0)
+        for name, method in (("autodiff", autodiff), ("insitu", insitu), ("insitu_analog", insitu_analog)):
+            method(net, phases, x, y)  # compile
+            times = []
+            for _ in range(args.repeats):
+                start = time.perf_counter()
+                result = method(net, phases, x, y)
+                jax.block_until_ready(result.grads)
+                times.append(time.perf_counter() - start)
+            step = float(np.median(times))
+            results[(name, str(jnp.dtype(dtype)))] = step
+            rows.append([name, str(jnp.dtype(dtype)), f"{1e3 * step:.0f} ms", f"{batch / step:,.0f}", result.passes])
+    table(["method", "network dtype", "step (median)", "samples/s", "chip passes"], rows)
+    for dt in ("complex64", "complex128"):
+        print(f"insitu / autodiff ({dt} twin): {results[('insitu', dt)] / results[('autodiff', dt)]:.1f}×  ")
+    print("(the VirtualChip simulates every pass in complex128 with tap recording, whatever the network dtype)\n")
+
+
+SECTIONS = {"2d": section_2d, "digits": section_digits, "budget": section_budget, "speed": section_speed}
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--only", nargs="*", choices=sorted(SECTIONS), default=None)
+    p.add_argument("--out", type=pathlib.Path, default=None, help="folder for PNG plots")
+    p.add_argument("--epochs", type=int, default=30)
+    p.add_argument("--lr", type=float, default=0.05)
+    p.add_argument("--budget-epochs", type=int, default=10)
+    p.add_argument("--digits-epochs", type=int, default=12)
+    p.add_argument("--digits-lr", type=float, default=0.02)
+    p.add_argument("--digits-tap", type=float, default=1e-3)
+    p.add_argument("--digits-methods", nargs="*", default=["autodiff", "insitu", "insitu_analog"])
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--progress", action="store_true")
+    args = p.parse_args(argv)
+    if args.out:
+        args.out.mkdir(parents=True, exist_ok=True)
+    for name in args.only or ("speed", "2d", "budget", "digits"):
+        start = time.perf_counter()
+        SECTIONS[name](args)
+        print(f"_(section {name}: {time.perf_counter() - start:.0f} s)_\n", flush=True)
+
+
+if __name__ == "__main__":
+    main()
