@@ -2,8 +2,8 @@
 
     method(net, phases, features, labels, **options) -> GradientResult(grads, passes, loss, info)
 
-``grads`` holds one (n_phases,) array per layer (the descent direction for the loss, in rad⁻¹ units of
-the loss), ``passes`` the chip passes used: one *pass* is one sample's field sent once through one mesh
+``grads`` holds one (n_phases,) array per layer: ∂loss/∂phase (or the method's estimate of it; the
+optimizer steps against it), ``passes`` the chip passes used: one *pass* is one sample's field sent once through one mesh
 (a batch of B through L layers forward is B·L passes). Measuring methods touch the chip only through
 the :class:`calibration.Chip` protocol (set voltages, inject, read taps / outputs), with its noise.
 

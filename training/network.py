@@ -163,6 +163,7 @@ def _compile(top, n_layers, act, loss_kind, group_matrix, n_classes, real_dtype,
         return (jnp.real(z) ** 2 + jnp.imag(z) ** 2) @ group_matrix
 
     def loss_of_powers(p, y):
+        p = jnp.maximum(p, 0.0)  # measured powers: noise can push a dark port below zero
         total = jnp.sum(p, axis=1, keepdims=True)
         q = p / jnp.maximum(total, 1e-30)
         onehot = jax.nn.one_hot(y, n_classes, dtype=q.dtype)
@@ -275,7 +276,7 @@ class PhotonicNetwork:
                     )
             if self.calibrations is None:
                 raise ValueError("a network on chips needs their calibrations (Calibration.nominal for an ideal chip)")
-        self._programmed: dict[int, np.ndarray] = {}
+        self._programmed: dict[int, tuple[int, np.ndarray]] = {}
         self._dark: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         self.overhead_passes = 0
 
@@ -404,15 +405,17 @@ class PhotonicNetwork:
     def program(self, layer: int, phases_l) -> None:
         """Set the heater voltages of ``layer``'s chip to realize ``phases_l`` (calibrated conversion).
 
-        A chip already holding these voltages is not reprogrammed."""
+        A chip this network programmed last with the same phases is not reprogrammed (so nothing else
+        should drive the chip between two calls)."""
         chip = self.chip(layer)
         key = id(chip)
-        volts = np.asarray(self.calibration(layer).voltages_for_phases(np.asarray(phases_l, dtype=np.float64)))
+        phases_l = np.asarray(phases_l, dtype=np.float64)
         last = self._programmed.get(key)
-        if last is not None and last.shape == volts.shape and np.array_equal(last, volts):
+        if last is not None and last[0] == layer and np.array_equal(last[1], phases_l):
             return
+        volts = np.asarray(self.calibration(layer).voltages_for_phases(phases_l))
         chip.set_voltages(volts)
-        self._programmed[key] = volts
+        self._programmed[key] = (layer, phases_l.copy())
 
     def dark_taps(self, layer: int, frames: int = 16) -> tuple[np.ndarray, np.ndarray]:
         """Camera dark frames (forward, backward gratings) of ``layer``'s chip, mW: the mean reading with

@@ -101,6 +101,7 @@ def train(
     epochs: int = 30,
     batch_size: int = 32,
     learning_rate: float = 0.05,
+    schedule: str | None = None,
     seed: int = 0,
     phases=None,
     patience: int | None = None,
@@ -115,7 +116,8 @@ def train(
 
     Args:
         method: a name in :data:`training.gradients.METHODS` or a callable with their interface.
-        optimizer: default ``optax.adam(learning_rate)``.
+        optimizer: default ``optax.adam(learning_rate)``, or with ``schedule="cosine"`` Adam whose rate
+            decays from ``learning_rate`` to 0 over ``epochs`` (steadier ends on noisy chips).
         seed: seeds the initial phases (unless ``phases`` is given), batch order and the method's rng.
         patience: early stopping after this many epochs without improving ``monitor`` by ``min_delta``
             (``"train_loss"``, ``"test_loss"`` or ``"test_acc"``); the best phases are returned.
@@ -124,7 +126,14 @@ def train(
         method_options: extra keyword arguments of the method (``mapping``, ``perturbation``, …).
     """
     fn, name = _resolve(method)
-    optimizer = optimizer or optax.adam(learning_rate)
+    if optimizer is None:
+        if schedule == "cosine":
+            steps = epochs * int(np.ceil(len(dataset.y_train) / batch_size))
+            optimizer = optax.adam(optax.cosine_decay_schedule(learning_rate, steps))
+        elif schedule is None:
+            optimizer = optax.adam(learning_rate)
+        else:
+            raise ValueError(f"schedule must be None or 'cosine', got {schedule!r}")
     evaluate_on = evaluate_on or ("chip" if net.on_chip else "model")
     rng = np.random.default_rng(seed)
     phases = [jnp.asarray(p, dtype=net.real_dtype) for p in (phases if phases is not None else net.init(seed))]
