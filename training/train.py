@@ -107,6 +107,7 @@ def train(
     patience: int | None = None,
     min_delta: float = 1e-4,
     monitor: str = "train_loss",
+    restore_best: bool = False,
     max_passes: int | None = None,
     evaluate_on: str | None = None,
     method_options: dict | None = None,
@@ -121,6 +122,8 @@ def train(
         seed: seeds the initial phases (unless ``phases`` is given), batch order and the method's rng.
         patience: early stopping after this many epochs without improving ``monitor`` by ``min_delta``
             (``"train_loss"``, ``"test_loss"`` or ``"test_acc"``); the best phases are returned.
+        restore_best: return the phases of the best epoch by ``monitor`` even without early stopping
+            (monitor a training quantity to keep the test set out of model selection).
         max_passes: stop once the training chip passes reach this budget (equal-budget comparisons).
         evaluate_on: ``"chip"`` (default when the network has chips) or ``"model"``.
         method_options: extra keyword arguments of the method (``mapping``, ``perturbation``, …).
@@ -191,7 +194,8 @@ def train(
             history.stopped_early = True
             break
     bar.close()
-    return TrainResult(phases=best_phases if patience is not None else phases, history=history, best_epoch=best_epoch)
+    keep = patience is not None or restore_best
+    return TrainResult(phases=best_phases if keep else phases, history=history, best_epoch=best_epoch)
 
 
 # ------------------------------------------------------------------------------------------- plots
