@@ -11,6 +11,7 @@ from calibration.errors import (
     MeasurementError,
     VoltageError,
 )
+from calibration.plots import plot_fits, plot_residuals
 from calibration.procedure import STEPS, FaultWarning, calibrate
 from calibration.virtual import AsBuilt, Noise, VirtualChip, neighbour_pairs
 from circuits import fidelity
@@ -33,6 +34,8 @@ __all__ = [
     "STEPS",
     "FaultWarning",
     "calibrate",
+    "plot_fits",
+    "plot_residuals",
     "fidelity",
     "neighbour_pairs",
 ]

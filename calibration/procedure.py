@@ -201,6 +201,7 @@ def calibrate(
     progress: bool = True,
     topology: circuits.MeshTopology | None = None,
     sweep_points: int = 24,
+    passes: int = 2,
     refine_settings: int | None = None,
     refine_batch: int = 2,
     alpha_guess: float = 0.5,
@@ -209,6 +210,7 @@ def calibrate(
     power_mw: float = 1.0,
     fit_beta: bool = False,
     visibility_threshold: float = 0.25,
+    max_delta: float = 0.2,
     max_refine_parameters: int = 4000,
 ) -> Calibration:
     """Calibrate ``chip`` (any :class:`calibration.Chip`) and return a :class:`Calibration`.
@@ -221,6 +223,8 @@ def calibrate(
         progress: show a tqdm progress bar.
         topology: the mesh; default ``chip.topology`` if the chip has one, else rectangular.
         sweep_points: points per heater sweep (uniform in V² over 1.5 fringe periods).
+        passes: times the θ/φ/γ sweeps are repeated; each pass routes light through the model of the
+            previous one, so leakage of imperfect bar states is predicted better.
         refine_settings: random voltage settings for the refinement (default: enough for ~15 readings per
             parameter).
         refine_batch: input fields per setting and direction.
@@ -228,6 +232,7 @@ def calibrate(
         max_voltage: the largest voltage applied, V.
         power_mw: optical power per lit MZI in the sweeps, mW.
         fit_beta: also fit the cubic coefficient β in the refinement.
+        max_delta: split-ratio estimates of |δ| above this (rad) are taken as corrupted and set to 0.
         visibility_threshold: a fringe whose visibility B/(A+|B|) is below this marks a dead heater.
         max_refine_parameters: above this many parameters, the refinement fits φ0, α and δ only (camera
             efficiencies fixed from the sweeps, crosstalk not fitted) to keep the Jacobian in memory.
@@ -261,7 +266,7 @@ def calibrate(
     sweep_v = np.sqrt(sweep_x)
     timings, frames_by_step = {}, {}
     do_sweeps = "phase_voltage" in steps
-    total = 2 + (2 * n_cols + 1 if do_sweeps else 0) + (1 if "refine" in steps else 0)
+    total = 2 + (passes * (2 * n_cols + 1) if do_sweeps else 0) + (1 if "refine" in steps else 0)
     bar = tqdm(total=total, desc="calibrate", disable=not progress, leave=False)
     swept = np.zeros(h, dtype=bool)
     dead: set[int] = set()
@@ -308,147 +313,157 @@ def calibrate(
     if do_sweeps:
         start, f0 = time.perf_counter(), bench.frames
         amp = np.sqrt(power_mw)
-        phases_now = cal.phase_offsets.copy()
-        # --- θ heaters, last column first, light backward into each MZI's top output
-        top_only_ratio = np.full(k_all, np.nan)
-        for c in reversed(range(n_cols)):
-            members = list(topology.columns[c])
-            routing = {i: np.pi for cc in range(c + 1, n_cols) for i in topology.columns[cc]}
-            base_v = _routing_voltages(cal, routing)
-            phases_now = cal.phases_for_voltages(base_v)
-            after = _transfer(cal, phases_now, range(c + 1, n_cols), with_gamma=True)
-            tops = [topology.mzis[k][1] for k in members]
-            g_top = np.zeros(n, dtype=np.complex128)
-            g_top[tops] = amp
-            g_bottom = np.zeros(n, dtype=np.complex128)
-            g_bottom[[m + 1 for m in tops]] = amp
-            # backward: the field at the outputs of column c is after.T @ x  ->  x = solve(after.T, g)
-            x_top = np.linalg.solve(after.T, g_top)
-            x_bottom = np.linalg.solve(after.T, g_bottom)
-            volts = np.repeat(base_v[None, :], sweep_points, axis=0)
-            volts[:, members] = sweep_v[:, None]
-            readings = []
-            for s in range(sweep_points):
-                readings.append(bench.measure(volts[s], x_top, "output", taps="backward")["taps"][0])
-            readings = np.asarray(readings) - offsets[1]
-            bottom = bench.measure(base_v, np.repeat(x_bottom[None], 3, axis=0), "output", taps="backward")["taps"]
-            bottom = bottom.mean(0) - offsets[1]
-            phi_taps = [k_all + k for k in members]
-            fringe = fit_fringes(sweep_x, readings[:, phi_taps], alpha_guess)
-            # reading = A − B cos(θ0 + α x): Bc = −B cos θ0, Bs = B sin θ0
-            for j, k in enumerate(members):
-                tap = k_all + k
-                if not usable[1, tap]:
-                    continue
-                vis = fringe.amplitude[j] / (abs(fringe.offset[j]) + fringe.amplitude[j] + 1e-30)
-                if vis < visibility_threshold or not (0.5 * alpha_guess < fringe.alpha[j] < 1.5 * alpha_guess):
-                    dead.add(k)
-                    continue
-                cal.phase_offsets[k] = np.mod(np.arctan2(fringe.sin[j], -fringe.cos[j]), TWO_PI)
-                cal.alpha[k] = fringe.alpha[j]
-                cal.tap_efficiency[1, tap] = (fringe.offset[j] + fringe.amplitude[j]) / power_mw
-                swept[k] = True
-            record([k for k in members], readings[:, phi_taps], readings[:, phi_taps] - fringe.residuals)
-            # output-coupler split ratio at the θ tap (backward grating): top-only cos²κ2, bottom-only sin²κ2
-            for k in members:
-                if usable[1, k]:
-                    top_reading = readings[:, k].mean()
-                    top_only_ratio[k] = bottom[k] / top_reading if top_reading > 0 else np.nan
-            residuals.setdefault("sweeps", [])
-            residuals["sweeps"].append((fringe.residuals / max(power_mw * tap_guess, 1e-30)).ravel())
-            bar.update(1)
-        if "couplers" in steps:
-            ok = np.isfinite(top_only_ratio) & (top_only_ratio > 0)
-            cal.delta[ok, 1] = np.arctan(np.sqrt(top_only_ratio[ok])) - np.pi / 4
-
-        # --- φ heaters, first column first, equal in-phase light on both inputs of each MZI
-        in_ratio = np.full(k_all, np.nan)
-        for c in range(n_cols):
-            members = list(topology.columns[c])
-            routing = {i: np.pi for cc in range(c) for i in topology.columns[cc]}
-            base_v = _routing_voltages(cal, routing)
-            phases_now = cal.phases_for_voltages(base_v)
-            before = _transfer(cal, phases_now, range(c))
-            tops = [topology.mzis[k][1] for k in members]
-            f_both = np.zeros(n, dtype=np.complex128)
-            f_top = np.zeros(n, dtype=np.complex128)
-            f_bottom = np.zeros(n, dtype=np.complex128)
-            for m in tops:
-                f_both[m] = f_both[m + 1] = amp / np.sqrt(2)
-                f_top[m] = amp
-                f_bottom[m + 1] = amp
-            x_both, x_top, x_bottom = (np.linalg.solve(before, f) for f in (f_both, f_top, f_bottom))
-            arrival = before @ x_both
-            volts = np.repeat(base_v[None, :], sweep_points, axis=0)
-            phi_heaters = [k_all + k for k in members]
-            volts[:, phi_heaters] = sweep_v[:, None]
-            readings = []
-            for s in range(sweep_points):
-                readings.append(bench.measure(volts[s], x_both, "input", taps="forward")["taps"][0])
-            readings = np.asarray(readings) - offsets[0]
-            split = bench.measure(base_v, np.stack([x_top] * 3 + [x_bottom] * 3), "input", taps="forward")["taps"]
-            split = split - offsets[0]
-            theta_taps = list(members)
-            fringe = fit_fringes(sweep_x, readings[:, theta_taps], alpha_guess)
-            # reading = A + B sin(φ + Δ): Bc = B sin(φ0 + Δ), Bs = B cos(φ0 + Δ)
-            for j, k in enumerate(members):
-                heater = k_all + k
-                if not usable[0, k]:
-                    continue
-                vis = fringe.amplitude[j] / (abs(fringe.offset[j]) + fringe.amplitude[j] + 1e-30)
-                if vis < visibility_threshold or not (0.5 * alpha_guess < fringe.alpha[j] < 1.5 * alpha_guess):
-                    dead.add(heater)
-                    continue
-                m = topology.mzis[k][1]
-                delta_in = np.angle(arrival[m]) - np.angle(arrival[m + 1])
-                cal.phase_offsets[heater] = np.mod(np.arctan2(fringe.cos[j], fringe.sin[j]) - delta_in, TWO_PI)
-                cal.alpha[heater] = fringe.alpha[j]
-                swept[heater] = True
-                p_top, p_bottom = split[:3, k].mean(), split[3:, k].mean()
-                t_phi = cal.tap_fraction[heater]
-                if p_top > 0 and p_bottom > 0:
-                    in_ratio[k] = p_bottom / p_top * (1 - t_phi)
-            record(phi_heaters, readings[:, theta_taps], readings[:, theta_taps] - fringe.residuals)
-            residuals["sweeps"].append((fringe.residuals / max(power_mw * tap_guess, 1e-30)).ravel())
-            bar.update(1)
-        if "couplers" in steps:
-            ok = np.isfinite(in_ratio) & (in_ratio > 0)
-            cal.delta[ok, 0] = np.arctan(np.sqrt(in_ratio[ok])) - np.pi / 4
-
-        # --- γ heaters, from the coherent readout, even and odd modes apart (neighbours heat each other)
-        try:
-            routing = {i: np.pi for i in range(k_all)}
-            base_v = _routing_voltages(cal, routing)
-            phases_now = cal.phases_for_voltages(base_v)
-            mesh = _transfer(cal, phases_now, range(n_cols))
-            f_all = np.full(n, amp, dtype=np.complex128)
-            x_all = np.linalg.solve(mesh, f_all)
-            arrival = mesh @ x_all
-            for parity in (0, 1):
-                modes = np.arange(parity, n, 2)
-                heaters = 2 * k_all + modes
+        for sweep_pass in range(passes):
+            dead.clear()
+            swept[:] = False
+            residuals["sweeps"] = []
+            phases_now = cal.phase_offsets.copy()
+            # --- θ heaters, last column first, light backward into each MZI's top output
+            top_only_ratio = np.full(k_all, np.nan)
+            for c in reversed(range(n_cols)):
+                members = list(topology.columns[c])
+                routing = {i: np.pi for cc in range(c + 1, n_cols) for i in topology.columns[cc]}
+                base_v = _routing_voltages(cal, routing)
+                phases_now = cal.phases_for_voltages(base_v)
+                after = _transfer(cal, phases_now, range(c + 1, n_cols), with_gamma=True)
+                tops = [topology.mzis[k][1] for k in members]
+                g_top = np.zeros(n, dtype=np.complex128)
+                g_top[tops] = amp
+                g_bottom = np.zeros(n, dtype=np.complex128)
+                g_bottom[[m + 1 for m in tops]] = amp
+                # backward: the field at the outputs of column c is after.T @ x  ->  x = solve(after.T, g)
+                x_top = np.linalg.solve(after.T, g_top)
+                x_bottom = np.linalg.solve(after.T, g_bottom)
                 volts = np.repeat(base_v[None, :], sweep_points, axis=0)
-                volts[:, heaters] = sweep_v[:, None]
-                ys = np.asarray([bench.measure(volts[s], x_all, "input", coherent=True)["coherent"][0]
-                                 for s in range(sweep_points)])
-                phase = np.unwrap(np.angle(ys[:, modes] / arrival[modes]), axis=0)
-                design = np.stack([np.ones_like(sweep_x), sweep_x], axis=1)
-                coef, *_ = np.linalg.lstsq(design, phase, rcond=None)
-                res = design @ coef - phase
-                for j, (m, heater) in enumerate(zip(modes, heaters)):
-                    if coef[1, j] < 0.5 * alpha_guess:
-                        dead.add(int(heater))
+                volts[:, members] = sweep_v[:, None]
+                readings = []
+                for s in range(sweep_points):
+                    readings.append(bench.measure(volts[s], x_top, "output", taps="backward")["taps"][0])
+                readings = np.asarray(readings) - offsets[1]
+                bottom = bench.measure(base_v, np.repeat(x_bottom[None], 3, axis=0), "output", taps="backward")["taps"]
+                bottom = bottom.mean(0) - offsets[1]
+                phi_taps = [k_all + k for k in members]
+                fringe = fit_fringes(sweep_x, readings[:, phi_taps], alpha_guess)
+                # reading = A − B cos(θ0 + α x): Bc = −B cos θ0, Bs = B sin θ0
+                for j, k in enumerate(members):
+                    tap = k_all + k
+                    if not usable[1, tap]:
                         continue
-                    cal.phase_offsets[heater] = np.mod(coef[0, j], TWO_PI)
-                    cal.alpha[heater] = coef[1, j]
+                    vis = fringe.amplitude[j] / (abs(fringe.offset[j]) + fringe.amplitude[j] + 1e-30)
+                    if vis < visibility_threshold:
+                        dead.add(k)
+                        continue
+                    if not 0.5 * alpha_guess < fringe.alpha[j] < 1.5 * alpha_guess:
+                        continue  # a distorted fringe: left to the refinement (started from a scan)
+                    cal.phase_offsets[k] = np.mod(np.arctan2(fringe.sin[j], -fringe.cos[j]), TWO_PI)
+                    cal.alpha[k] = fringe.alpha[j]
+                    cal.tap_efficiency[1, tap] = (fringe.offset[j] + fringe.amplitude[j]) / power_mw
+                    swept[k] = True
+                record([k for k in members], readings[:, phi_taps], readings[:, phi_taps] - fringe.residuals)
+                # output-coupler split ratio at the θ tap (backward grating): top-only cos²κ2, bottom-only sin²κ2
+                for k in members:
+                    if usable[1, k]:
+                        top_reading = readings[:, k].mean()
+                        top_only_ratio[k] = bottom[k] / top_reading if top_reading > 0 else np.nan
+                residuals.setdefault("sweeps", [])
+                residuals["sweeps"].append((fringe.residuals / max(power_mw * tap_guess, 1e-30)).ravel())
+                bar.update(1)
+            if "couplers" in steps:
+                estimate = np.arctan(np.sqrt(np.clip(np.nan_to_num(top_only_ratio, nan=-1.0), 0, None))) - np.pi / 4
+                ok = np.isfinite(top_only_ratio) & (np.abs(estimate) < max_delta)
+                cal.delta[:, 1] = np.where(ok, estimate, 0.0)
+
+            # --- φ heaters, first column first, equal in-phase light on both inputs of each MZI
+            in_ratio = np.full(k_all, np.nan)
+            for c in range(n_cols):
+                members = list(topology.columns[c])
+                routing = {i: np.pi for cc in range(c) for i in topology.columns[cc]}
+                base_v = _routing_voltages(cal, routing)
+                phases_now = cal.phases_for_voltages(base_v)
+                before = _transfer(cal, phases_now, range(c))
+                tops = [topology.mzis[k][1] for k in members]
+                f_both = np.zeros(n, dtype=np.complex128)
+                f_top = np.zeros(n, dtype=np.complex128)
+                f_bottom = np.zeros(n, dtype=np.complex128)
+                for m in tops:
+                    f_both[m] = f_both[m + 1] = amp / np.sqrt(2)
+                    f_top[m] = amp
+                    f_bottom[m + 1] = amp
+                x_both, x_top, x_bottom = (np.linalg.solve(before, f) for f in (f_both, f_top, f_bottom))
+                arrival = before @ x_both
+                volts = np.repeat(base_v[None, :], sweep_points, axis=0)
+                phi_heaters = [k_all + k for k in members]
+                volts[:, phi_heaters] = sweep_v[:, None]
+                readings = []
+                for s in range(sweep_points):
+                    readings.append(bench.measure(volts[s], x_both, "input", taps="forward")["taps"][0])
+                readings = np.asarray(readings) - offsets[0]
+                split = bench.measure(base_v, np.stack([x_top] * 3 + [x_bottom] * 3), "input", taps="forward")["taps"]
+                split = split - offsets[0]
+                theta_taps = list(members)
+                fringe = fit_fringes(sweep_x, readings[:, theta_taps], alpha_guess)
+                # reading = A + B sin(φ + Δ): Bc = B sin(φ0 + Δ), Bs = B cos(φ0 + Δ)
+                for j, k in enumerate(members):
+                    heater = k_all + k
+                    if not usable[0, k]:
+                        continue
+                    vis = fringe.amplitude[j] / (abs(fringe.offset[j]) + fringe.amplitude[j] + 1e-30)
+                    if vis < visibility_threshold:
+                        dead.add(heater)
+                        continue
+                    if not 0.5 * alpha_guess < fringe.alpha[j] < 1.5 * alpha_guess:
+                        continue  # a distorted fringe: left to the refinement (started from a scan)
+                    m = topology.mzis[k][1]
+                    delta_in = np.angle(arrival[m]) - np.angle(arrival[m + 1])
+                    cal.phase_offsets[heater] = np.mod(np.arctan2(fringe.cos[j], fringe.sin[j]) - delta_in, TWO_PI)
+                    cal.alpha[heater] = fringe.alpha[j]
                     swept[heater] = True
-                fits["sweep_readings"][heaters] = phase.T
-                fits["sweep_model"][heaters] = (design @ coef).T
-                residuals["sweeps"].append(res.ravel())
-        except NotImplementedError:
-            bench.coherent = False
-            notes.append("chip has no coherent readout: output phases γ are not calibrated (offsets 0, nominal α)")
-        bar.update(1)
+                    p_top, p_bottom = split[:3, k].mean(), split[3:, k].mean()
+                    t_phi = cal.tap_fraction[heater]
+                    if p_top > 0 and p_bottom > 0:
+                        in_ratio[k] = p_bottom / p_top * (1 - t_phi)
+                record(phi_heaters, readings[:, theta_taps], readings[:, theta_taps] - fringe.residuals)
+                residuals["sweeps"].append((fringe.residuals / max(power_mw * tap_guess, 1e-30)).ravel())
+                bar.update(1)
+            if "couplers" in steps:
+                estimate = np.arctan(np.sqrt(np.clip(np.nan_to_num(in_ratio, nan=-1.0), 0, None))) - np.pi / 4
+                ok = np.isfinite(in_ratio) & (np.abs(estimate) < max_delta)
+                cal.delta[:, 0] = np.where(ok, estimate, 0.0)
+
+            # --- γ heaters, from the coherent readout, even and odd modes apart (neighbours heat each other)
+            try:
+                routing = {i: np.pi for i in range(k_all)}
+                base_v = _routing_voltages(cal, routing)
+                phases_now = cal.phases_for_voltages(base_v)
+                mesh = _transfer(cal, phases_now, range(n_cols))
+                f_all = np.full(n, amp, dtype=np.complex128)
+                x_all = np.linalg.solve(mesh, f_all)
+                arrival = mesh @ x_all
+                for parity in (0, 1):
+                    modes = np.arange(parity, n, 2)
+                    heaters = 2 * k_all + modes
+                    volts = np.repeat(base_v[None, :], sweep_points, axis=0)
+                    volts[:, heaters] = sweep_v[:, None]
+                    ys = np.asarray([bench.measure(volts[s], x_all, "input", coherent=True)["coherent"][0]
+                                     for s in range(sweep_points)])
+                    phase = np.unwrap(np.angle(ys[:, modes] / arrival[modes]), axis=0)
+                    design = np.stack([np.ones_like(sweep_x), sweep_x], axis=1)
+                    coef, *_ = np.linalg.lstsq(design, phase, rcond=None)
+                    res = design @ coef - phase
+                    for j, (m, heater) in enumerate(zip(modes, heaters)):
+                        if coef[1, j] < 0.5 * alpha_guess:
+                            dead.add(int(heater))
+                            continue
+                        cal.phase_offsets[heater] = np.mod(coef[0, j], TWO_PI)
+                        cal.alpha[heater] = coef[1, j]
+                        swept[heater] = True
+                    fits["sweep_readings"][heaters] = phase.T
+                    fits["sweep_model"][heaters] = (design @ coef).T
+                    residuals["sweeps"].append(res.ravel())
+            except NotImplementedError:
+                bench.coherent = False
+                notes.append("chip has no coherent readout: output phases γ are not calibrated (offsets 0, nominal α)")
+            bar.update(1)
         residuals["sweeps"] = np.concatenate(residuals["sweeps"]) if residuals.get("sweeps") else np.zeros(0)
         mark("phase_voltage", start, f0)
 

@@ -203,7 +203,7 @@ def refine(
     if dense:
         jac_jit = jax.jit(jax.jacfwd(residual))
         jac = lambda p: np.asarray(jac_jit(jnp.asarray(p)), dtype=float)  # noqa: E731
-        result = least_squares(fun, p0, jac=jac, method="trf", x_scale=scale, max_nfev=60, xtol=1e-10, ftol=1e-12)
+        result = _levenberg_marquardt(fun, jac, p0, scale)
     else:
         @jax.jit
         def jvp(p, v):
@@ -243,7 +243,7 @@ def refine(
         jm = np.asarray(result.jac)
         dof = max(m_rows - n_params, 1)
         s2 = float(np.sum(final**2) / dof)
-        jtj = jm.T @ jm
+        jtj = jm.T @ jm if result.jtj is None else result.jtj
         cov = s2 * np.linalg.pinv(jtj, rcond=1e-12, hermitian=True)
         sigma = np.sqrt(np.clip(np.diag(cov), 0.0, None))
         uncertainties["phase_offsets"] = sigma[slices["phi0"]]
@@ -269,3 +269,48 @@ def refine(
         f"rms {np.sqrt(np.mean(final**2)):.3g} (start {np.sqrt(np.mean(fun(p0) ** 2)):.3g})"
     )
     return {"uncertainties": uncertainties, "residuals": final, "notes": notes}
+
+
+class _Result:
+    def __init__(self, x, jac, jtj, nfev):
+        self.x, self.jac, self.jtj, self.nfev = x, jac, jtj, nfev
+
+
+def _levenberg_marquardt(fun, jac, p0, scale, max_iterations: int = 40, tolerance: float = 1e-12) -> _Result:
+    """Levenberg–Marquardt on the normal equations (Marquardt's diagonal damping, variables scaled by
+    ``scale``). Cheaper than an SVD trust region for tall dense Jacobians; returns the last JᵀJ too."""
+    p = np.asarray(p0, dtype=float).copy()
+    r = fun(p)
+    cost = float(r @ r)
+    j = jac(p)
+    nfev, lam = 1, 1e-3
+    for _ in range(max_iterations):
+        js = j * scale[None, :]
+        a = js.T @ js
+        g = js.T @ r
+        diag = np.maximum(np.diag(a), 1e-30)
+        improved = False
+        for _ in range(12):
+            try:
+                step = -np.linalg.solve(a + lam * np.diag(diag), g)
+            except np.linalg.LinAlgError:
+                lam *= 10
+                continue
+            trial = p + step * scale
+            r_trial = fun(trial)
+            nfev += 1
+            cost_trial = float(r_trial @ r_trial)
+            if np.isfinite(cost_trial) and cost_trial < cost:
+                improved = True
+                break
+            lam *= 8
+        if not improved:
+            break
+        decrease = (cost - cost_trial) / max(cost, 1e-300)
+        p, r, cost = trial, r_trial, cost_trial
+        lam = max(lam / 4, 1e-9)
+        j = jac(p)
+        if decrease < tolerance or np.max(np.abs(step)) < 1e-9:
+            break
+    jtj = j.T @ j
+    return _Result(p, j, jtj, nfev)

@@ -28,6 +28,7 @@ from circuits.errors import (
     TopologyError,
 )
 from circuits.params import MeshParams
+from circuits.reference import instance_settings, mesh_netlist, reference_unitary, sax_circuit
 from circuits.topology import (
     KINDS,
     MeshTopology,
@@ -61,10 +62,14 @@ __all__ = [
     "generator",
     "generator_settings",
     "haar_unitary",
+    "instance_settings",
+    "mesh_netlist",
     "models",
     "mzi_matrix",
     "propagate",
     "reck",
+    "reference_unitary",
+    "sax_circuit",
     "rectangular",
     "topology",
     "triangular",

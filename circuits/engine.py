@@ -97,60 +97,114 @@ def _column_coefficients(topology: MeshTopology, params: MeshParams, wl, cdtype)
     return coefficients, output
 
 
-def _scan_mesh(topology: MeshTopology, params: MeshParams, x, wl, direction: str, record: bool):
-    """Scan the batch ``x`` (B, n) through the mesh; returns the output and, if ``record``, tap fields."""
+def _scan_mesh(topology: MeshTopology, params: MeshParams, x, wl, direction: str):
+    """Scan the batch ``x`` (B, n) through the mesh, recording the field arriving at every tap.
+
+    Each column is one fused multiply-add (:func:`_fused_columns`); the tap fields of a column are
+    linear in the field entering it, with per-slot coefficients taken from the stage coefficients."""
     t = topology.tables
-    coefficients, output = _column_coefficients(topology, params, wl, x.dtype)
-    partner = jnp.asarray(t.partner)
-    slot_top = jnp.asarray(t.slot_top)
-    xs = dict(coefficients, partner=partner, slot_top=slot_top)
+    c, out = _column_coefficients(topology, params, wl, x.dtype)
+    a, b, partner, post = _fused_columns(topology, c, out)
+    top = jnp.asarray(t.slot_top)
+    bottom = jnp.minimum(top + 1, topology.n - 1)  # empty slots read a harmless mode; dropped later
 
-    def forward_step(field, col):
-        field = field * col["pre"]
-        tap_phi = field[:, col["slot_top"]] if record else None
-        field = field * col["tap_pre"]
-        field = col["d_in"] * field + col["o_in"] * field[:, col["partner"]]
-        field = field * col["mid"]
-        tap_theta = field[:, col["slot_top"]] if record else None
-        field = field * col["tap_mid"]
-        field = col["d_out"] * field + col["o_out"] * field[:, col["partner"]]
-        return field, (tap_theta, tap_phi)
+    def at(name, rows):
+        return jnp.take_along_axis(c[name], rows, axis=1)  # (C, S)
 
-    def backward_step(field, col):
-        field = col["d_out"] * field + col["o_out"] * field[:, col["partner"]]
-        tap_theta = field[:, col["slot_top"]] if record else None
-        field = field * col["tap_mid"] * col["mid"]
-        field = col["d_in"] * field + col["o_in"] * field[:, col["partner"]]
-        tap_phi = field[:, col["slot_top"]] if record else None
-        field = field * col["tap_pre"] * col["pre"]
-        return field, (tap_theta, tap_phi)
+    output_segment = out["post"]  # heater and loss of the output segment, without its tap
+
+    def columns(slot, a, b):
+        """Scanned inputs in the mode-major (n, B) layout: coefficients broadcast over the batch."""
+        per_slot = {k: v[..., None] for k, v in slot.items() if k not in ("top", "bottom")}
+        return dict(per_slot, top=slot["top"], bottom=slot["bottom"], a=a[..., None], b=b[..., None], partner=partner)
 
     if direction == "forward":
-        field, (tap_theta, tap_phi) = jax.lax.scan(forward_step, x, xs)
-        field = field * output["post"]
-        tap_gamma = field
-        field = field * output["tap_post"]
+        slot = {
+            "top": top,
+            "bottom": bottom,
+            "phi_t": at("pre", top),
+            "theta_t": at("d_in", top) * at("pre", top) * at("tap_pre", top) * at("mid", top),
+            "theta_b": at("o_in", top) * at("pre", bottom) * at("mid", top),
+        }
+
+        def step(field, col):
+            f_top, f_bottom = field[col["top"]], field[col["bottom"]]
+            taps = jnp.concatenate([col["theta_t"] * f_top + col["theta_b"] * f_bottom, col["phi_t"] * f_top])
+            return col["a"] * field + col["b"] * field[col["partner"]], taps
+
+        field, column_taps = jax.lax.scan(step, x.T, columns(slot, a, b))
+        tap_gamma = field * output_segment[:, None]
+        field = field * post[:, None]
     else:
-        tap_gamma = x
-        field = x * output["tap_post"] * output["post"]
-        field, (tap_theta, tap_phi) = jax.lax.scan(backward_step, field, xs, reverse=True)
-    if not record:
-        return field, None
-    batch = x.shape[0]
+        arm_t = {"d": at("d_out", top), "o": at("o_out", top)}
+        arm_b = {"d": at("d_out", bottom), "o": at("o_out", bottom)}
+        slot = {
+            "top": top,
+            "bottom": bottom,
+            "arm_t_d": arm_t["d"],
+            "arm_t_o": arm_t["o"],
+            # φ tap: B_inᵀ applied to the arms after the θ heater/tap (top) and the bottom arm
+            "phi_t": at("d_in", top) * at("tap_mid", top) * at("mid", top),
+            "phi_b": at("o_in", top) * at("mid", bottom),
+            "arm_b_d": arm_b["d"],
+            "arm_b_o": arm_b["o"],
+        }
+        b_transposed = jnp.take_along_axis(b, partner, axis=1)  # (Mᵀ)[m, p] = M[p, m]
 
-    def by_mzi(stacked):  # (C, B, S) -> (B, K)
-        flat = jnp.moveaxis(stacked, 1, 0).reshape(batch, -1)
-        return flat[:, jnp.asarray(t.mzi_slot)]
+        def step(field, col):
+            f_top, f_bottom = field[col["top"]], field[col["bottom"]]
+            arm_top = col["arm_t_d"] * f_top + col["arm_t_o"] * f_bottom
+            arm_bottom = col["arm_b_d"] * f_bottom + col["arm_b_o"] * f_top
+            taps = jnp.concatenate([arm_top, col["phi_t"] * arm_top + col["phi_b"] * arm_bottom])
+            return col["a"] * field + col["b"] * field[col["partner"]], taps
 
-    taps = jnp.concatenate([by_mzi(tap_theta), by_mzi(tap_phi), tap_gamma], axis=1)
-    return field, taps
+        tap_gamma = x.T
+        field = x.T * post[:, None]
+        field, column_taps = jax.lax.scan(step, field, columns(slot, a, b_transposed), reverse=True)
+    # column_taps: (C, 2S, B) = per column [θ taps of its slots; φ taps of its slots]
+    rows = jnp.concatenate([column_taps.reshape(-1, x.shape[0]), tap_gamma])
+    return field.T, rows[jnp.asarray(t.tap_rows)].T
+
+
+def _fused_columns(topology: MeshTopology, c: dict, out: dict):
+    """Each column as one per-mode multiply-add: ``y = a * x + b * x[:, partner]`` (a, b: (C, n)).
+
+    Each MZI's stages (heaters, loss, taps, couplers) are multiplied into one 2x2 outside the scan, so
+    composing the mesh costs one gather and one multiply-add per column."""
+    partner = jnp.asarray(topology.tables.partner)
+
+    def coupler(d, o, field_self, field_partner):
+        return d * field_self + o * field_partner
+
+    # Propagate the two basis vectors of every pair through the stages, per mode: "self" is this mode's
+    # amplitude when light enters this mode, "cross" when light enters the partner mode.
+    pre = c["pre"] * c["tap_pre"]
+    mid = c["mid"] * c["tap_mid"]
+    pre_partner = jnp.take_along_axis(pre, partner, axis=1)
+    # after the input stage and the first coupler
+    self_1 = c["d_in"] * pre
+    cross_1 = c["o_in"] * pre_partner
+    # after the arms and the second coupler
+    mid_partner = jnp.take_along_axis(mid, partner, axis=1)
+    d_out, o_out = c["d_out"], c["o_out"]
+    self_1_p = jnp.take_along_axis(self_1, partner, axis=1)
+    cross_1_p = jnp.take_along_axis(cross_1, partner, axis=1)
+    a = coupler(d_out, o_out, mid * self_1, mid_partner * cross_1_p)
+    b = coupler(d_out, o_out, mid * cross_1, mid_partner * self_1_p)
+    return a, b, partner, out["post"] * out["tap_post"]
 
 
 def _compose(topology: MeshTopology, params: MeshParams, wl, cdtype):
     """Transfer matrix U (n, n) at one wavelength: y = U @ x."""
+    a, b, partner, post = _fused_columns(topology, *_column_coefficients(topology, params, wl, cdtype))
+
+    def step(rows, col):
+        a_c, b_c, partner_c = col
+        return a_c * rows + b_c * rows[:, partner_c], None
+
     identity = jnp.eye(topology.n, dtype=cdtype)
-    rows, _ = _scan_mesh(topology, params, identity, wl, "forward", record=False)
-    return rows.T  # row j is the output for input e_j, i.e. column j of U
+    rows, _ = jax.lax.scan(step, identity, (a, b, partner))  # unrolling is slower on CPU
+    return (rows * post).T  # row j is the output for input e_j, i.e. column j of U
 
 
 def _over_wavelengths(fn, wl):
@@ -177,14 +231,14 @@ def _apply_composed(topology, params, x, wl, direction):
 
 @partial(jax.jit, static_argnames=("topology", "direction"))
 def _apply_scanned(topology, params, x, wl, direction):
-    return _over_wavelengths(lambda w: _scan_mesh(topology, params, x, w, direction, True), wl)
+    return _over_wavelengths(lambda w: _scan_mesh(topology, params, x, w, direction), wl)
 
 
 def _real_dtype(cdtype) -> jnp.dtype:
     return jnp.float32 if jnp.dtype(cdtype) == jnp.complex64 else jnp.float64
 
 
-def _check_field(topology: MeshTopology, x) -> tuple[jax.Array, bool]:
+def _check_field(topology: MeshTopology, x, check_values: bool = True) -> tuple[jax.Array, bool]:
     """Validate a field batch; returns it as a (B, n) complex array and whether it was one vector."""
     if not hasattr(x, "dtype"):
         x = np.asarray(x)
@@ -203,11 +257,11 @@ def _check_field(topology: MeshTopology, x) -> tuple[jax.Array, bool]:
             f"{topology.n} modes, got {tuple(x.shape)}"
         )
     single = x.ndim == 1
+    if check_values and not isinstance(x, jax.core.Tracer) and not np.isfinite(np.asarray(x)).all():
+        raise NonFiniteError("field x contains NaN or infinity")
     x = jnp.asarray(x, dtype=cdtype)
     if single:
         x = x[None, :]
-    if not isinstance(x, jax.core.Tracer) and not bool(jnp.all(jnp.isfinite(x))):
-        raise NonFiniteError("field x contains NaN or infinity")
     return x, single
 
 
@@ -218,6 +272,7 @@ def propagate(
     taps: bool = False,
     direction: Direction = "forward",
     wl=models.WL0,
+    check: bool = True,
 ):
     """Propagate a batch of fields through the mesh.
 
@@ -229,6 +284,8 @@ def propagate(
         direction: ``"forward"`` (inject at the inputs, read the outputs) or ``"backward"`` (inject at
             the outputs, read the inputs; transfer ``U.T``).
         wl: wavelength in µm, a scalar or a (W,) array; an array adds a leading W axis to every result.
+        check: verify that ``x`` and ``params`` are finite (a host-side pass over the data); shapes and
+            dtypes are always checked. Pass False in hot loops on a GPU.
 
     Returns:
         ``y`` of shape (batch, n) (or (n,) for one vector), and with ``taps=True`` a tuple
@@ -237,8 +294,8 @@ def propagate(
     """
     if direction not in ("forward", "backward"):
         raise ValueError(f"direction must be 'forward' or 'backward', got {direction!r}")
-    x, single = _check_field(topology, x)
-    params = params.check(topology).astype(_real_dtype(x.dtype))
+    x, single = _check_field(topology, x, check)
+    params = params.check(topology, values=check).astype(_real_dtype(x.dtype))
     wl = jnp.asarray(wl, dtype=_real_dtype(x.dtype))
     if taps:
         y, tap_fields = _apply_scanned(topology, params, x, wl, direction)

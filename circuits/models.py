@@ -249,7 +249,62 @@ def mzi_netlist(coupler_model: str = "coupler") -> dict:
     }
 
 
+
+
+def mzi(
+    wl=WL0,
+    wl0: float = WL0,
+    theta=0.0,
+    phi=0.0,
+    delta_in=0.0,
+    delta_out=0.0,
+    top_in_loss_db=0.0,
+    bottom_in_loss_db=0.0,
+    top_arm_loss_db=0.0,
+    bottom_arm_loss_db=0.0,
+) -> sax.SDict:
+    """MZI T(θ, φ) = B(κ2)·diag(e^{iθ}, 1)·B(κ1)·diag(e^{iφ}, 1), composed analytically from :func:`coupler`
+    and :func:`phase_shifter` (θ, φ in rad at ``wl0``; δ in rad; losses in dB). Ports as :func:`mzi_netlist`."""
+
+    def matrix(s):  # [[top→top, bottom→top], [top→bottom, bottom→bottom]]
+        return [[s[("o2", "o3")], s[("o1", "o3")]], [s[("o2", "o4")], s[("o1", "o4")]]]
+
+    def product(a, b):
+        return [[a[i][0] * b[0][j] + a[i][1] * b[1][j] for j in range(2)] for i in range(2)]
+
+    def arms(top_phase, top_loss, bottom_loss):
+        top = phase_shifter(wl, wl0, top_phase, top_loss)[("o1", "o2")]
+        bottom = phase_shifter(wl, wl0, 0.0, bottom_loss)[("o1", "o2")]
+        return [[top, 0.0 * top], [0.0 * top, bottom]]
+
+    t = product(
+        matrix(coupler(wl, wl0, delta_out)),
+        product(
+            arms(theta, top_arm_loss_db, bottom_arm_loss_db),
+            product(matrix(coupler(wl, wl0, delta_in)), arms(phi, top_in_loss_db, bottom_in_loss_db)),
+        ),
+    )
+    return {
+        ("o2", "o3"): t[0][0],
+        ("o1", "o3"): t[0][1],
+        ("o2", "o4"): t[1][0],
+        ("o1", "o4"): t[1][1],
+        ("o3", "o2"): t[0][0],
+        ("o3", "o1"): t[0][1],
+        ("o4", "o2"): t[1][0],
+        ("o4", "o1"): t[1][1],
+    }
+
+
+@functools.cache
+def mzi_circuit():
+    """The SAX circuit of :func:`mzi_netlist` (cached): the same MZI composed by SAX's solver."""
+    circuit, _ = sax.circuit(mzi_netlist(), MODELS, backend="klu")
+    return circuit
+
+
 MODELS: dict = {
+    "mzi": mzi,
     "coupler": coupler,
     "mmi2x2": mmi2x2,
     "waveguide": waveguide,
@@ -259,26 +314,3 @@ MODELS: dict = {
     "grating_coupler": grating_coupler,
 }
 """Name → model, as a SAX ``models`` mapping."""
-
-
-def mzi(
-    wl=WL0,
-    theta=0.0,
-    phi=0.0,
-    delta_in=0.0,
-    delta_out=0.0,
-) -> sax.SDict:
-    """One lossless MZI T(θ, φ) with coupler splitting errors δ (radians), composed by SAX from the models above."""
-    return _mzi_circuit()(
-        wl=wl,
-        theta={"phase": theta},
-        phi={"phase": phi},
-        coupler_in={"delta": delta_in},
-        coupler_out={"delta": delta_out},
-    )
-
-
-@functools.cache
-def _mzi_circuit():
-    circuit, _ = sax.circuit(mzi_netlist(), MODELS, backend="klu")
-    return circuit

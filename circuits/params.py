@@ -63,6 +63,39 @@ class MeshParams(eqx.Module):
         )
 
     @classmethod
+    def assemble(
+        cls,
+        topology: MeshTopology,
+        phases,
+        delta=None,
+        loss_db=None,
+        output_loss_db=None,
+        tap_fraction=None,
+        dtype=jnp.float64,
+    ) -> "MeshParams":
+        """Parameters from a phase vector in canonical shifter order (θ…, φ…, γ…, radians) and optional
+        error arrays (``None``: ideal). The one place a phase vector is split into θ, φ, γ."""
+        k, n = topology.n_mzis, topology.n
+        phases = jnp.asarray(phases, dtype=dtype)
+        if phases.shape != (2 * k + n,):
+            raise ParamsError(f"phases must have shape ({2 * k + n},) for this {topology.kind} mesh, got {phases.shape}")
+
+        def given(value, shape):
+            if value is None:
+                return jnp.zeros(shape, dtype=dtype)
+            return jnp.broadcast_to(jnp.asarray(value, dtype=dtype), shape)
+
+        return cls(
+            phases[:k],
+            phases[k : 2 * k],
+            phases[2 * k :],
+            given(delta, (k, 2)),
+            given(loss_db, (k, 4)),
+            given(output_loss_db, (n,)),
+            given(tap_fraction, (2 * k + n,)),
+        )
+
+    @classmethod
     def random(
         cls,
         topology: MeshTopology,
@@ -108,6 +141,8 @@ class MeshParams(eqx.Module):
 
     def astype(self, dtype) -> "MeshParams":
         """The same parameters cast to a real dtype (float32 for a complex64 engine)."""
+        if all(getattr(a, "dtype", None) == dtype for a in jax.tree_util.tree_leaves(self)):
+            return self
         return jax.tree_util.tree_map(lambda a: jnp.asarray(a, dtype=dtype), self)
 
     def expected_shapes(self, topology: MeshTopology) -> dict[str, tuple[int, ...]]:
@@ -122,7 +157,7 @@ class MeshParams(eqx.Module):
             "tap_fraction": (2 * k + n,),
         }
 
-    def check(self, topology: MeshTopology) -> "MeshParams":
+    def check(self, topology: MeshTopology, values: bool = True) -> "MeshParams":
         """Raise :class:`ParamsError` if a field does not fit ``topology``, :class:`NonFiniteError` on NaN/inf.
 
         Only concrete arrays are checked for values; under ``jit``/``grad`` tracing the shapes still are."""
@@ -133,13 +168,13 @@ class MeshParams(eqx.Module):
                     f"MeshParams.{name} has shape {tuple(jnp.shape(value))}, but a {topology.kind} mesh "
                     f"on {topology.n} modes ({topology.n_mzis} MZIs) needs {shape}"
                 )
-            if not isinstance(value, jax.core.Tracer):
+            if values and not isinstance(value, jax.core.Tracer):
                 array = np.asarray(value)
                 if np.iscomplexobj(array):
                     raise ParamsError(f"MeshParams.{name} must be real, got dtype {array.dtype}")
                 if not np.all(np.isfinite(array)):
                     raise NonFiniteError(f"MeshParams.{name} contains NaN or infinity")
-        if not isinstance(self.tap_fraction, jax.core.Tracer):
+        if values and not isinstance(self.tap_fraction, jax.core.Tracer):
             taps = np.asarray(self.tap_fraction)
             if np.any((taps < 0) | (taps >= 1)):
                 raise ParamsError("MeshParams.tap_fraction must lie in [0, 1)")

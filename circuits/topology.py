@@ -156,7 +156,9 @@ class EngineTables:
     ``mode_mzi[c, m]``: MZI touching mode m in column c (``n_mzis`` if none);
     ``mode_role[c, m]``: 0 untouched, 1 top mode of an MZI, 2 bottom mode;
     ``partner[c, m]``: the other mode of that MZI (m itself if untouched);
-    ``mzi_slot[k]``: flat position ``c * S + s`` of MZI k.
+    ``mzi_slot[k]``: flat position ``c * S + s`` of MZI k;
+    ``tap_rows[i]``: row of tap i (canonical order) in the engine's stacked per-column tap records
+    (``C`` blocks of ``[θ taps of the S slots; φ taps of the S slots]``, then the n output taps).
     """
 
     slot_mzi: np.ndarray
@@ -165,6 +167,7 @@ class EngineTables:
     mode_role: np.ndarray
     partner: np.ndarray
     mzi_slot: np.ndarray
+    tap_rows: np.ndarray
 
     @staticmethod
     def build(topology: MeshTopology) -> "EngineTables":
@@ -184,7 +187,11 @@ class EngineTables:
                 mode_mzi[c, top] = mode_mzi[c, top + 1] = i
                 mode_role[c, top], mode_role[c, top + 1] = 1, 2
                 partner[c, top], partner[c, top + 1] = top + 1, top
-        return EngineTables(slot_mzi, slot_top, mode_mzi, mode_role, partner, mzi_slot)
+        column, slot = np.divmod(mzi_slot, slots)
+        tap_rows = np.concatenate(
+            [column * 2 * slots + slot, column * 2 * slots + slots + slot, columns * 2 * slots + np.arange(n)]
+        ).astype(np.int32)
+        return EngineTables(slot_mzi, slot_top, mode_mzi, mode_role, partner, mzi_slot, tap_rows)
 
 
 def _check_n(n: int, minimum: int = 2) -> int:

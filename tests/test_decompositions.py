@@ -7,13 +7,17 @@ import circuits
 from circuits import NotUnitaryError, ShapeError, clements, haar_unitary, reck, unitary
 
 
-@given(n=st.integers(2, 16), seed=st.integers(0, 2**31))
+# a few sizes: each new size compiles the engine once
+SIZES = st.sampled_from([2, 3, 4, 7, 12])
+
+
+@given(n=SIZES, seed=st.integers(0, 2**31))
 def test_clements_round_trip(n, seed):
     u = haar_unitary(n, seed)
     assert np.abs(np.asarray(unitary(circuits.rectangular(n), clements(u))) - u).max() < 1e-12
 
 
-@given(n=st.integers(2, 16), seed=st.integers(0, 2**31))
+@given(n=SIZES, seed=st.integers(0, 2**31))
 def test_reck_round_trip(n, seed):
     u = haar_unitary(n, seed)
     assert np.abs(np.asarray(unitary(circuits.triangular(n), reck(u))) - u).max() < 1e-12
@@ -39,7 +43,7 @@ def test_identity_and_permutations_decompose():
             assert np.abs(v - u).max() < 1e-12
 
 
-@given(n=st.integers(2, 9), seed=st.integers(0, 2**31))
+@given(n=st.sampled_from([2, 3, 5, 9]), seed=st.integers(0, 2**31))
 def test_generator_and_analyzer(n, seed):
     rng = np.random.default_rng(seed)
     v = rng.normal(size=n) + 1j * rng.normal(size=n)

@@ -16,14 +16,14 @@ def random_field(batch, n, seed=0):
     return rng.normal(size=(batch, n)) + 1j * rng.normal(size=(batch, n))
 
 
-@given(n=st.integers(2, 12), kind=st.sampled_from(KINDS), seed=st.integers(0, 2**31), delta=st.floats(0, 0.2))
+@given(n=st.sampled_from([2, 3, 6, 11]), kind=st.sampled_from(KINDS), seed=st.integers(0, 2**31), delta=st.floats(0, 0.2))
 def test_lossless_mesh_is_unitary(n, kind, seed, delta):
     top = circuits.topology(n, kind)
     u = np.asarray(unitary(top, MeshParams.random(top, seed=seed, delta_sigma=delta)))
     assert np.allclose(u.conj().T @ u, np.eye(n), atol=1e-12)
 
 
-@given(n=st.integers(2, 10), seed=st.integers(0, 2**31), tap=st.floats(0.0, 0.1), loss=st.floats(0, 1))
+@given(n=st.sampled_from([2, 5, 8]), seed=st.integers(0, 2**31), tap=st.floats(0.0, 0.1), loss=st.floats(0, 1))
 def test_energy_is_conserved_with_taps_and_loss(n, seed, tap, loss):
     """Output power + power tapped out + power lost never exceeds the input, and equals it when lossless."""
     top = circuits.rectangular(n)
@@ -187,3 +187,13 @@ class TestBadInput:
     def test_bad_direction(self):
         with pytest.raises(ValueError, match="direction"):
             propagate(self.top, self.params, np.ones(4), direction="sideways")
+
+
+def test_assemble_splits_phases_in_canonical_order():
+    top = circuits.triangular(4)
+    phases = np.arange(top.n_shifters, dtype=float)
+    params = MeshParams.assemble(top, phases, delta=0.01, tap_fraction=0.02)
+    assert np.array_equal(params.phases, phases)
+    assert np.all(np.asarray(params.delta) == 0.01) and np.all(np.asarray(params.tap_fraction) == 0.02)
+    with pytest.raises(circuits.ParamsError):
+        MeshParams.assemble(top, phases[:-1])

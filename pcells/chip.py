@@ -1,0 +1,260 @@
+"""Chips: a tapped mesh with fiber-array I/O, an alignment loopback, a bond pad for every heater, and labels.
+
+Pads sit on the mesh's track slots (one pad per heater, at ``pad_pitch``) in a row above and a row below the
+mesh; each row has a return (ground) bus in the lower metal that collects the column return tracks, and one
+ground pad. Fiber gratings sit on ``fiber_pitch`` (127 µm) in a vertical array on the west (inputs) and the
+east (outputs); the two outermost gratings of each array are joined by an alignment loopback.
+"""
+
+from __future__ import annotations
+
+import gdsfactory as gf
+
+from . import schedule
+from .cells import _rect, xs_layer
+from .errors import LayoutError, PitchError
+from .mesh import mesh as mesh_cell
+
+PDK_CELLS = ("chip", "demo_chip", "edge_coupler")
+
+
+@gf.cell
+def edge_coupler(length: float = 100.0, width_tip: float = 0.2, cross_section="strip") -> gf.Component:
+    """Inverse-taper edge coupler: ``o1`` the waveguide end, ``o2`` the tip at the chip facet (faces +x)."""
+    xs = xs_layer(cross_section)
+    c = gf.Component()
+    t = c << gf.components.taper(length=length, width1=xs.width, width2=width_tip, cross_section=cross_section)
+    c.ports.add_port(port=t.ports["o1"], name="o1")
+    c.ports.add_port(port=t.ports["o2"], name="o2")
+    c.info["length"] = length
+    return c
+
+DEMO_ROLES: dict[str, tuple[tuple[int, int], ...]] = {
+    # 6×6 triangular mesh, 15 MZIs (schedule.mzis(6, "triangular")), after Pai et al., Science 380, 398 (2023).
+    # Write MZI (c, m) as (a, b) = ((c − k)/2, (c + k)/2) with k = 4 − m: the MZIs fill the triangle
+    # 0 ≤ a ≤ b ≤ 4. The first diagonal a = 0 (b = 0..3) splits the light entering at the bottom into the
+    # four input amplitudes/phases; the inner triangle 1 ≤ a ≤ b ≤ 3 is a 4×4 triangular core; the last
+    # diagonal b = 4 (a = 1..4) interferes the core's outputs with the reference for coherent readout; the
+    # corner where the two diagonals meet, (a, b) = (0, 4), i.e. MZI (4, 0), routes the reference beam.
+    "generator": ((0, 4), (1, 3), (2, 2), (3, 1)),
+    "core": ((2, 4), (3, 3), (4, 2), (4, 4), (5, 3), (6, 4)),
+    "analyzer": ((5, 1), (6, 2), (7, 3), (8, 4)),
+    "reference": ((4, 0),),
+}
+"""Roles of the demo chip's 15 MZIs, keyed by ``(column, top_mode)``."""
+
+
+def _fan_in(c, gc_ports, mesh_ports, side: str, radius: float, separation: float, cross_section) -> None:
+    """Non-crossing Manhattan routes from a grating array (pitch p) to the mesh ports (pitch < p), in order.
+
+    Each route is straight – bend – vertical – bend – straight; in each group (routes going down, routes going
+    up) the route that starts farthest from the array's middle turns closest to the mesh, so none cross.
+    """
+    sgn = 1 if side == "w" else -1  # direction from the array towards the mesh
+    x0 = gc_ports[0].dcenter[0]
+    bend = gf.components.bend_euler(radius=radius, cross_section=cross_section)
+    down = [k for k, (g, m) in enumerate(zip(gc_ports, mesh_ports)) if g.dcenter[1] - m.dcenter[1] > 1e-3]
+    up = [k for k, (g, m) in enumerate(zip(gc_ports, mesh_ports)) if m.dcenter[1] - g.dcenter[1] > 1e-3]
+    rank = {}
+    for k, j in enumerate(sorted(down, reverse=True)):  # lowest of the downward routes turns first
+        rank[j] = k
+    for k, j in enumerate(sorted(up)):  # highest of the upward routes turns first
+        rank[j] = k
+    for k, (g, m) in enumerate(zip(gc_ports, mesh_ports)):
+        dy = m.dcenter[1] - g.dcenter[1]
+        if abs(dy) <= 1e-3:
+            length = abs(m.dcenter[0] - g.dcenter[0])
+            r = c << gf.components.straight(length=length, cross_section=cross_section)
+            r.connect("o1", g)
+            continue
+        if abs(dy) < 2 * radius:
+            raise PitchError(f"fiber route {k} needs a vertical offset of at least {2 * radius} µm, got {abs(dy):.1f}")
+        xv = x0 + sgn * (radius + 5.0 + rank[k] * (separation + 0.5))
+        turn_right = (dy < 0) == (side == "w")
+        r1 = c << gf.components.straight(length=abs(xv - x0) - radius, cross_section=cross_section)
+        r1.connect("o1", g)
+        b1 = c << bend
+        b1.connect("o1", r1.ports["o2"], mirror=turn_right)
+        r2 = c << gf.components.straight(length=abs(dy) - 2 * radius, cross_section=cross_section)
+        r2.connect("o1", b1.ports["o2"])
+        b2 = c << bend
+        b2.connect("o1", r2.ports["o2"], mirror=not turn_right)
+        length = abs(m.dcenter[0] - b2.ports["o2"].dcenter[0])
+        r3 = c << gf.components.straight(length=length, cross_section=cross_section)
+        r3.connect("o1", b2.ports["o2"])
+
+
+@gf.cell
+def chip(
+    n: int = 4,
+    kind: str = "rectangular",
+    pitch: float = 50.0,
+    coupler: str = "dc",
+    heater_length: float = 100.0,
+    tap_fraction: float = 0.02,
+    pad_pitch: float = 100.0,
+    pad_size: tuple = (80.0, 80.0),
+    pad_gap: float = 150.0,
+    bus_width: float = 10.0,
+    fiber_pitch: float = 127.0,
+    io: str = "grating",
+    grating_coupler="grating_coupler_elliptical_te",
+    edge_coupler="edge_coupler",
+    io_margin: float = 300.0,
+    route_separation: float = 5.0,
+    with_labels: bool = True,
+    cross_section="strip",
+    cross_section_heater="heater_metal",
+    cross_section_lane="metal2",
+    cross_section_track="metal3",
+    via="via_stack_m2_m3",
+    layer_label="TEXT",
+) -> gf.Component:
+    """A tapped ``n``-mode mesh with fiber gratings on ``fiber_pitch``, a loopback and one pad per heater.
+
+    Ports: ``fiber_in{m}`` / ``fiber_out{m}`` (vertical grating ports, mode m), ``loopback_w1/w2/e1/e2``;
+    ``pad_e{h+1}`` for shifter h (canonical order) and ``pad_gnd_top`` / ``pad_gnd_bot``.
+
+    Args:
+        n, kind, pitch, coupler, heater_length, tap_fraction: the mesh (see :func:`pcells.mesh`).
+        pad_pitch: bond-pad pitch, µm (the mesh's track slots follow it).
+        pad_size: pad size, µm (must be smaller than ``pad_pitch``).
+        pad_gap: distance from the mesh edge to the pad row, µm.
+        bus_width: width of the return bus, µm.
+        fiber_pitch: fiber-array pitch, µm (127 for a standard array).
+        io: ``"grating"`` (vertical fiber array on grating couplers) or ``"edge"`` (edge couplers at the chip
+            facets: inverse tapers whose tips are the fiber ports).
+        grating_coupler: fiber grating coupler spec (port ``o1`` waveguide, ``o2`` fiber).
+        edge_coupler: edge coupler spec (port ``o1`` waveguide, ``o2`` the tip at the facet).
+        io_margin: extra distance between the grating arrays and the mesh, µm.
+        route_separation: waveguide separation in the fan-in bundles, µm.
+        with_labels: add text labels to pads and gratings.
+        cross_section*, via: as in :func:`pcells.mesh`.
+        layer_label: layer of the text labels.
+    """
+    if pad_size[0] + 10 > pad_pitch:
+        raise PitchError(f"pad pitch {pad_pitch} µm smaller than a pad ({pad_size[0]} µm) plus 10 µm spacing")
+    if io not in ("grating", "edge"):
+        raise LayoutError(f"unknown io {io!r}; expected 'grating' or 'edge'")
+    gc = gf.get_component(grating_coupler if io == "grating" else edge_coupler)
+    gc_width = gc.dbbox().height()
+    if fiber_pitch < gc_width + 5:
+        raise PitchError(f"fiber pitch {fiber_pitch} µm smaller than the grating coupler ({gc_width:.1f} µm)")
+    xt = xs_layer(cross_section_track)
+    xl = xs_layer(cross_section_lane)
+    m = mesh_cell(
+        n=n,
+        kind=kind,
+        pitch=pitch,
+        coupler=coupler,
+        heater_length=heater_length,
+        tap_fraction=tap_fraction,
+        track_pitch=pad_pitch,
+        cross_section=cross_section,
+        cross_section_heater=cross_section_heater,
+        cross_section_lane=cross_section_lane,
+        cross_section_track=cross_section_track,
+        via=via,
+    )
+    c = gf.Component()
+    mr = c.add_ref(m, name="mesh")
+    mports = {p.name: p for p in mr.ports}  # one pass: instance port lookup by name is linear in kfactory
+    y_top, y_bot = m.info["y_top"], m.info["y_bot"]
+    tw = mports["gnd_top0"].dwidth if "gnd_top0" in mports else 5.0
+    via_c = gf.get_component(via, size=(tw, tw))
+    pad = gf.components.pad(size=pad_size, layer=xt.layer)
+    n_heaters = m.info["n_heaters"]
+    ph = pad_size[1]
+
+    # ---- pads and return buses
+    for side, sign, y_edge in (("top", 1, y_top), ("bot", -1, y_bot)):
+        y_bus = y_edge + sign * pad_gap / 2
+        y_pad = y_edge + sign * (pad_gap + ph / 2)
+        gnd_x = []
+        for p in mports.values():
+            if p.name.startswith(f"gnd_{side}"):
+                x = p.dcenter[0]
+                gnd_x.append(x)
+                _rect(c, x - tw / 2, x + tw / 2, *sorted((y_edge, y_bus)), xt.layer)
+                v = c << via_c
+                v.dmove((x, y_bus))
+        # ground pad over the first column's optical section (no signal pads there)
+        x_gpad = mr.dxmin + pad_size[0]
+        gnd_x.append(x_gpad)
+        _rect(c, min(gnd_x) - tw, max(gnd_x) + tw, y_bus - bus_width / 2, y_bus + bus_width / 2, xl.layer)
+        v = c << via_c
+        v.dmove((x_gpad, y_bus))
+        _rect(c, x_gpad - tw / 2, x_gpad + tw / 2, *sorted((y_bus, y_pad)), xt.layer)
+        gp = c.add_ref(pad, name=f"pad_gnd_{side}")
+        gp.dmove((x_gpad, y_pad))
+        c.ports.add_port(port=gp.ports["pad"], name=f"pad_gnd_{side}")
+        if with_labels:
+            c.add_label(f"GND_{side.upper()}", position=(x_gpad, y_pad), layer=layer_label)
+    labels = [f"{name}{idx}" for name, idx in schedule.shifters(n, kind)]
+    for h in range(n_heaters):
+        p = mports[f"e{h + 1}"]
+        x, y = p.dcenter
+        sign = 1 if p.orientation == 90 else -1
+        y_pad = y + sign * (pad_gap + ph / 2)
+        _rect(c, x - tw / 2, x + tw / 2, *sorted((y, y_pad)), xt.layer)
+        pr = c.add_ref(pad, name=f"pad_e{h + 1}")
+        pr.dmove((x, y_pad))
+        c.ports.add_port(port=pr.ports["pad"], name=f"pad_e{h + 1}")
+        if with_labels:
+            c.add_label(f"e{h + 1} {labels[h]}", position=(x, y_pad), layer=layer_label)
+
+    # ---- fiber gratings: west inputs, east outputs, two loopback gratings above each array
+    y_mid = (mports["o1"].dcenter[1] + mports[f"o{n}"].dcenter[1]) / 2
+    ys_io = [y_mid + (n - 1) / 2 * fiber_pitch - k * fiber_pitch for k in range(n)]
+    ys = [ys_io[0] + 2 * fiber_pitch, ys_io[0] + fiber_pitch, *ys_io]
+    radius = float(gf.get_cross_section(cross_section).radius or 10.0)
+    fan = io_margin + n * route_separation
+    x_w = mr.dxmin - fan
+    x_e = mr.dxmax + fan
+    inputs, outputs = [], []
+    for side, x, rot in (("w", x_w, 180), ("e", x_e, 0)):
+        refs = []
+        for i, y in enumerate(ys):
+            r = c.add_ref(gc, name=f"gc_{side}{i}")
+            r.drotate(rot)
+            r.dmove((x - r.ports["o1"].dcenter[0], y - r.ports["o1"].dcenter[1]))
+            refs.append(r)
+        gf.routing.route_single(c, refs[0].ports["o1"], refs[1].ports["o1"], cross_section=cross_section)
+        for j in (0, 1):
+            c.ports.add_port(port=refs[j].ports["o2"], name=f"loopback_{side}{j + 1}")
+        io_refs = refs[2:]
+        mesh_ports = [mports[f"o{k + 1}"] if side == "w" else mports[f"o{n + k + 1}"] for k in range(n)]
+        _fan_in(c, [r.ports["o1"] for r in io_refs], mesh_ports, side, radius, route_separation, cross_section)
+        for k, r in enumerate(io_refs):
+            name = f"fiber_in{k}" if side == "w" else f"fiber_out{k}"
+            c.ports.add_port(port=r.ports["o2"], name=name)
+            (inputs if side == "w" else outputs).append(name)
+            if with_labels:
+                c.add_label(name, position=r.ports["o2"].dcenter, layer=layer_label)
+    c.info["n"] = n
+    c.info["kind"] = kind
+    c.info["input_ports"] = inputs
+    c.info["output_ports"] = outputs
+    c.info["n_heaters"] = n_heaters
+    c.info["n_pads"] = n_heaters + 2
+    c.info["io"] = io
+    return c
+
+
+@gf.cell
+def demo_chip(pad_pitch: float = 100.0, coupler: str = "dc", tap_fraction: float = 0.02) -> gf.Component:
+    """The demo chip of the seed paper: a 6×6 triangular tapped mesh with fiber I/O and pads.
+
+    Its 15 MZIs take the roles in :data:`DEMO_ROLES` (4-MZI input generator, 6-MZI 4×4 core, 4-MZI coherent
+    analyzer, 1 reference); ``info["roles"]`` records them.
+    """
+    c = gf.Component()
+    r = c.add_ref(
+        chip(n=6, kind="triangular", pad_pitch=pad_pitch, coupler=coupler, tap_fraction=tap_fraction), name="chip"
+    )
+    c.add_ports(r.ports)
+    inner = r.cell
+    for key in ("n", "kind", "input_ports", "output_ports", "n_heaters", "n_pads"):
+        c.info[key] = inner.info[key]
+    c.info["roles"] = {role: [list(x) for x in mzis] for role, mzis in DEMO_ROLES.items()}
+    return c

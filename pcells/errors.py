@@ -1,0 +1,35 @@
+"""Named errors of the layout generators: all are ``ValueError`` subclasses, so callers can catch either."""
+
+from __future__ import annotations
+
+
+class LayoutError(ValueError):
+    """Base class: a layout cannot be drawn from the given parameters."""
+
+
+class MeshSizeError(LayoutError):
+    """Mesh size ``n`` out of range (2 ≤ n ≤ 64)."""
+
+
+class MeshKindError(LayoutError):
+    """Unknown mesh kind (expected ``"rectangular"`` or ``"triangular"``)."""
+
+
+class PitchError(LayoutError):
+    """A pitch (waveguide, pad, fiber) is smaller than what the drawn component needs."""
+
+
+class CrossSectionError(LayoutError):
+    """A cross-section name is not known to the active PDK."""
+
+
+class TapFractionError(LayoutError):
+    """Tap fraction outside the supported 1–5 % range."""
+
+
+class CouplerKindError(LayoutError):
+    """Unknown 2x2 coupler kind (expected ``"dc"`` or ``"mmi"``)."""
+
+
+class ConnectivityError(LayoutError):
+    """A drawn layout is not connected as intended (dangling optical port, heater without pad)."""

@@ -1,0 +1,264 @@
+"""The tapped mesh: MZI columns at a constant waveguide pitch, output phase shifters, heater tracks to the edges.
+
+Geometry (µm): mode m runs at ``y = (n − 1 − m)·pitch`` (mode 0 on top). Column c starts at ``x = c·column_pitch``
+with its optical section (MZIs, and equal-length pass-through paths for modes that skip an MZI), followed
+— when ``route_heaters`` — by a track zone: every heater's lanes continue east into the zone, drop through a
+via onto a vertical track (``cross_section_track``) on a slot of the pad pitch, and the track runs to the top
+edge (heaters in the upper half of the column) or to the bottom edge (lower half). Slot 0 of each zone carries
+the shared return (ground) track of that column and edge. The output phase shifters γ form the last column.
+
+Ports: optical inputs ``o1..on`` (west, mode 0..n−1) and outputs ``o{n+1}..o{2n}`` (east, mode 0..n−1); tap
+gratings ``tap_<theta|phi|gamma><index>_<fwd|bwd>``; heater tracks ``e{h+1}`` for shifter h in the canonical
+order of :func:`pcells.schedule.shifters`, and return tracks ``gnd_top<c>`` / ``gnd_bot<c>``. With
+``route_heaters=False`` the heater ports are the lane ends ``e{h+1}`` (signal) and ``r{h+1}`` (return).
+"""
+
+from __future__ import annotations
+
+import math
+
+import gdsfactory as gf
+
+from . import schedule
+from .cells import _rect, coupler_pair, mzi_tapped, phase_shifter_tapped, tapped_segment, xs_layer
+from .errors import PitchError
+
+PDK_CELLS = ("mzi_passthrough", "mesh")
+
+
+@gf.cell
+def mzi_passthrough(
+    pitch: float = 50.0,
+    coupler: str = "dc",
+    segment_length: float = 129.0,
+    dc_gap: float = 0.236,
+    dc_length: float = 20.0,
+    coupler_dx: float = 60.0,
+    cross_section="strip",
+) -> gf.Component:
+    """A single waveguide with the drawn length of one MZI path: straight, coupler twin, straight, coupler twin."""
+    _, twin = coupler_pair(coupler, pitch, cross_section, dc_gap, dc_length, coupler_dx)
+    st = gf.components.straight(length=segment_length, cross_section=cross_section)
+    c = gf.Component()
+    prev = None
+    first = None
+    for comp in (st, twin, st, twin):
+        r = c << comp
+        if prev is not None:
+            r.connect("o1", prev.ports["o2"])
+        else:
+            first = r
+        prev = r
+    c.ports.add_port(port=first.ports["o1"], name="o1")
+    c.ports.add_port(port=prev.ports["o2"], name="o2")
+    return c
+
+
+@gf.cell
+def mesh(
+    n: int = 4,
+    kind: str = "rectangular",
+    pitch: float = 50.0,
+    coupler: str = "dc",
+    heater_length: float = 100.0,
+    tap_fraction: float = 0.02,
+    dc_gap: float = 0.236,
+    dc_length: float = 20.0,
+    coupler_dx: float = 60.0,
+    route_heaters: bool = True,
+    track_pitch: float = 100.0,
+    track_width: float = 5.0,
+    via_size: float = 5.0,
+    cross_section="strip",
+    cross_section_heater="heater_metal",
+    cross_section_lane="metal2",
+    cross_section_track="metal3",
+    via="via_stack_m2_m3",
+) -> gf.Component:
+    """Rectangular (Clements) or triangular (Reck) mesh of tapped MZIs with tapped output phase shifters.
+
+    Args:
+        n: number of modes, 2..64.
+        kind: ``"rectangular"`` (n columns) or ``"triangular"`` (2n − 3 columns).
+        pitch: waveguide pitch between adjacent modes, µm (must fit the tapped MZI: :class:`PitchError`).
+        coupler: ``"dc"`` or ``"mmi"``.
+        heater_length: heater length, µm.
+        tap_fraction: power fraction of every grating tap (0.01–0.05).
+        route_heaters: draw track zones carrying every heater to the top/bottom edge.
+        track_pitch: slot pitch of the tracks, µm; :func:`pcells.chip` puts one pad per slot, so this is the pad pitch.
+        track_width: width of a vertical track, µm.
+        via_size: lane-to-track via size, µm.
+        cross_section*: waveguide, heater, lane (lower metal) and track (top metal) cross-sections.
+        via: component spec of the lane-to-track via (takes ``size``).
+    """
+    schedule.check_size(n, kind)
+    mzi = mzi_tapped(
+        pitch=pitch,
+        coupler=coupler,
+        heater_length=heater_length,
+        tap_fraction=tap_fraction,
+        dc_gap=dc_gap,
+        dc_length=dc_length,
+        coupler_dx=coupler_dx,
+        cross_section=cross_section,
+        cross_section_heater=cross_section_heater,
+        cross_section_lane=cross_section_lane,
+    )
+    l_mzi = mzi.info["length"]
+    seg = tapped_segment(
+        heater_length=heater_length,
+        tap_fraction=tap_fraction,
+        cross_section=cross_section,
+        cross_section_heater=cross_section_heater,
+    )
+    passthrough = mzi_passthrough(
+        pitch=pitch,
+        coupler=coupler,
+        segment_length=seg.info["length"],
+        dc_gap=dc_gap,
+        dc_length=dc_length,
+        coupler_dx=coupler_dx,
+        cross_section=cross_section,
+    )
+    gamma = phase_shifter_tapped(
+        length=l_mzi,
+        heater_length=heater_length,
+        tap_fraction=tap_fraction,
+        cross_section=cross_section,
+        cross_section_heater=cross_section_heater,
+        cross_section_lane=cross_section_lane,
+    )
+    xs_layer(cross_section_lane)
+    xt = xs_layer(cross_section_track)
+    lane_layer = gf.get_cross_section(cross_section_lane).layer
+    mzis = schedule.mzis(n, kind)
+    n_mzi = len(mzis)
+    ncols = schedule.n_columns(n, kind)
+
+    # slots per zone: the largest number of heaters one edge of one column carries, plus the return track.
+    per_col = [sum(2 for (c, _) in mzis if c == col) for col in range(ncols)] + [n]
+    k_slots = max(math.ceil(h / 2) for h in per_col) + 1
+    if route_heaters:
+        if track_pitch < track_width + 2.0 or track_pitch < via_size + 2.0:
+            raise PitchError(f"track pitch {track_pitch} µm smaller than a track ({track_width} µm) plus spacing")
+        zone = k_slots * track_pitch
+    else:
+        zone = 0.0
+    col_pitch = l_mzi + zone
+    y = [(n - 1 - m) * pitch for m in range(n)]
+    y_top = y[0] + pitch
+    y_bot = y[-1] - pitch
+
+    c = gf.Component()
+    zone_straight = gf.components.straight(length=zone, cross_section=cross_section) if zone > 0 else None
+    via_c = gf.get_component(via, size=(via_size, via_size)) if route_heaters else None
+
+    heaters_by_col: dict[int, list] = {}
+    inputs: dict[int, object] = {}
+    last: dict[int, object] = {}
+
+    def _chain(m, ref, pin, pout):
+        if m not in inputs:
+            inputs[m] = ref.ports[pin]
+        last[m] = ref.ports[pout]
+
+    for col in range(ncols):
+        x0 = col * col_pitch
+        covered = set()
+        for k, (cc, m) in enumerate(mzis):
+            if cc != col:
+                continue
+            r = c.add_ref(mzi, name=f"mzi_c{col}_m{m}")
+            r.dmove((x0, y[m + 1]))
+            covered.update((m, m + 1))
+            _chain(m, r, "o2", "o3")
+            _chain(m + 1, r, "o1", "o4")
+            for ps, name, idx in (("o7", "theta", k), ("o8", "theta", k), ("o5", "phi", k), ("o6", "phi", k)):
+                suffix = "fwd" if ps in ("o5", "o7") else "bwd"
+                c.ports.add_port(port=r.ports[ps], name=f"tap_{name}{idx}_{suffix}")
+            heaters_by_col.setdefault(col, []).extend(
+                [(k, r.ports["e3"], r.ports["e4"]), (n_mzi + k, r.ports["e1"], r.ports["e2"])]
+            )
+        for m in range(n):
+            if m not in covered:
+                r = c.add_ref(passthrough, name=f"pass_c{col}_m{m}")
+                r.dmove((x0, y[m]))
+                _chain(m, r, "o1", "o2")
+            if zone_straight is not None:
+                r = c.add_ref(zone_straight, name=f"zone_c{col}_m{m}")
+                r.dmove((x0 + l_mzi, y[m]))
+                _chain(m, r, "o1", "o2")
+    xg = ncols * col_pitch
+    for m in range(n):
+        r = c.add_ref(gamma, name=f"gamma_m{m}")
+        r.dmove((xg, y[m]))
+        _chain(m, r, "o1", "o2")
+        c.ports.add_port(port=r.ports["o3"], name=f"tap_gamma{m}_fwd")
+        c.ports.add_port(port=r.ports["o4"], name=f"tap_gamma{m}_bwd")
+        heaters_by_col.setdefault(ncols, []).append((2 * n_mzi + m, r.ports["e1"], r.ports["e2"]))
+        if zone_straight is not None:
+            z = c.add_ref(zone_straight, name=f"zone_c{ncols}_m{m}")
+            z.dmove((xg + l_mzi, y[m]))
+            _chain(m, z, "o1", "o2")
+    for m in range(n):
+        c.ports.add_port(port=inputs[m], name=f"o{m + 1}")
+    for m in range(n):
+        c.ports.add_port(port=last[m], name=f"o{n + m + 1}")
+
+    if not route_heaters:
+        for col, entries in heaters_by_col.items():
+            for h, sig, gnd in entries:
+                c.ports.add_port(port=sig, name=f"e{h + 1}")
+                c.ports.add_port(port=gnd, name=f"r{h + 1}")
+    else:
+        tw = track_width
+        for col, entries in heaters_by_col.items():
+            xz = col * col_pitch + l_mzi
+            entries = sorted(entries, key=lambda e: -e[1].dcenter[1])
+            n_up = math.ceil(len(entries) / 2)
+            for side, group in (("top", entries[:n_up]), ("bot", entries[n_up:])):
+                if not group:
+                    continue
+                gnd_ys = []
+                for slot, (h, sig, gnd) in enumerate(group, start=1):
+                    xs = xz + (slot + 0.5) * track_pitch
+                    ys = sig.dcenter[1]
+                    _rect(c, sig.dcenter[0], xs + via_size / 2, ys - sig.dwidth / 2, ys + sig.dwidth / 2, lane_layer)
+                    v = c << via_c
+                    v.dmove((xs, ys))
+                    xg0 = xz + 0.5 * track_pitch
+                    yg = gnd.dcenter[1]
+                    _rect(c, gnd.dcenter[0], xg0 + via_size / 2, yg - gnd.dwidth / 2, yg + gnd.dwidth / 2, lane_layer)
+                    v = c << via_c
+                    v.dmove((xg0, yg))
+                    gnd_ys.append(yg)
+                    if side == "top":
+                        _rect(c, xs - tw / 2, xs + tw / 2, ys - via_size / 2, y_top, xt.layer)
+                        c.add_port(
+                            f"e{h + 1}", center=(xs, y_top), width=tw, orientation=90, layer=xt.layer,
+                            port_type="electrical",
+                        )
+                    else:
+                        _rect(c, xs - tw / 2, xs + tw / 2, y_bot, ys + via_size / 2, xt.layer)
+                        c.add_port(
+                            f"e{h + 1}", center=(xs, y_bot), width=tw, orientation=270, layer=xt.layer,
+                            port_type="electrical",
+                        )
+                xg0 = xz + 0.5 * track_pitch
+                if side == "top":
+                    _rect(c, xg0 - tw / 2, xg0 + tw / 2, min(gnd_ys) - via_size / 2, y_top, xt.layer)
+                    c.add_port(f"gnd_top{col}", center=(xg0, y_top), width=tw, orientation=90, layer=xt.layer,
+                               port_type="electrical")
+                else:
+                    _rect(c, xg0 - tw / 2, xg0 + tw / 2, y_bot, max(gnd_ys) + via_size / 2, xt.layer)
+                    c.add_port(f"gnd_bot{col}", center=(xg0, y_bot), width=tw, orientation=270, layer=xt.layer,
+                               port_type="electrical")
+    c.info["n"] = n
+    c.info["kind"] = kind
+    c.info["pitch"] = pitch
+    c.info["column_pitch"] = col_pitch
+    c.info["n_mzis"] = n_mzi
+    c.info["n_heaters"] = 2 * n_mzi + n
+    c.info["y_top"] = y_top
+    c.info["y_bot"] = y_bot
+    return c

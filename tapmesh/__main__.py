@@ -1,0 +1,3 @@
+from tapmesh.cli import app
+
+app(prog_name="tapmesh")

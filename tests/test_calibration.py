@@ -1,0 +1,133 @@
+"""Calibration against as-built virtual chips whose seeds no code default uses (tests use 4xxx)."""
+
+import warnings
+
+import numpy as np
+import pytest
+
+import circuits
+from calibration import (
+    AsBuilt,
+    Calibration,
+    CalibrationError,
+    FaultWarning,
+    MeasurementError,
+    Noise,
+    VirtualChip,
+    calibrate,
+    fidelity,
+    plot_fits,
+    plot_residuals,
+)
+
+
+class GuardedChip:
+    """Forwards the Chip protocol only; touching anything else (truth, unitary, noise, ...) fails the test."""
+
+    _PROTOCOL = {"n_modes", "n_heaters", "set_voltages", "inject", "read_taps", "read_outputs",
+                 "read_outputs_coherent"}
+
+    def __init__(self, chip):
+        object.__setattr__(self, "_chip", chip)
+
+    def __getattr__(self, name):
+        if name in GuardedChip._PROTOCOL:
+            return getattr(object.__getattribute__(self, "_chip"), name)
+        if name == "topology":
+            raise AttributeError(name)
+        raise AssertionError(f"calibration read {name!r}, which is not part of the Chip protocol")
+
+
+def wrapped(a):
+    return np.angle(np.exp(1j * a))
+
+
+def errors_vs_truth(cal, truth, skip=()):
+    keep = np.ones(len(truth.alpha), dtype=bool)
+    keep[list(skip)] = False
+    phase = np.sqrt(np.mean(wrapped(cal.phase_offsets - truth.phase_offsets)[keep] ** 2))
+    alpha = np.sqrt(np.mean((cal.alpha / truth.alpha - 1)[keep] ** 2))
+    delta = np.sqrt(np.mean((cal.delta - truth.delta) ** 2))
+    return phase, alpha, delta
+
+
+@pytest.fixture(scope="module")
+def calibrated_n8():
+    top = circuits.rectangular(8)
+    truth = AsBuilt.random(top, seed=4101, delta_sigma=0.03, crosstalk=0.01, tap_spread=0.05)
+    chip = VirtualChip(top, errors=truth, noise=Noise.realistic(), seed=4102)
+    cal = calibrate(GuardedChip(chip), topology=top, seed=4103, progress=False)
+    return chip, truth, cal
+
+
+def test_recovers_the_hidden_truth_at_realistic_noise(calibrated_n8):
+    chip, truth, cal = calibrated_n8
+    phase, alpha, delta = errors_vs_truth(cal, truth)
+    print(f"n=8 realistic noise: φ0 rms {phase:.4f} rad, α rms {alpha:.2%}, δ rms {delta:.4f} rad, "
+          f"{cal.n_measurements} frames")
+    assert phase < 0.02
+    assert alpha < 0.01
+    assert delta < 0.005
+    assert cal.n_measurements == chip.measurements
+    assert cal.dead_heaters == () and cal.dark_taps == ()
+    # the reported 1σ uncertainties are honest to within a factor of a few
+    sigma = cal.uncertainties["phase_offsets"]
+    ratio = np.sqrt(np.mean((wrapped(cal.phase_offsets - truth.phase_offsets) / sigma) ** 2))
+    assert 0.3 < ratio < 3
+
+
+def test_correction_reaches_099_on_haar_targets(calibrated_n8):
+    chip, truth, cal = calibrated_n8
+    for seed in (4201, 4202, 4203):
+        u = circuits.haar_unitary(8, seed)
+        corrected = fidelity(u, chip.unitary(cal.voltages_for(u)))
+        uncorrected = fidelity(u, chip.unitary(cal.voltages_uncorrected(u)))
+        print(f"target {seed}: fidelity corrected {corrected:.5f}, uncorrected {uncorrected:.5f}")
+        assert corrected >= 0.99
+        assert corrected > uncorrected
+
+
+def test_calibration_file_round_trip_and_plots(calibrated_n8, tmp_path):
+    _, _, cal = calibrated_n8
+    cal.save(tmp_path / "cal.json")
+    back = Calibration.load(tmp_path / "cal.json")
+    assert np.array_equal(back.phase_offsets, cal.phase_offsets)
+    assert np.array_equal(back.crosstalk, cal.crosstalk)
+    assert back.n_measurements == cal.n_measurements
+    for plot in (plot_residuals, plot_fits):
+        out = plot(back, tmp_path / f"{plot.__name__}.png")
+        assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_faults_are_detected_and_reported():
+    top = circuits.rectangular(4)
+    k = top.n_mzis
+    truth = AsBuilt.random(top, seed=4301, dead_heaters=(2,), dark_taps=(k + 4,))
+    chip = VirtualChip(top, errors=truth, noise=Noise.realistic(), seed=4302)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        cal = calibrate(GuardedChip(chip), topology=top, seed=4303, progress=False)
+    assert cal.dead_heaters == (2,)
+    assert cal.dark_taps == (k + 4,)
+    assert cal.alpha[2] == 0
+    assert sum(issubclass(w.category, FaultWarning) for w in caught) >= 2
+    phase, alpha, _ = errors_vs_truth(cal, truth, skip=(2,))
+    assert phase < 0.05 and alpha < 0.02
+
+
+class NaNChip(GuardedChip):
+    def __getattr__(self, name):
+        if name == "read_taps":
+            return lambda direction="forward": np.full((4, object.__getattribute__(self, "_chip").n_heaters), np.nan)
+        return super().__getattr__(name)
+
+
+def test_nan_measurements_and_bad_steps_raise_named_errors():
+    top = circuits.rectangular(3)
+    chip = VirtualChip(top, seed=4401)
+    with pytest.raises(MeasurementError):
+        calibrate(NaNChip(chip), topology=top, progress=False)
+    with pytest.raises(CalibrationError):
+        calibrate(chip, steps=("phase_voltage", "magic"), progress=False)
+    with pytest.raises(CalibrationError):
+        calibrate(chip, topology=circuits.rectangular(4), progress=False)

@@ -1,0 +1,120 @@
+"""The CLI as a user runs it: a subprocess, one-line errors with exit codes, --json summaries."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def tapmesh(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PYTHONPATH=str(ROOT), MPLBACKEND="Agg")
+    return subprocess.run(
+        [sys.executable, "-m", "tapmesh", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd or ROOT,
+        env=env,
+        timeout=900,
+    )
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess, code: int, *words: str) -> None:
+    assert result.returncode == code, result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("tapmesh ") and "error:" in lines[0]
+    assert "Traceback" not in result.stderr
+    for word in words:
+        assert word in lines[0]
+
+
+def test_help_explains_units():
+    result = tapmesh("--help")
+    assert result.returncode == 0
+    for command in ("flow", "layout", "simulate", "calibrate", "train", "report"):
+        assert command in result.stdout
+    assert "µm" in result.stdout
+
+
+def test_negative_n(tmp_path):
+    assert_one_line_error(tapmesh("simulate", "--n", "-3", "--out", str(tmp_path)), 2, "--n")
+    assert_one_line_error(tapmesh("layout", "--n", "-1", "--out", str(tmp_path)), 2, "--n")
+
+
+def test_unknown_task(tmp_path):
+    assert_one_line_error(tapmesh("train", "--task", "mnist", "--out", str(tmp_path)), 2, "mnist")
+    assert_one_line_error(tapmesh("flow", "--task", "mnist", "--out", str(tmp_path)), 2, "mnist")
+
+
+def test_unknown_kind(tmp_path):
+    assert_one_line_error(tapmesh("simulate", "--kind", "hexagonal", "--out", str(tmp_path)), 2, "hexagonal")
+
+
+def test_unwritable_out(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    assert_one_line_error(tapmesh("simulate", "--out", str(blocker)), 2, "--out")
+    assert_one_line_error(tapmesh("simulate", "--out", str(blocker / "sub")), 2)
+
+
+def test_corrupt_calibration_file_is_refused_and_kept(tmp_path):
+    path = tmp_path / "calibration.json"
+    path.write_text('{"format_version": 1, "calibration": {"phase_offsets": [1, 2')
+    before = path.read_bytes()
+    result = tapmesh("train", "--out", str(tmp_path))
+    assert_one_line_error(result, 2, "calibration.json")
+    assert path.read_bytes() == before
+
+
+def test_missing_calibration(tmp_path):
+    assert_one_line_error(tapmesh("train", "--out", str(tmp_path)), 2, "calibrate")
+
+
+def test_debug_shows_traceback(tmp_path):
+    result = tapmesh("simulate", "--n", "1", "--out", str(tmp_path), "--debug")
+    assert result.returncode == 2 and "Traceback" in result.stderr
+
+
+def test_simulate_json_summary(tmp_path):
+    result = tapmesh("simulate", "--n", "3", "--no-sax", "--out", str(tmp_path), "--json", "--seed", "4")
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert summary["command"] == "simulate" and summary["n_mzis"] == 3
+    assert summary["decomposition_max_error"] < 1e-10
+    assert (tmp_path / "simulation.png").stat().st_size > 0
+    assert json.loads((tmp_path / "simulation.json").read_text())["n"] == 3
+
+
+def test_report_on_empty_folder_says_so(tmp_path):
+    result = tapmesh("report", "--out", str(tmp_path), "--json")
+    assert result.returncode == 0
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert not any(summary["sections"].values())
+    assert "No results" in (tmp_path / "report.html").read_text()
+
+
+def test_flow_fast_writes_every_section(tmp_path):
+    result = tapmesh("flow", "--fast", "--out", str(tmp_path), "--json", "--seed", "3")
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    for stage in ("layout", "extract", "simulate", "fabricate", "calibrate", "train", "report"):
+        assert stage in summary
+    html = (tmp_path / "report.html").read_text()
+    for section in ("layout", "model", "calibration", "training"):
+        assert f'id="{section}"' in html
+    assert "No results" not in html
+    assert html.count("data:image/png;base64") >= 5
+    for name in ("chip.gds", "chip_map.json", "calibration.json", "training.json"):
+        assert (tmp_path / name).exists()
+    # a failed later stage leaves the earlier outputs intact
+    before = (tmp_path / "calibration.json").read_bytes()
+    failed = tapmesh("train", "--task", "nope", "--out", str(tmp_path))
+    assert failed.returncode == 2
+    assert (tmp_path / "calibration.json").read_bytes() == before
