@@ -1,6 +1,6 @@
 """Wall time, chip frames and accuracy of calibrate() on as-built virtual chips (rectangular meshes).
 
-    python benchmarks/bench_calibration.py            # n = 4, 8 (full), 16 (full), 64 (sweeps only)
+    python benchmarks/bench_calibration.py            # n = 4, 8, 16, 32 (all steps), 64 (sweeps only)
     python benchmarks/bench_calibration.py --n 4 8    # a subset
 
 Each chip: AsBuilt.random(delta_sigma=0.03, crosstalk=0.01, tap_spread=0.05), Noise.realistic(). The
@@ -36,7 +36,7 @@ def run(n: int, steps, seed: int = 5000) -> dict:
     wall = time.perf_counter() - start
     wrap = np.angle(np.exp(1j * (cal.phase_offsets - truth.phase_offsets)))
     fidelity = {}
-    if n <= 16:
+    if n <= 32:
         u = circuits.haar_unitary(n, seed + 3)
         fidelity["corrected"] = circuits.fidelity(u, chip.unitary(cal.voltages_for(u)))
         fidelity["uncorrected"] = circuits.fidelity(u, chip.unitary(cal.voltages_uncorrected(u)))
@@ -58,14 +58,14 @@ def run(n: int, steps, seed: int = 5000) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--n", type=int, nargs="*", default=[4, 8, 16, 64])
+    parser.add_argument("--n", type=int, nargs="*", default=[4, 8, 16, 32, 64])
     args = parser.parse_args()
     rows = []
     header = (f"{'n':>3} {'steps':<24} {'wall s':>7} {'frames':>7} {'frames/MZI':>10} {'baseline/MZI':>12} "
               f"{'φ0 rms':>8} {'α rms':>7} {'δ rms':>7} {'F corr':>7} {'F uncorr':>8}")
     print(header, flush=True)
     for n in args.n:
-        steps = STEPS if n <= 16 else ("phase_voltage", "couplers")
+        steps = STEPS if n <= 32 else ("phase_voltage", "couplers")
         r = run(n, steps)
         rows.append(r)
         print(f"{r['n']:>3} {r['steps']:<24} {r['wall_s']:>7.1f} {r['frames']:>7d} {r['per_mzi']:>10.1f} "

@@ -213,7 +213,7 @@ def calibrate(
     fit_beta: bool = False,
     visibility_threshold: float = 0.25,
     max_delta: float = 0.2,
-    max_refine_parameters: int = 4000,
+    max_refine_parameters: int = 6000,
 ) -> Calibration:
     """Calibrate ``chip`` (any :class:`calibration.Chip`) and return a :class:`Calibration`.
 
@@ -240,8 +240,8 @@ def calibrate(
         fit_beta: also fit the cubic coefficient β in the refinement.
         max_delta: split-ratio estimates of |δ| above this (rad) are taken as corrupted and set to 0.
         visibility_threshold: a fringe whose visibility B/(A+|B|) is below this marks a dead heater.
-        max_refine_parameters: above this many parameters, the refinement fits φ0, α and δ only (camera
-            efficiencies fixed from the sweeps, crosstalk not fitted) to keep the Jacobian in memory.
+        max_refine_parameters: above this many parameters the refinement first drops crosstalk, then the
+            camera efficiencies (kept from the sweeps), fitting φ0, α and δ only.
 
     Raises:
         MeasurementError: the chip returned NaN/inf or a wrongly shaped reading.
