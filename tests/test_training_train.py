@@ -99,3 +99,13 @@ def test_insitu_on_a_calibrated_as_built_chip_converges_and_reports_gradient_err
     assert cos > 0.8
     result = train(net, MOONS, "insitu", epochs=15, learning_rate=0.1, seed=0, progress=False)
     assert result.history.final_test_acc > 0.9
+
+
+def test_cosine_schedule_and_restore_best():
+    net = model_network(2)
+    result = train(net, MOONS, "autodiff", epochs=3, schedule="cosine", restore_best=True, monitor="train_loss", progress=False)
+    assert 1 <= result.best_epoch <= 3
+    with pytest.raises(ValueError, match="schedule"):
+        train(net, MOONS, "autodiff", epochs=1, schedule="step", progress=False)
+    with pytest.raises(ValueError, match="unknown gradient method"):
+        train(net, MOONS, "backprop", epochs=1, progress=False)
