@@ -1,7 +1,7 @@
 """Training benchmarks of tapmesh: in situ training on as-built chips, digits on 64 ports, equal-budget
 comparison of gradient methods, and the cost of one in situ step against one autodiff step.
 
-    python benchmarks/bench_training.py                      # everything (~10-15 min on 2 cores)
+    python benchmarks/bench_training.py                      # everything (~8 min on 2 cores; digits ~6)
     python benchmarks/bench_training.py --only speed budget  # some sections
     python benchmarks/bench_training.py --out /tmp/bench     # also write the PNG plots there
 
