@@ -201,7 +201,9 @@ def calibrate(
     progress: bool = True,
     topology: circuits.MeshTopology | None = None,
     sweep_points: int = 24,
-    passes: int = 2,
+    passes: int = 1,
+    method: str = "sweeps",
+    random_frames: int = 8,
     refine_settings: int | None = None,
     refine_batch: int = 2,
     alpha_guess: float = 0.5,
@@ -211,7 +213,7 @@ def calibrate(
     fit_beta: bool = False,
     visibility_threshold: float = 0.25,
     max_delta: float = 0.2,
-    max_refine_parameters: int = 4000,
+    max_refine_parameters: int = 6000,
 ) -> Calibration:
     """Calibrate ``chip`` (any :class:`calibration.Chip`) and return a :class:`Calibration`.
 
@@ -223,8 +225,12 @@ def calibrate(
         progress: show a tqdm progress bar.
         topology: the mesh; default ``chip.topology`` if the chip has one, else rectangular.
         sweep_points: points per heater sweep (uniform in V² over 1.5 fringe periods).
-        passes: times the θ/φ/γ sweeps are repeated; each pass routes light through the model of the
-            previous one, so leakage of imperfect bar states is predicted better.
+        passes: times the θ/φ/γ sweeps are repeated (``method="sweeps"``); each pass routes light through
+            the model of the previous one.
+        method: ``"sweeps"`` (bar-state routing and bare sin² fits, then the refinement; reliable to n≈8)
+            or ``"progressive"`` (experimental: column-by-column least squares on the full model; no
+            crosstalk in its model).
+        random_frames: random frames per stage of the progressive method.
         refine_settings: random voltage settings for the refinement (default: enough for ~15 readings per
             parameter).
         refine_batch: input fields per setting and direction.
@@ -234,8 +240,8 @@ def calibrate(
         fit_beta: also fit the cubic coefficient β in the refinement.
         max_delta: split-ratio estimates of |δ| above this (rad) are taken as corrupted and set to 0.
         visibility_threshold: a fringe whose visibility B/(A+|B|) is below this marks a dead heater.
-        max_refine_parameters: above this many parameters, the refinement fits φ0, α and δ only (camera
-            efficiencies fixed from the sweeps, crosstalk not fitted) to keep the Jacobian in memory.
+        max_refine_parameters: above this many parameters the refinement first drops crosstalk, then the
+            camera efficiencies (kept from the sweeps), fitting φ0, α and δ only.
 
     Raises:
         MeasurementError: the chip returned NaN/inf or a wrongly shaped reading.
@@ -243,6 +249,8 @@ def calibrate(
     """
     from tqdm.auto import tqdm
 
+    if method not in ("sweeps", "progressive"):
+        raise CalibrationError(f"method must be 'sweeps' or 'progressive', got {method!r}")
     unknown = set(steps) - set(STEPS)
     if unknown:
         raise CalibrationError(f"unknown calibration steps {sorted(unknown)}; choose from {STEPS}")
@@ -266,7 +274,7 @@ def calibrate(
     sweep_v = np.sqrt(sweep_x)
     timings, frames_by_step = {}, {}
     do_sweeps = "phase_voltage" in steps
-    total = 2 + (passes * (2 * n_cols + 1) if do_sweeps else 0) + (1 if "refine" in steps else 0)
+    total = 2 + ((n_cols + 1 if method == "progressive" else passes * (2 * n_cols + 1)) if do_sweeps else 0) + (1 if "refine" in steps else 0)
     bar = tqdm(total=total, desc="calibrate", disable=not progress, leave=False)
     swept = np.zeros(h, dtype=bool)
     dead: set[int] = set()
@@ -310,7 +318,27 @@ def calibrate(
         fits["sweep_readings"][heaters] = readings.T
         fits["sweep_model"][heaters] = model.T
 
-    if do_sweeps:
+    if do_sweeps and method == "progressive":
+        from calibration.progressive import Progressive
+
+        start, f0 = time.perf_counter(), bench.frames
+        stages = Progressive(bench, cal, offsets, usable, rng, sweep_points, sweep_x, alpha_guess, power_mw,
+                             random_frames, visibility_threshold, max_delta)
+        for c in range(n_cols + 1):
+            stages.stage(c)
+            bar.update(1)
+        dead.update(stages.dead)
+        swept[:] = True
+        swept[list(stages.unfitted | stages.dead)] = False
+        cal.tap_efficiency[0] = stages.efficiency
+        for i in stages.fits_x:
+            fits["sweep_readings"][i] = stages.fits_y[i]
+            fits["sweep_model"][i] = stages.fits_m[i]
+        residuals["stages"] = np.concatenate(stages.residuals) if stages.residuals else np.zeros(0)
+        if stages.unfitted - stages.dead:
+            notes.append(f"heaters without a clean sweep fit, started from a scan: {sorted(stages.unfitted - stages.dead)}")
+        mark("phase_voltage", start, f0)
+    elif do_sweeps:
         start, f0 = time.perf_counter(), bench.frames
         amp = np.sqrt(power_mw)
         for sweep_pass in range(passes):

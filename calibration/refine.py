@@ -52,12 +52,17 @@ def refine(
         return h + alive.sum() + (2 * k_all if fit_couplers else 0) + (usable.sum() if fit_eff else 0) \
             + len(pairs) + (alive.sum() if fit_beta else 0)
 
+    if count(fit_eff, pairs) > max_parameters and len(pairs):
+        notes.append(
+            f"crosstalk not fitted: {count(fit_eff, pairs)} parameters exceed max_parameters={max_parameters}"
+        )
+        pairs = np.zeros((0, 2), dtype=int)
     if count(fit_eff, pairs) > max_parameters:
         notes.append(
             f"refinement limited to φ0, α, δ: {count(fit_eff, pairs)} parameters exceed max_parameters="
-            f"{max_parameters} (camera efficiencies kept from the sweeps, crosstalk not fitted)"
+            f"{max_parameters} (camera efficiencies kept from the sweeps)"
         )
-        fit_eff, pairs = False, np.zeros((0, 2), dtype=int)
+        fit_eff = False
     n_params = count(fit_eff, pairs)
     coherent = bench.coherent
     per_setting = batch * (h + (2 * n if coherent else n)) + batch * h

@@ -2,8 +2,8 @@
 
     method(net, phases, features, labels, **options) -> GradientResult(grads, passes, loss, info)
 
-``grads`` holds one (n_phases,) array per layer (the descent direction for the loss, in rad⁻¹ units of
-the loss), ``passes`` the chip passes used: one *pass* is one sample's field sent once through one mesh
+``grads`` holds one (n_phases,) array per layer: ∂loss/∂phase (or the method's estimate of it; the
+optimizer steps against it), ``passes`` the chip passes used: one *pass* is one sample's field sent once through one mesh
 (a batch of B through L layers forward is B·L passes). Measuring methods touch the chip only through
 the :class:`calibration.Chip` protocol (set voltages, inject, read taps / outputs), with its noise.
 
@@ -224,6 +224,7 @@ def two_pass(
     seed: int = 0,
     feedback_scale: float = 0.05,
     mapping: str = "model",
+    activity: str = "pre",
     **_,
 ) -> GradientResult:
     """Two-pass forward propagation (Ahmadnejad & Koohi 2024), the PEPITA rule (Dellaferrera & Kreiman 2022).
@@ -235,7 +236,9 @@ def two_pass(
     its ports (``e'`` through the power readout). A mesh cannot apply ΔW, so ΔW is mapped to phases by
     the projection ``g_i = Re⟨∂U/∂θ_i, ΔW⟩`` (the gradient of ``Re Σ_b c_b·U x'_b`` with
     ``c = conj(δ)/B``): through the digital twin's Jacobian (``mapping="model"``, default) or measured in
-    situ (``mapping="insitu"``, +2 passes per sample and layer). Needs, beyond forward passes: coherent
+    situ (``mapping="insitu"``, +2 passes per sample and layer). ``activity="post"`` uses the difference
+    of the post-nonlinearity activities ``f(z) − f(z')`` instead (PEPITA's h; phase-blind for |z|).
+    Needs, beyond forward passes: coherent
     readout of every layer's output and the input modulator to add F·e."""
     f = _feedback("pepita", net, seed, feedback_scale)
     x0 = net.encode(features)
@@ -259,7 +262,11 @@ def two_pass(
         if l == net.n_layers - 1:
             _, c = net.output_adjoint(zs2[-1], labels)
         else:
-            c = np.conj(np.asarray(zs1[l]) - np.asarray(zs2[l])) / batch
+            if activity == "pre":
+                delta = np.asarray(zs1[l]) - np.asarray(zs2[l])
+            else:  # post-activation activities, taken as the field-space error as they are
+                delta = np.asarray(net.activation(jnp.asarray(zs1[l]))) - np.asarray(net.activation(jnp.asarray(zs2[l])))
+            c = np.conj(delta) / batch
         g, p = _map(net, l, phases[l], xs2[l], c, mapping, second["taps"][l] if mapping == "insitu" else None)
         grads.append(g)
         passes += p

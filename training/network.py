@@ -130,7 +130,10 @@ def port_groups(n_ports: int, n_classes: int) -> tuple[tuple[int, ...], ...]:
     return tuple(tuple(range(k * size, (k + 1) * size)) for k in range(n_classes))
 
 
-LOSSES = ("ce", "mse")
+LOSSES = ("ce", "softmax_ce", "mse")
+"""``ce``: −log q_y with q = P/ΣP the normalized class powers; ``softmax_ce``: cross-entropy of
+softmax(T·q) (temperature ``T = PhotonicNetwork.temperature``, sharper margins on many classes);
+``mse``: Σ (q − onehot)²."""
 
 
 # ------------------------------------------------------------------------------------------ network
@@ -147,6 +150,65 @@ def _as_tuple(value, n_layers, what):
     return (value,)
 
 
+_COMPILED: dict = {}
+
+
+def _compile(top, n_layers, act, loss_kind, group_matrix, n_classes, real_dtype, temperature) -> dict:
+    """The jitted pure functions of a network shape (the twin's base MeshParams are arguments)."""
+
+    def twin(base, phases_l):
+        return base.with_phases(jnp.asarray(phases_l, dtype=real_dtype))
+
+    def class_powers(z):
+        return (jnp.real(z) ** 2 + jnp.imag(z) ** 2) @ group_matrix
+
+    def loss_of_powers(p, y):
+        p = jnp.maximum(p, 0.0)  # measured powers: noise can push a dark port below zero
+        total = jnp.sum(p, axis=1, keepdims=True)
+        q = p / jnp.maximum(total, 1e-30)
+        onehot = jax.nn.one_hot(y, n_classes, dtype=q.dtype)
+        if loss_kind == "ce":
+            return -jnp.mean(jnp.log(jnp.sum(q * onehot, axis=1) + 1e-12))
+        if loss_kind == "softmax_ce":
+            return -jnp.mean(jnp.sum(jax.nn.log_softmax(temperature * q, axis=1) * onehot, axis=1))
+        return jnp.mean(jnp.sum((q - onehot) ** 2, axis=1))
+
+    def loss_of_field(z, y):
+        return loss_of_powers(class_powers(z), y)
+
+    def model_fields(bases, phases, x):
+        zs = []
+        for l in range(n_layers):
+            z = circuits.propagate(top, twin(bases[l], phases[l]), x)
+            zs.append(z)
+            x = act(z)
+        return zs
+
+    def model_loss(bases, phases, x, y):
+        return loss_of_field(model_fields(bases, phases, x)[-1], y)
+
+    def output_adjoint(z, y):
+        # JAX's gradient of a real function of complex z is ∂/∂Re z − i ∂/∂Im z: our adjoint convention
+        return jax.value_and_grad(loss_of_field)(z, y)
+
+    def activation_adjoint(z, a):
+        return jax.grad(lambda zz: jnp.real(jnp.sum(a * act(zz))))(z)
+
+    def local_gradient(base, phases_l, x, c):
+        return jax.grad(lambda p: jnp.real(jnp.sum(c * circuits.propagate(top, twin(base, p), x))))(phases_l)
+
+    return {
+        "class_powers": jax.jit(class_powers),
+        "loss_of_powers": jax.jit(loss_of_powers),
+        "model_fields": jax.jit(model_fields),
+        "model_loss": jax.jit(model_loss),
+        "model_value_and_grad": jax.jit(jax.value_and_grad(model_loss, argnums=1)),
+        "output_adjoint": jax.jit(output_adjoint),
+        "activation_adjoint": jax.jit(activation_adjoint),
+        "local_gradient": jax.jit(local_gradient),
+    }
+
+
 class PhotonicNetwork:
     """``n_layers`` meshes of one topology with digital nonlinearities between them.
 
@@ -160,7 +222,8 @@ class PhotonicNetwork:
             converts phases to heater voltages and is the digital twin. ``None``: the ideal mesh model.
         activation: an :class:`Activation` or its kind (``"abs"``, ``"abs2"``, ``"eo"``, ``"linear"``).
         encoding: an :class:`Encoding` or its kind (``"amplitude"``, ``"amplitude_phase"``).
-        loss: ``"ce"`` (cross-entropy on normalized class powers) or ``"mse"``.
+        loss: ``"ce"`` (cross-entropy on normalized class powers), ``"softmax_ce"`` (on softmax of
+            ``temperature`` × normalized powers) or ``"mse"`` (see :data:`LOSSES`).
         dtype: complex dtype of the digital twin and of injected fields (complex128 for checks,
             complex64 for speed).
     """
@@ -177,6 +240,7 @@ class PhotonicNetwork:
         encoding: Encoding | str = "amplitude",
         loss: str = "ce",
         groups: Sequence[Sequence[int]] | None = None,
+        temperature: float = 10.0,
         dtype=jnp.complex128,
     ):
         if n_layers < 1:
@@ -190,6 +254,7 @@ class PhotonicNetwork:
         self.activation = activation if isinstance(activation, Activation) else Activation(activation)
         self.encoding = encoding if isinstance(encoding, Encoding) else Encoding(encoding)
         self.loss_kind = loss
+        self.temperature = float(temperature)
         self.dtype = jnp.dtype(dtype)
         self.real_dtype = jnp.float32 if self.dtype == jnp.complex64 else jnp.float64
         self.groups = tuple(tuple(g) for g in (groups or port_groups(self.n, n_classes)))
@@ -211,7 +276,7 @@ class PhotonicNetwork:
                     )
             if self.calibrations is None:
                 raise ValueError("a network on chips needs their calibrations (Calibration.nominal for an ideal chip)")
-        self._programmed: dict[int, np.ndarray] = {}
+        self._programmed: dict[int, tuple[int, np.ndarray]] = {}
         self._dark: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         self.overhead_passes = 0
 
@@ -280,56 +345,26 @@ class PhotonicNetwork:
 
     # --------------------------------------------------------------------------- pure functions
     def _build_functions(self):
-        top, act = self.topology, self.activation
-        n_layers = self.n_layers
-
-        def class_powers(z):
-            return (jnp.real(z) ** 2 + jnp.imag(z) ** 2) @ self.group_matrix
-
-        def loss_of_powers(p, y):
-            total = jnp.sum(p, axis=1, keepdims=True)
-            q = p / jnp.maximum(total, 1e-30)
-            onehot = jax.nn.one_hot(y, self.n_classes, dtype=q.dtype)
-            if self.loss_kind == "ce":
-                return -jnp.mean(jnp.log(jnp.sum(q * onehot, axis=1) + 1e-12))
-            return jnp.mean(jnp.sum((q - onehot) ** 2, axis=1))
-
-        def loss_of_field(z, y):
-            return loss_of_powers(class_powers(z), y)
-
-        def model_fields(phases, x):
-            zs = []
-            for l in range(n_layers):
-                z = circuits.propagate(top, self.twin(l, phases[l]), x)
-                zs.append(z)
-                x = act(z)
-            return zs
-
-        def model_loss(phases, x, y):
-            return loss_of_field(model_fields(phases, x)[-1], y)
-
-        def output_adjoint(z, y):
-            loss, c = jax.value_and_grad(loss_of_field)(z, y)
-            return loss, c  # JAX's gradient of a real function of z is ∂/∂Re − i∂/∂Im: our adjoint
-
-        def activation_adjoint(z, a):
-            return jax.grad(lambda zz: jnp.real(jnp.sum(a * act(zz))))(z)
-
-        def local_phase_gradient(layer_params_fn, phases_l, x, c):
-            return jax.grad(
-                lambda p: jnp.real(jnp.sum(c * circuits.propagate(top, layer_params_fn(p), x)))
-            )(phases_l)
-
-        self._class_powers = jax.jit(class_powers)
-        self._loss_of_powers = jax.jit(loss_of_powers)
-        self._model_fields = jax.jit(model_fields)
-        self._model_loss = jax.jit(model_loss)
-        self._model_value_and_grad = jax.jit(jax.value_and_grad(model_loss))
-        self._output_adjoint = jax.jit(output_adjoint)
-        self._activation_adjoint = jax.jit(activation_adjoint)
+        # Compiled once per network *shape* (module cache): networks that differ only in their chips or
+        # calibration values share the compiled code; the twin's base parameters are arguments.
+        key = (self.topology, self.n_layers, self.activation, self.loss_kind, self.groups, self.n_classes, str(self.dtype), self.temperature)
+        if key not in _COMPILED:
+            _COMPILED[key] = _compile(
+                self.topology, self.n_layers, self.activation, self.loss_kind, self.group_matrix, self.n_classes,
+                self.real_dtype, self.temperature,
+            )
+        fns = _COMPILED[key]
+        self._layer_bases = [self._bases[self._slot(l)] for l in range(self.n_layers)]
+        b = self._layer_bases
+        self._class_powers = fns["class_powers"]
+        self._loss_of_powers = fns["loss_of_powers"]
+        self._model_fields = lambda phases, x: fns["model_fields"](b, phases, x)
+        self._model_loss = lambda phases, x, y: fns["model_loss"](b, phases, x, y)
+        self._model_value_and_grad = lambda phases, x, y: fns["model_value_and_grad"](b, phases, x, y)
+        self._output_adjoint = fns["output_adjoint"]
+        self._activation_adjoint = fns["activation_adjoint"]
         self._local_gradients = [
-            jax.jit(lambda p, x, c, _l=l: local_phase_gradient(lambda q: self.twin(_l, q), p, x, c))
-            for l in range(n_layers)
+            (lambda p, x, c, _l=l: fns["local_gradient"](b[_l], p, x, c)) for l in range(self.n_layers)
         ]
 
     # digital helpers used by the gradient methods
@@ -370,15 +405,17 @@ class PhotonicNetwork:
     def program(self, layer: int, phases_l) -> None:
         """Set the heater voltages of ``layer``'s chip to realize ``phases_l`` (calibrated conversion).
 
-        A chip already holding these voltages is not reprogrammed."""
+        A chip this network programmed last with the same phases is not reprogrammed (so nothing else
+        should drive the chip between two calls)."""
         chip = self.chip(layer)
         key = id(chip)
-        volts = np.asarray(self.calibration(layer).voltages_for_phases(np.asarray(phases_l, dtype=np.float64)))
+        phases_l = np.asarray(phases_l, dtype=np.float64)
         last = self._programmed.get(key)
-        if last is not None and last.shape == volts.shape and np.array_equal(last, volts):
+        if last is not None and last[0] == layer and np.array_equal(last[1], phases_l):
             return
+        volts = np.asarray(self.calibration(layer).voltages_for_phases(phases_l))
         chip.set_voltages(volts)
-        self._programmed[key] = volts
+        self._programmed[key] = (layer, phases_l.copy())
 
     def dark_taps(self, layer: int, frames: int = 16) -> tuple[np.ndarray, np.ndarray]:
         """Camera dark frames (forward, backward gratings) of ``layer``'s chip, mW: the mean reading with

@@ -101,11 +101,13 @@ def train(
     epochs: int = 30,
     batch_size: int = 32,
     learning_rate: float = 0.05,
+    schedule: str | None = None,
     seed: int = 0,
     phases=None,
     patience: int | None = None,
     min_delta: float = 1e-4,
     monitor: str = "train_loss",
+    restore_best: bool = False,
     max_passes: int | None = None,
     evaluate_on: str | None = None,
     method_options: dict | None = None,
@@ -115,16 +117,26 @@ def train(
 
     Args:
         method: a name in :data:`training.gradients.METHODS` or a callable with their interface.
-        optimizer: default ``optax.adam(learning_rate)``.
+        optimizer: default ``optax.adam(learning_rate)``, or with ``schedule="cosine"`` Adam whose rate
+            decays from ``learning_rate`` to 0 over ``epochs`` (steadier ends on noisy chips).
         seed: seeds the initial phases (unless ``phases`` is given), batch order and the method's rng.
         patience: early stopping after this many epochs without improving ``monitor`` by ``min_delta``
             (``"train_loss"``, ``"test_loss"`` or ``"test_acc"``); the best phases are returned.
+        restore_best: return the phases of the best epoch by ``monitor`` even without early stopping
+            (monitor a training quantity to keep the test set out of model selection).
         max_passes: stop once the training chip passes reach this budget (equal-budget comparisons).
         evaluate_on: ``"chip"`` (default when the network has chips) or ``"model"``.
         method_options: extra keyword arguments of the method (``mapping``, ``perturbation``, …).
     """
     fn, name = _resolve(method)
-    optimizer = optimizer or optax.adam(learning_rate)
+    if optimizer is None:
+        if schedule == "cosine":
+            steps = epochs * int(np.ceil(len(dataset.y_train) / batch_size))
+            optimizer = optax.adam(optax.cosine_decay_schedule(learning_rate, steps))
+        elif schedule is None:
+            optimizer = optax.adam(learning_rate)
+        else:
+            raise ValueError(f"schedule must be None or 'cosine', got {schedule!r}")
     evaluate_on = evaluate_on or ("chip" if net.on_chip else "model")
     rng = np.random.default_rng(seed)
     phases = [jnp.asarray(p, dtype=net.real_dtype) for p in (phases if phases is not None else net.init(seed))]
@@ -135,8 +147,7 @@ def train(
     best_score, best_phases, best_epoch, waited = None, phases, 0, 0
     sign = -1.0 if monitor == "test_acc" else 1.0
 
-    @jax.jit
-    def apply(phases, grads, opt_state):
+    def apply(phases, grads, opt_state):  # eager: a jit here would recompile for every optimizer
         updates, opt_state = optimizer.update(grads, opt_state, phases)
         phases = optax.apply_updates(phases, updates)
         return [jnp.mod(p, 2 * jnp.pi) for p in phases], opt_state
@@ -183,7 +194,8 @@ def train(
             history.stopped_early = True
             break
     bar.close()
-    return TrainResult(phases=best_phases if patience is not None else phases, history=history, best_epoch=best_epoch)
+    keep = patience is not None or restore_best
+    return TrainResult(phases=best_phases if keep else phases, history=history, best_epoch=best_epoch)
 
 
 # ------------------------------------------------------------------------------------------- plots
