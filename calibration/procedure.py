@@ -193,6 +193,12 @@ def fit_fringes(x, readings, alpha_guess: float, iterations: int = 12) -> _Fring
     return _Fringe(p[:, 0], p[:, 1], p[:, 2], p[:, 3], np.sqrt(np.mean(r**2, axis=0)), r)
 
 
+def _flat(fringe: _Fringe, j: int) -> bool:
+    """No fringe at all: the fitted modulation is within noise (3× the fit's residual RMS). A dead heater
+    gives this; light that reaches the tap poorly gives a weak fringe that is still well above noise."""
+    return bool(fringe.amplitude[j] <= 3 * fringe.rms[j] + 1e-9 * abs(fringe.offset[j]))
+
+
 # ============================================================================= the procedure
 def calibrate(
     chip,
@@ -379,8 +385,9 @@ def calibrate(
                         continue
                     vis = fringe.amplitude[j] / (abs(fringe.offset[j]) + fringe.amplitude[j] + 1e-30)
                     if vis < visibility_threshold:
-                        dead.add(k)
-                        continue
+                        if _flat(fringe, j):
+                            dead.add(k)
+                        continue  # a weak but real fringe (poorly routed light): left to the refinement
                     if not 0.5 * alpha_guess < fringe.alpha[j] < 1.5 * alpha_guess:
                         continue  # a distorted fringe: left to the refinement (started from a scan)
                     cal.phase_offsets[k] = np.mod(np.arctan2(fringe.sin[j], -fringe.cos[j]), TWO_PI)
@@ -437,8 +444,9 @@ def calibrate(
                         continue
                     vis = fringe.amplitude[j] / (abs(fringe.offset[j]) + fringe.amplitude[j] + 1e-30)
                     if vis < visibility_threshold:
-                        dead.add(heater)
-                        continue
+                        if _flat(fringe, j):
+                            dead.add(heater)
+                        continue  # a weak but real fringe (poorly routed light): left to the refinement
                     if not 0.5 * alpha_guess < fringe.alpha[j] < 1.5 * alpha_guess:
                         continue  # a distorted fringe: left to the refinement (started from a scan)
                     m = topology.mzis[k][1]

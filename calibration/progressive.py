@@ -197,8 +197,10 @@ class Progressive:
 
     # ---------------------------------------------------------------- first fits
     def _vis_ok(self, fringe, j):
+        from calibration.procedure import _flat
+
         vis = fringe.amplitude[j] / (abs(fringe.offset[j]) + fringe.amplitude[j] + 1e-30)
-        return vis >= self.vis_threshold
+        return vis >= self.vis_threshold or not _flat(fringe, j)
 
     def _prefit_theta(self, heaters, readings, c):
         from calibration.procedure import fit_fringes
