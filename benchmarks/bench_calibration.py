@@ -38,8 +38,8 @@ def run(n: int, steps, seed: int = 5000) -> dict:
     fidelity = {}
     if n <= 32:
         u = circuits.haar_unitary(n, seed + 3)
-        fidelity["corrected"] = circuits.fidelity(u, chip.unitary(cal.voltages_for(u)))
-        fidelity["uncorrected"] = circuits.fidelity(u, chip.unitary(cal.voltages_uncorrected(u)))
+        fidelity["corrected"] = float(circuits.fidelity(u, chip.unitary(cal.voltages_for(u))))
+        fidelity["uncorrected"] = float(circuits.fidelity(u, chip.unitary(cal.voltages_uncorrected(u))))
     k = top.n_mzis
     return {
         "n": n,

@@ -10,14 +10,13 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 import circuits
+from circuits.io import atomic_write_text
 from calibration.errors import (
     CalibrationError,
     CalibrationFileError,
@@ -172,22 +171,15 @@ class Calibration:
     def mesh_params(self, phases) -> circuits.MeshParams:
         """:class:`circuits.MeshParams` of the calibrated chip at ``phases`` (canonical order)."""
         phases = np.asarray(phases, dtype=float)
-        k = self.topology.n_mzis
         if phases.shape != (self.n_heaters,):
             raise VoltageError(f"phases must have shape ({self.n_heaters},), got {phases.shape}")
-        return circuits.MeshParams(
-            *(
-                np.asarray(a, dtype=np.float64)
-                for a in (
-                    phases[:k],
-                    phases[k : 2 * k],
-                    phases[2 * k :],
-                    self.delta,
-                    self.loss_db,
-                    self.output_loss_db,
-                    self.tap_fraction,
-                )
-            )
+        return circuits.MeshParams.assemble(
+            self.topology,
+            phases,
+            delta=self.delta,
+            loss_db=self.loss_db,
+            output_loss_db=self.output_loss_db,
+            tap_fraction=self.tap_fraction,
         )
 
     def unitary(self, phases) -> np.ndarray:
@@ -259,10 +251,7 @@ class Calibration:
 
         def loss(p):
             p = jnp.where(free, p, fixed)
-            w = circuits.unitary(topology, base.with_phases(p))
-            overlap = jnp.abs(jnp.trace(target.conj().T @ w)) ** 2
-            norm = jnp.real(jnp.trace(w.conj().T @ w)) * topology.n
-            return 1.0 - overlap / norm
+            return 1.0 - circuits.fidelity(target, circuits.unitary(topology, base.with_phases(p)))
 
         value_and_grad = jax.jit(jax.value_and_grad(loss))
 
@@ -284,7 +273,7 @@ class Calibration:
         ideal = np.asarray(circuits.decompose(self.topology, u).phases, dtype=float)
         local = self.local_correction(u)
         phases = self.polish(u, local, max_iterations) if polish else local
-        f_model = lambda p: circuits.fidelity(u, self.unitary(p))  # noqa: E731
+        f_model = lambda p: float(circuits.fidelity(u, self.unitary(p)))  # noqa: E731
         return Correction(
             voltages=self.voltages_for_phases(phases),
             phases=phases,
@@ -357,22 +346,7 @@ class Calibration:
             "checksum": _checksum(payload),
             "calibration": payload,
         }
-        text = json.dumps(document, allow_nan=False)
-        directory = path.parent if str(path.parent) else Path(".")
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
-        try:
-            with os.fdopen(fd, "w") as handle:
-                handle.write(text)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            try:
-                os.unlink(tmp)
-            except FileNotFoundError:
-                pass
-            raise
-        return path
+        return atomic_write_text(path, json.dumps(document, allow_nan=False))
 
     @classmethod
     def load(cls, path) -> "Calibration":

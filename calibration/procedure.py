@@ -39,7 +39,6 @@ import numpy as np
 import circuits
 from calibration.calibration import Calibration
 from calibration.errors import CalibrationError, MeasurementError
-from calibration.virtual import neighbour_pairs
 
 STEPS = ("phase_voltage", "couplers", "crosstalk", "refine")
 TWO_PI = 2 * np.pi

@@ -173,20 +173,13 @@ class AsBuilt:
     def mesh_params(self, topology: circuits.MeshTopology, voltages) -> circuits.MeshParams:
         """The true mesh parameters at these heater voltages (float64)."""
         phases = self.phases(voltages)
-        k = topology.n_mzis
-        return circuits.MeshParams(
-            *(
-                np.asarray(a, dtype=np.float64)
-                for a in (
-                    phases[:k],
-                    phases[k : 2 * k],
-                    phases[2 * k :],
-                    self.delta,
-                    self.loss_db,
-                    self.output_loss_db,
-                    self.tap_fraction,
-                )
-            )
+        return circuits.MeshParams.assemble(
+            topology,
+            phases,
+            delta=self.delta,
+            loss_db=self.loss_db,
+            output_loss_db=self.output_loss_db,
+            tap_fraction=self.tap_fraction,
         )
 
 

@@ -221,8 +221,10 @@ def haar_unitary(n: int, seed: int | np.random.Generator = 0) -> np.ndarray:
     return q * (np.diag(r) / np.abs(np.diag(r)))
 
 
-def fidelity(u, v) -> float:
-    """Fidelity |Tr(U†V)|² / (Tr(U†U)·Tr(V†V)) of two transfer matrices (1 when equal up to a global phase)."""
+def fidelity(u, v):
+    """Fidelity |Tr(U†V)|² / (Tr(U†U)·Tr(V†V)) of two transfer matrices (1 when equal up to a global phase).
+
+    A JAX scalar, so it can be jitted and differentiated (``float(fidelity(u, v))`` for a number)."""
     u, v = jnp.asarray(u), jnp.asarray(v)
     overlap = jnp.abs(jnp.trace(u.conj().T @ v)) ** 2
-    return float(overlap / (jnp.real(jnp.trace(u.conj().T @ u)) * jnp.real(jnp.trace(v.conj().T @ v))))
+    return overlap / (jnp.real(jnp.trace(u.conj().T @ u)) * jnp.real(jnp.trace(v.conj().T @ v)))

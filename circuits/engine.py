@@ -234,6 +234,18 @@ def _apply_scanned(topology, params, x, wl, direction):
     return _over_wavelengths(lambda w: _scan_mesh(topology, params, x, w, direction), wl)
 
 
+BUCKETED_BATCH = 1 << 14
+
+
+def _pad_batch(x: jax.Array) -> jax.Array:
+    """Pad a batch with zero rows to the next power of two (up to 2¹⁴ rows), so that callers with
+    varying batch sizes (a calibration's sweeps, a last partial mini-batch) reuse a few compiled shapes."""
+    batch = x.shape[0]
+    if batch >= BUCKETED_BATCH or batch & (batch - 1) == 0:
+        return x
+    return jnp.pad(x, ((0, (1 << batch.bit_length()) - batch), (0, 0)))
+
+
 def _real_dtype(cdtype) -> jnp.dtype:
     return jnp.float32 if jnp.dtype(cdtype) == jnp.complex64 else jnp.float64
 
@@ -297,13 +309,15 @@ def propagate(
     x, single = _check_field(topology, x, check)
     params = params.check(topology, values=check).astype(_real_dtype(x.dtype))
     wl = jnp.asarray(wl, dtype=_real_dtype(x.dtype))
+    batch = x.shape[0]
+    x = _pad_batch(x)
     if taps:
         y, tap_fields = _apply_scanned(topology, params, x, wl, direction)
         if single:
             return y[..., 0, :], tap_fields[..., 0, :]
-        return y, tap_fields
+        return y[..., :batch, :], tap_fields[..., :batch, :]
     y = _apply_composed(topology, params, x, wl, direction)
-    return y[..., 0, :] if single else y
+    return y[..., 0, :] if single else y[..., :batch, :]
 
 
 def unitary(

@@ -333,7 +333,7 @@ def sax_circuit_from_component(
     circuit, _ = sax.circuit(netlist, LAYOUT_MODELS, backend=backend)
 
     prefix, mesh_cell = _find_mesh(component)
-    n, kind, n_mzi = int(mesh_cell.info["n"]), str(mesh_cell.info["kind"]), int(mesh_cell.info["n_mzis"])
+    n, kind = int(mesh_cell.info["n"]), str(mesh_cell.info["kind"])
     from pcells import schedule
 
     mzis = schedule.mzis(n, kind)

@@ -245,8 +245,8 @@ def calibrate(out: Path, seed: int, chip=None, targets: int = 3, progress: bool 
         correction = result.correct(u)
         row = {"target": k, "model_corrected": correction.fidelity, "model_uncorrected": correction.fidelity_uncorrected}
         if hasattr(chip, "unitary"):  # a VirtualChip: evaluate on the hidden truth, as a test would
-            row["chip_corrected"] = circuits.fidelity(u, chip.unitary(correction.voltages))
-            row["chip_uncorrected"] = circuits.fidelity(u, chip.unitary(result.voltages_uncorrected(u)))
+            row["chip_corrected"] = float(circuits.fidelity(u, chip.unitary(correction.voltages)))
+            row["chip_uncorrected"] = float(circuits.fidelity(u, chip.unitary(result.voltages_uncorrected(u))))
         fidelities.append(row)
     summary = {
         **result.summary(),

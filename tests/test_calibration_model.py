@@ -117,7 +117,7 @@ def test_failed_save_leaves_the_old_file_untouched(tmp_path, monkeypatch):
     def boom(*args, **kwargs):
         raise OSError("disk full")
 
-    monkeypatch.setattr("calibration.calibration.os.replace", boom)
+    monkeypatch.setattr("circuits.io.os.replace", boom)  # the shared atomic writer
     with pytest.raises(OSError):
         cal.save(path)
     assert path.read_bytes() == before

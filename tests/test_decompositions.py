@@ -68,6 +68,6 @@ def test_decompose_dispatch_and_fidelity():
     for kind in ("rectangular", "triangular"):
         top = circuits.topology(5, kind)
         assert circuits.fidelity(u, unitary(top, circuits.decompose(top, u))) > 1 - 1e-12
-    assert circuits.fidelity(u, np.exp(0.3j) * u) == pytest.approx(1.0)
+    assert float(circuits.fidelity(u, np.exp(0.3j) * u)) == pytest.approx(1.0)
     with pytest.raises(circuits.NotRealizableError):
         circuits.decompose(circuits.generator(5), u)
