@@ -219,6 +219,13 @@ def _unitary(topology, params, wl, cdtype):
     return _over_wavelengths(lambda w: _compose(topology, params, w, cdtype), wl)
 
 
+def _all_finite(params: MeshParams, x) -> jax.Array:
+    """True when the field and every parameter are finite (fused into the compiled pass: no extra
+    host-side sweep over the batch)."""
+    leaves = [jnp.all(jnp.isfinite(leaf)) for leaf in jax.tree_util.tree_leaves(params)]
+    return jnp.all(jnp.isfinite(x)) & jnp.all(jnp.stack(leaves))
+
+
 @partial(jax.jit, static_argnames=("topology", "direction"))
 def _apply_composed(topology, params, x, wl, direction):
     def one(w):
@@ -226,12 +233,18 @@ def _apply_composed(topology, params, x, wl, direction):
         matrix = u.T if direction == "forward" else u
         return jnp.matmul(x, matrix, precision=HIGHEST)
 
-    return _over_wavelengths(one, wl)
+    return _over_wavelengths(one, wl), _all_finite(params, x)
 
 
 @partial(jax.jit, static_argnames=("topology", "direction"))
 def _apply_scanned(topology, params, x, wl, direction):
-    return _over_wavelengths(lambda w: _scan_mesh(topology, params, x, w, direction), wl)
+    return _over_wavelengths(lambda w: _scan_mesh(topology, params, x, w, direction), wl), _all_finite(params, x)
+
+
+def _raise_non_finite(params: MeshParams, x) -> None:
+    """Name what is not finite (only runs once the compiled pass has flagged it)."""
+    params.check_values()
+    raise NonFiniteError("field x contains NaN or infinity")
 
 
 BUCKETED_BATCH = 1 << 14
@@ -250,8 +263,9 @@ def _real_dtype(cdtype) -> jnp.dtype:
     return jnp.float32 if jnp.dtype(cdtype) == jnp.complex64 else jnp.float64
 
 
-def _check_field(topology: MeshTopology, x, check_values: bool = True) -> tuple[jax.Array, bool]:
-    """Validate a field batch; returns it as a (B, n) complex array and whether it was one vector."""
+def _check_field(topology: MeshTopology, x) -> tuple[jax.Array, bool]:
+    """Validate a field batch's dtype and shape; returns it as a (B, n) complex array and whether it was
+    one vector. Its values are checked inside the compiled computation (:func:`_all_finite`)."""
     if not hasattr(x, "dtype"):
         x = np.asarray(x)
     dtype = jnp.dtype(x.dtype)
@@ -269,9 +283,8 @@ def _check_field(topology: MeshTopology, x, check_values: bool = True) -> tuple[
             f"{topology.n} modes, got {tuple(x.shape)}"
         )
     single = x.ndim == 1
-    if check_values and not isinstance(x, jax.core.Tracer) and not np.isfinite(np.asarray(x)).all():
-        raise NonFiniteError("field x contains NaN or infinity")
-    x = jnp.asarray(x, dtype=cdtype)
+    if not (isinstance(x, jax.Array) and x.dtype == cdtype):
+        x = jnp.asarray(x, dtype=cdtype)
     if single:
         x = x[None, :]
     return x, single
@@ -296,8 +309,9 @@ def propagate(
         direction: ``"forward"`` (inject at the inputs, read the outputs) or ``"backward"`` (inject at
             the outputs, read the inputs; transfer ``U.T``).
         wl: wavelength in µm, a scalar or a (W,) array; an array adds a leading W axis to every result.
-        check: verify that ``x`` and ``params`` are finite (a host-side pass over the data); shapes and
-            dtypes are always checked. Pass False in hot loops on a GPU.
+        check: raise :class:`NonFiniteError` if ``x`` or ``params`` hold NaN/inf (tested inside the
+            compiled pass; reading the flag back waits for the result). Shapes and dtypes are always
+            checked. Pass False for asynchronous dispatch in hot loops on a GPU.
 
     Returns:
         ``y`` of shape (batch, n) (or (n,) for one vector), and with ``taps=True`` a tuple
@@ -306,18 +320,24 @@ def propagate(
     """
     if direction not in ("forward", "backward"):
         raise ValueError(f"direction must be 'forward' or 'backward', got {direction!r}")
-    x, single = _check_field(topology, x, check)
-    params = params.check(topology, values=check).astype(_real_dtype(x.dtype))
-    wl = jnp.asarray(wl, dtype=_real_dtype(x.dtype))
+    x, single = _check_field(topology, x)
+    params = params.check(topology, values=False).astype(_real_dtype(x.dtype))
+    wl = np.asarray(wl, dtype=_real_dtype(x.dtype)) if not isinstance(wl, jax.Array) else wl.astype(_real_dtype(x.dtype))
     batch = x.shape[0]
     x = _pad_batch(x)
+    padded = x.shape[0] != batch
     if taps:
-        y, tap_fields = _apply_scanned(topology, params, x, wl, direction)
-        if single:
-            return y[..., 0, :], tap_fields[..., 0, :]
-        return y[..., :batch, :], tap_fields[..., :batch, :]
-    y = _apply_composed(topology, params, x, wl, direction)
-    return y[..., 0, :] if single else y[..., :batch, :]
+        (y, tap_fields), finite = _apply_scanned(topology, params, x, wl, direction)
+    else:
+        y, finite = _apply_composed(topology, params, x, wl, direction)
+    if check and not isinstance(finite, jax.core.Tracer) and not bool(finite):
+        _raise_non_finite(params, x)
+    if single:
+        return (y[..., 0, :], tap_fields[..., 0, :]) if taps else y[..., 0, :]
+    if padded:
+        y = y[..., :batch, :]
+        tap_fields = tap_fields[..., :batch, :] if taps else None
+    return (y, tap_fields) if taps else y
 
 
 def unitary(

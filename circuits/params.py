@@ -157,6 +157,28 @@ class MeshParams(eqx.Module):
             "tap_fraction": (2 * k + n,),
         }
 
+    def check_values(self) -> "MeshParams":
+        """Raise :class:`NonFiniteError` naming the first field with NaN/inf, :class:`ParamsError` for a complex
+        field or a tap fraction outside [0, 1). Concrete arrays only (skipped under tracing)."""
+        for name in self.expected_shapes_names():
+            value = getattr(self, name)
+            if isinstance(value, jax.core.Tracer):
+                continue
+            array = np.asarray(value)
+            if np.iscomplexobj(array):
+                raise ParamsError(f"MeshParams.{name} must be real, got dtype {array.dtype}")
+            if not np.all(np.isfinite(array)):
+                raise NonFiniteError(f"MeshParams.{name} contains NaN or infinity")
+        if not isinstance(self.tap_fraction, jax.core.Tracer):
+            taps = np.asarray(self.tap_fraction)
+            if np.any((taps < 0) | (taps >= 1)):
+                raise ParamsError("MeshParams.tap_fraction must lie in [0, 1)")
+        return self
+
+    @staticmethod
+    def expected_shapes_names() -> tuple[str, ...]:
+        return ("theta", "phi", "gamma", "delta", "loss_db", "output_loss_db", "tap_fraction")
+
     def check(self, topology: MeshTopology, values: bool = True) -> "MeshParams":
         """Raise :class:`ParamsError` if a field does not fit ``topology``, :class:`NonFiniteError` on NaN/inf.
 
@@ -168,14 +190,6 @@ class MeshParams(eqx.Module):
                     f"MeshParams.{name} has shape {tuple(jnp.shape(value))}, but a {topology.kind} mesh "
                     f"on {topology.n} modes ({topology.n_mzis} MZIs) needs {shape}"
                 )
-            if values and not isinstance(value, jax.core.Tracer):
-                array = np.asarray(value)
-                if np.iscomplexobj(array):
-                    raise ParamsError(f"MeshParams.{name} must be real, got dtype {array.dtype}")
-                if not np.all(np.isfinite(array)):
-                    raise NonFiniteError(f"MeshParams.{name} contains NaN or infinity")
-        if values and not isinstance(self.tap_fraction, jax.core.Tracer):
-            taps = np.asarray(self.tap_fraction)
-            if np.any((taps < 0) | (taps >= 1)):
-                raise ParamsError("MeshParams.tap_fraction must lie in [0, 1)")
-        return self
+            if jnp.iscomplexobj(value):
+                raise ParamsError(f"MeshParams.{name} must be real, got dtype {jnp.asarray(value).dtype}")
+        return self.check_values() if values else self
