@@ -154,16 +154,20 @@ def layout_cmd(
     """Lay out a chip (mesh with grating taps, fiber-array I/O, heaters routed to bond pads).
 
     Writes chip.gds, chip.png and chip_map.json (pad → heater, tap → segment, direction and grating
-    position in µm, fiber port → mode). Lengths in µm."""
+    position in µm, fiber port → mode) into --out; with --out NAME.gds, writes NAME.gds and NAME.png
+    beside each other instead. Lengths in µm."""
 
     def run(n, kind, png, out, seed):
         from tapmesh import stages
 
+        name = "chip"
+        if Path(out).suffix.lower() == ".gds":
+            out, name = Path(out).parent, Path(out).stem
         out = _check_out(out)
         if n is not None:
             _check_n(n)
             _check_choice(kind, KINDS, "--kind")
-        return stages.layout(out, n=n, kind=kind, demo=n is None, png=png)
+        return stages.layout(out, n=n, kind=kind, demo=n is None, png=png, name=name)
 
     command("layout")(run)(n=n, kind=kind, png=png, out=out, seed=seed, as_json=as_json, debug=debug)
 

@@ -82,15 +82,18 @@ def _build_chip(n: int | None, kind: str, demo: bool):
     return pcells.demo_chip() if demo else pcells.chip(n=n, kind=kind)
 
 
-def layout(out: Path, n: int | None = None, kind: str = "triangular", demo: bool = True, png: bool = True) -> dict[str, Any]:
-    """Lay out the chip: GDS, a PNG of the layout with the chip map overlaid, and chip_map.json."""
+def layout(
+    out: Path, n: int | None = None, kind: str = "triangular", demo: bool = True, png: bool = True, name: str = "chip"
+) -> dict[str, Any]:
+    """Lay out the chip: ``{name}.gds``, ``{name}.png`` (the layout with the chip map overlaid) and
+    chip_map.json in ``out``."""
     import pcells
 
     start = time.perf_counter()
     component = _build_chip(n, kind, demo)
     mapping = pcells.chip_map(component)
-    gds = out / "chip.gds"
-    tmp = out / ".chip.gds.tmp.gds"
+    gds = out / f"{name}.gds"
+    tmp = out / f".{name}.gds.tmp.gds"
     component.write_gds(tmp)
     tmp.replace(gds)  # atomic: a failed write leaves the previous GDS in place
     atomic_write_bytes(out / "chip_map.json", mapping.to_json().encode())
@@ -100,8 +103,8 @@ def layout(out: Path, n: int | None = None, kind: str = "triangular", demo: bool
 
         matplotlib.use("Agg")
         fig = pcells.plot_layout(component, None, chip_map=mapping)
-        save_figure(fig if hasattr(fig, "savefig") else fig.figure, out / "chip.png")
-        files.append(str(out / "chip.png"))
+        save_figure(fig if hasattr(fig, "savefig") else fig.figure, out / f"{name}.png")
+        files.append(str(out / f"{name}.png"))
     info = component.info
     summary = {
         "chip": "demo" if demo else f"{kind} n={n}",

@@ -118,3 +118,12 @@ def test_flow_fast_writes_every_section(tmp_path):
     failed = tapmesh("train", "--task", "nope", "--out", str(tmp_path))
     assert failed.returncode == 2
     assert (tmp_path / "calibration.json").read_bytes() == before
+
+
+def test_layout_to_a_gds_path_also_writes_a_png(tmp_path):
+    result = tapmesh("layout", "--n", "3", "--kind", "rectangular", "--out", str(tmp_path / "mesh.gds"), "--json")
+    assert result.returncode == 0, result.stderr[-2000:]
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert summary["n_heaters"] == 2 * 3 + 3 and summary["n_taps"] == 2 * summary["n_heaters"]
+    assert (tmp_path / "mesh.gds").stat().st_size > 0 and (tmp_path / "mesh.png").stat().st_size > 0
+    assert (tmp_path / "chip_map.json").exists()
