@@ -370,26 +370,3 @@ def sax_circuit_from_component(
         kind=kind,
         options=options,
     )
-
-
-def ideal_mesh_matrix(n: int, kind: str, phases, tap_fraction: float = 0.0) -> np.ndarray:
-    """Independent NumPy reference: the mesh transfer matrix from 2x2 MZI products (canonical phase order).
-
-    Each heated segment carries a tap of through-amplitude √(1 − t): T = B·diag(a e^{iθ}, 1)·B·diag(a e^{iφ}, 1),
-    output phases diag(a e^{iγ}), B = B(π/4).
-    """
-    from pcells import schedule
-
-    mzis = schedule.mzis(n, kind)
-    k = len(mzis)
-    phases = np.asarray(phases, dtype=float)
-    a = np.sqrt(1.0 - tap_fraction)
-    b = np.array([[1, 1j], [1j, 1]]) / np.sqrt(2)
-    u = np.eye(n, dtype=complex)
-    for i, (c, m) in enumerate(mzis):
-        theta, phi = phases[i], phases[k + i]
-        t = b @ np.diag([a * np.exp(1j * theta), 1]) @ b @ np.diag([a * np.exp(1j * phi), 1])
-        full = np.eye(n, dtype=complex)
-        full[m : m + 2, m : m + 2] = t
-        u = full @ u
-    return np.diag(a * np.exp(1j * phases[2 * k :])) @ u

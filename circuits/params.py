@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -160,7 +162,7 @@ class MeshParams(eqx.Module):
     def check_values(self) -> "MeshParams":
         """Raise :class:`NonFiniteError` naming the first field with NaN/inf, :class:`ParamsError` for a complex
         field or a tap fraction outside [0, 1). Concrete arrays only (skipped under tracing)."""
-        for name in self.expected_shapes_names():
+        for name in (f.name for f in dataclasses.fields(self)):
             value = getattr(self, name)
             if isinstance(value, jax.core.Tracer):
                 continue
@@ -174,10 +176,6 @@ class MeshParams(eqx.Module):
             if np.any((taps < 0) | (taps >= 1)):
                 raise ParamsError("MeshParams.tap_fraction must lie in [0, 1)")
         return self
-
-    @staticmethod
-    def expected_shapes_names() -> tuple[str, ...]:
-        return ("theta", "phi", "gamma", "delta", "loss_db", "output_loss_db", "tap_fraction")
 
     def check(self, topology: MeshTopology, values: bool = True) -> "MeshParams":
         """Raise :class:`ParamsError` if a field does not fit ``topology``, :class:`NonFiniteError` on NaN/inf.

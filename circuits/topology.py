@@ -151,47 +151,41 @@ class MeshTopology:
 class EngineTables:
     """Per-column index tables of a topology (``C`` columns, ``S`` slots per column, ``n`` modes).
 
-    ``slot_mzi[c, s]``: MZI in slot s of column c (``n_mzis`` for an empty slot, indexing a padding entry);
     ``slot_top[c, s]``: its top mode (0 for empty slots, masked out later);
     ``mode_mzi[c, m]``: MZI touching mode m in column c (``n_mzis`` if none);
     ``mode_role[c, m]``: 0 untouched, 1 top mode of an MZI, 2 bottom mode;
     ``partner[c, m]``: the other mode of that MZI (m itself if untouched);
-    ``mzi_slot[k]``: flat position ``c * S + s`` of MZI k;
     ``tap_rows[i]``: row of tap i (canonical order) in the engine's stacked per-column tap records
     (``C`` blocks of ``[θ taps of the S slots; φ taps of the S slots]``, then the n output taps).
     """
 
-    slot_mzi: np.ndarray
     slot_top: np.ndarray
     mode_mzi: np.ndarray
     mode_role: np.ndarray
     partner: np.ndarray
-    mzi_slot: np.ndarray
     tap_rows: np.ndarray
 
     @staticmethod
     def build(topology: MeshTopology) -> "EngineTables":
         n, k, columns = topology.n, topology.n_mzis, topology.n_columns
         slots = max(1, max((len(c) for c in topology.columns), default=1))
-        slot_mzi = np.full((columns, slots), k, dtype=np.int32)
         slot_top = np.zeros((columns, slots), dtype=np.int32)
         mode_mzi = np.full((columns, n), k, dtype=np.int32)
         mode_role = np.zeros((columns, n), dtype=np.int8)
         partner = np.tile(np.arange(n, dtype=np.int32), (columns, 1))
-        mzi_slot = np.zeros(k, dtype=np.int32)
+        mzi_column = np.zeros(k, dtype=np.int64)
+        mzi_slot = np.zeros(k, dtype=np.int64)
         for c, members in enumerate(topology.columns):
             for s, i in enumerate(members):
                 top = topology.mzis[i][1]
-                slot_mzi[c, s], slot_top[c, s] = i, top
-                mzi_slot[i] = c * slots + s
+                slot_top[c, s] = top
+                mzi_column[i], mzi_slot[i] = c, s
                 mode_mzi[c, top] = mode_mzi[c, top + 1] = i
                 mode_role[c, top], mode_role[c, top + 1] = 1, 2
                 partner[c, top], partner[c, top + 1] = top + 1, top
-        column, slot = np.divmod(mzi_slot, slots)
-        tap_rows = np.concatenate(
-            [column * 2 * slots + slot, column * 2 * slots + slots + slot, columns * 2 * slots + np.arange(n)]
-        ).astype(np.int32)
-        return EngineTables(slot_mzi, slot_top, mode_mzi, mode_role, partner, mzi_slot, tap_rows)
+        block = mzi_column * 2 * slots
+        tap_rows = np.concatenate([block + mzi_slot, block + slots + mzi_slot, columns * 2 * slots + np.arange(n)])
+        return EngineTables(slot_top, mode_mzi, mode_role, partner, tap_rows.astype(np.int32))
 
 
 def _check_n(n: int, minimum: int = 2) -> int:

@@ -201,16 +201,7 @@ def virtual_chip(out: Path, seed: int | None = None):
     else:
         record = fabricate(out, seed if seed is not None else 0)
     topology = circuits.topology(record["n"], record["kind"])
-    errors = AsBuilt.random(
-        topology,
-        seed=record["seed"],
-        delta_sigma=record["delta_sigma"],
-        alpha=record["alpha"],
-        alpha_spread=record["alpha_spread"],
-        crosstalk=record["crosstalk"],
-        tap_fraction=record["tap_fraction"],
-        tap_spread=record["tap_spread"],
-    )
+    errors = AsBuilt.random(topology, seed=record["seed"], **{key: record[key] for key in FABRICATION_DEFAULTS})
     noise = Noise.realistic() if record["noise"] == "realistic" else Noise.none()
     return VirtualChip(topology, errors=errors, noise=noise, seed=record["seed"] + 1)
 
