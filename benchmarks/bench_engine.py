@@ -85,8 +85,7 @@ def layer_by_layer(top, params, x):
     the reference against which recording every tap costs extra."""
     from circuits import engine
 
-    coefficients = engine._column_coefficients(top, params, jnp.asarray(1.55, jnp.float32), x.dtype)
-    return _layer_by_layer(*engine._fused_columns(top, *coefficients), x)
+    return _layer_by_layer(*engine._fused_columns(top, params, jnp.asarray(1.55, jnp.float32), x.dtype), x)
 
 
 def row(*cells, widths=(34, 14, 14, 14)):

@@ -22,8 +22,9 @@ reciprocity its transfer matrix is ``U.T``.
 
 from __future__ import annotations
 
+import functools
 from functools import partial
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -38,117 +39,163 @@ Direction = Literal["forward", "backward"]
 HIGHEST = jax.lax.Precision.HIGHEST
 
 
-def _pad(a: jax.Array, value: float) -> jax.Array:
-    """Append one padding entry along axis 0 (the index ``n_mzis`` used by empty slots)."""
-    return jnp.concatenate([a, jnp.full((1,) + a.shape[1:], value, dtype=a.dtype)])
-
-
 def _segment(wl, phase, loss_db):
     """Transmission of a lumped heated segment, from the shared SAX model."""
     return models.phase_shifter(wl=wl, phase=phase, loss_db=loss_db)[("o1", "o2")]
 
 
-def _coupler_entries(wl, delta):
-    """(top→top, bottom→bottom, bottom→top, top→bottom) transmissions of couplers with errors ``delta``."""
-    s = models.coupler(wl=wl, delta=delta)
-    return s[("o2", "o3")], s[("o1", "o4")], s[("o1", "o3")], s[("o2", "o4")]
+class _Layout(NamedTuple):
+    """Index tables that place per-MZI quantities into the engine's per-column arrays (numpy, static)."""
+
+    a_index: np.ndarray  # (C, n) into [T00, T01, T10, T11, 1, 0]: the multiply-add's own-mode factor
+    b_index: np.ndarray  # (C, n): its partner-mode factor
+    partner: np.ndarray  # (C, n)
+    slot_mzi: np.ndarray  # (C, S): MZI in each slot, n_mzis for an empty slot
+    slot_top: np.ndarray  # (C, S)
+    slot_bottom: np.ndarray  # (C, S)
+    tap_rows: np.ndarray  # (2K + n,)
 
 
-def _column_coefficients(topology: MeshTopology, params: MeshParams, wl, cdtype):
-    """Per-column, per-mode coefficients of every stage of the mesh at one wavelength ``wl``.
+@functools.cache
+def _layout(topology: MeshTopology) -> _Layout:
+    t, k = topology.tables, topology.n_mzis
+    role, mzi = t.mode_role, t.mode_mzi
+    a_index = np.where(role == 1, mzi, np.where(role == 2, 3 * k + mzi, 4 * k))
+    b_index = np.where(role == 1, k + mzi, np.where(role == 2, 2 * k + mzi, 4 * k + 1))
+    slot_mzi = np.take_along_axis(mzi, t.slot_top, axis=1)
+    slot_mzi = np.where(np.take_along_axis(role, t.slot_top, axis=1) == 1, slot_mzi, k)
+    slot_bottom = np.minimum(t.slot_top + 1, topology.n - 1)  # empty slots read a harmless mode
+    return _Layout(a_index.astype(np.int32), b_index.astype(np.int32), t.partner, slot_mzi.astype(np.int32),
+                   t.slot_top, slot_bottom.astype(np.int32), t.tap_rows)
 
-    Returns a dict of (C, n) complex arrays and the (n,) output-stage arrays.
-    """
-    t = topology.tables
+
+class _Stages(NamedTuple):
+    """Every stage of every MZI at one wavelength, as (K,) complex arrays (top arm ``_t``, bottom ``_b``).
+
+    Couplers: ``tt``/``bb`` the bar transmissions, ``bt`` bottom→top and ``tb`` top→bottom cross ones;
+    ``pre`` the φ segment before the first coupler, ``mid`` the θ segment between the couplers, ``tap_*``
+    the √(1 − t) through-amplitude of their grating taps."""
+
+    pre_t: jax.Array
+    pre_b: jax.Array
+    tap_pre: jax.Array
+    in_tt: jax.Array
+    in_bb: jax.Array
+    in_bt: jax.Array
+    in_tb: jax.Array
+    mid_t: jax.Array
+    mid_b: jax.Array
+    tap_mid: jax.Array
+    out_tt: jax.Array
+    out_bb: jax.Array
+    out_bt: jax.Array
+    out_tb: jax.Array
+
+
+def _stages(topology: MeshTopology, params: MeshParams, wl, cdtype) -> tuple[_Stages, jax.Array, jax.Array]:
+    """Per-MZI stages from the shared SAX component models, and the output segment's transmission
+    without (``post``) and with (``post_tapped``) its tap's through-amplitude."""
     k = topology.n_mzis
-    role = jnp.asarray(t.mode_role)
-    mzi = jnp.asarray(t.mode_mzi)
-    top, bottom = role == 1, role == 2
 
-    theta, phi = _pad(params.theta, 0.0), _pad(params.phi, 0.0)
-    delta, loss = _pad(params.delta, 0.0), _pad(params.loss_db, 0.0)
-    tap_theta = _pad(params.tap_fraction[:k], 0.0)
-    tap_phi = _pad(params.tap_fraction[k : 2 * k], 0.0)
+    def coupler(delta):
+        s = models.coupler(wl=wl, delta=delta)
+        return s[("o2", "o3")], s[("o1", "o4")], s[("o1", "o3")], s[("o2", "o4")]
 
-    def mix(top_value, bottom_value, default):
-        return jnp.where(top, top_value[mzi], jnp.where(bottom, bottom_value[mzi], default)).astype(cdtype)
+    def cast(*arrays):
+        return [jnp.asarray(a).astype(cdtype) * jnp.ones(k, cdtype) for a in arrays]
 
-    def couplers(which):
-        tt, bb, bt, tb = _coupler_entries(wl, delta[:, which])
-        return mix(tt, bb, 1.0), mix(bt, tb, 0.0)
-
-    d_in, o_in = couplers(0)
-    d_out, o_out = couplers(1)
-    one = jnp.ones(k + 1)
-    coefficients = {
-        "pre": mix(_segment(wl, phi, loss[:, 0]), _segment(wl, 0.0, loss[:, 1]), 1.0),
-        "tap_pre": mix(jnp.sqrt(1.0 - tap_phi), one, 1.0),
-        "d_in": d_in,
-        "o_in": o_in,
-        "mid": mix(_segment(wl, theta, loss[:, 2]), _segment(wl, 0.0, loss[:, 3]), 1.0),
-        "tap_mid": mix(jnp.sqrt(1.0 - tap_theta), one, 1.0),
-        "d_out": d_out,
-        "o_out": o_out,
-    }
-    output = {
-        "post": _segment(wl, params.gamma, params.output_loss_db).astype(cdtype),
-        "tap_post": jnp.sqrt(1.0 - params.tap_fraction[2 * k :]).astype(cdtype),
-    }
-    return coefficients, output
+    in_tt, in_bb, in_bt, in_tb = coupler(params.delta[:, 0])
+    out_tt, out_bb, out_bt, out_tb = coupler(params.delta[:, 1])
+    loss = params.loss_db
+    stages = _Stages(*cast(
+        _segment(wl, params.phi, loss[:, 0]),
+        _segment(wl, 0.0, loss[:, 1]),
+        jnp.sqrt(1.0 - params.tap_fraction[k : 2 * k]),
+        in_tt, in_bb, in_bt, in_tb,
+        _segment(wl, params.theta, loss[:, 2]),
+        _segment(wl, 0.0, loss[:, 3]),
+        jnp.sqrt(1.0 - params.tap_fraction[:k]),
+        out_tt, out_bb, out_bt, out_tb,
+    ))
+    post = _segment(wl, params.gamma, params.output_loss_db).astype(cdtype)
+    return stages, post, post * jnp.sqrt(1.0 - params.tap_fraction[2 * k :]).astype(cdtype)
 
 
-def _scan_mesh(topology: MeshTopology, params: MeshParams, x, wl, direction: str):
-    """Scan the batch ``x`` (B, n) through the mesh, recording the field arriving at every tap.
+def _mzi_matrices(s: _Stages):
+    """Entries (T00, T01, T10, T11) of every MZI's fused 2x2: out-coupler · arms · in-coupler · inputs."""
+    pre_t, mid_t = s.pre_t * s.tap_pre, s.mid_t * s.tap_mid
+    # after the input stage and the first coupler, for light entering the top (…_t) or bottom (…_b) port
+    top_t, bottom_t = s.in_tt * pre_t * mid_t, s.in_tb * pre_t * s.mid_b
+    top_b, bottom_b = s.in_bt * s.pre_b * mid_t, s.in_bb * s.pre_b * s.mid_b
+    return (
+        s.out_tt * top_t + s.out_bt * bottom_t,
+        s.out_tt * top_b + s.out_bt * bottom_b,
+        s.out_tb * top_t + s.out_bb * bottom_t,
+        s.out_tb * top_b + s.out_bb * bottom_b,
+    )
 
-    Each column is one fused multiply-add (:func:`_fused_columns`); the tap fields of a column are
-    linear in the field entering it, with per-slot coefficients taken from the stage coefficients."""
-    t = topology.tables
-    c, out = _column_coefficients(topology, params, wl, x.dtype)
-    a, b, partner, post = _fused_columns(topology, c, out)
-    top = jnp.asarray(t.slot_top)
-    bottom = jnp.minimum(top + 1, topology.n - 1)  # empty slots read a harmless mode; dropped later
 
-    def at(name, rows):
-        return jnp.take_along_axis(c[name], rows, axis=1)  # (C, S)
+def _fused_columns(topology: MeshTopology, params: MeshParams, wl, cdtype):
+    """Each column as one per-mode multiply-add ``y = a * x + b * x[partner]`` (a, b: (C, n)), and the
+    output stage ``post`` (n,).
 
-    output_segment = out["post"]  # heater and loss of the output segment, without its tap
+    Each MZI's stages are multiplied into one 2x2 first (O(K) work), then placed by two gathers, so
+    composing the mesh costs one gather and one multiply-add per column."""
+    stages, _, post_tapped = _stages(topology, params, wl, cdtype)
+    layout = _layout(topology)
+    entries = jnp.concatenate([*_mzi_matrices(stages), jnp.array([1, 0], dtype=cdtype)])
+    return entries[layout.a_index], entries[layout.b_index], jnp.asarray(layout.partner), post_tapped
 
-    def columns(slot, a, b):
-        """Scanned inputs in the mode-major (n, B) layout: coefficients broadcast over the batch."""
-        per_slot = {k: v[..., None] for k, v in slot.items() if k not in ("top", "bottom")}
-        return dict(per_slot, top=slot["top"], bottom=slot["bottom"], a=a[..., None], b=b[..., None], partner=partner)
+
+def _abs2(field):
+    return jnp.real(field) ** 2 + jnp.imag(field) ** 2
+
+
+def _scan_mesh(topology: MeshTopology, params: MeshParams, x, wl, direction: str, power: bool):
+    """Scan the batch ``x`` (B, n) through the mesh, recording the field (or, with ``power``, the power)
+    arriving at every tap.
+
+    Each column is one fused multiply-add (:func:`_fused_columns`); the tap fields of a column are linear
+    in the field entering it, with per-slot coefficients built from the MZIs' stages. The batch is
+    scanned mode-major, (n, B), so that the per-column gathers move whole rows."""
+    stages, post, post_tapped = _stages(topology, params, wl, x.dtype)
+    layout = _layout(topology)
+    entries = jnp.concatenate([*_mzi_matrices(stages), jnp.array([1, 0], dtype=x.dtype)])
+    a, b, partner = entries[layout.a_index], entries[layout.b_index], jnp.asarray(layout.partner)
+    s = stages
+    record = _abs2 if power else (lambda field: field)
+
+    def per_slot(**quantities):
+        """(C, S, 1) per-slot coefficients (broadcast over the batch), padded for empty slots."""
+        table = jnp.stack([jnp.pad(q, (0, 1)) for q in quantities.values()])[:, layout.slot_mzi, None]
+        return dict(zip(quantities, table), top=jnp.asarray(layout.slot_top), bottom=jnp.asarray(layout.slot_bottom))
 
     if direction == "forward":
-        slot = {
-            "top": top,
-            "bottom": bottom,
-            "phi_t": at("pre", top),
-            "theta_t": at("d_in", top) * at("pre", top) * at("tap_pre", top) * at("mid", top),
-            "theta_b": at("o_in", top) * at("pre", bottom) * at("mid", top),
-        }
+        slot = per_slot(
+            phi_t=s.pre_t,
+            theta_t=s.in_tt * s.pre_t * s.tap_pre * s.mid_t,
+            theta_b=s.in_bt * s.pre_b * s.mid_t,
+        )
 
         def step(field, col):
             f_top, f_bottom = field[col["top"]], field[col["bottom"]]
             taps = jnp.concatenate([col["theta_t"] * f_top + col["theta_b"] * f_bottom, col["phi_t"] * f_top])
-            return col["a"] * field + col["b"] * field[col["partner"]], taps
+            return col["a"] * field + col["b"] * field[col["partner"]], record(taps)
 
-        field, column_taps = jax.lax.scan(step, x.T, columns(slot, a, b))
-        tap_gamma = field * output_segment[:, None]
-        field = field * post[:, None]
+        field, column_taps = jax.lax.scan(step, x.T, dict(slot, a=a[..., None], b=b[..., None], partner=partner))
+        tap_gamma = field * post[:, None]
+        field = field * post_tapped[:, None]
     else:
-        arm_t = {"d": at("d_out", top), "o": at("o_out", top)}
-        arm_b = {"d": at("d_out", bottom), "o": at("o_out", bottom)}
-        slot = {
-            "top": top,
-            "bottom": bottom,
-            "arm_t_d": arm_t["d"],
-            "arm_t_o": arm_t["o"],
-            # φ tap: B_inᵀ applied to the arms after the θ heater/tap (top) and the bottom arm
-            "phi_t": at("d_in", top) * at("tap_mid", top) * at("mid", top),
-            "phi_b": at("o_in", top) * at("mid", bottom),
-            "arm_b_d": arm_b["d"],
-            "arm_b_o": arm_b["o"],
-        }
+        slot = per_slot(
+            arm_t_d=s.out_tt,
+            arm_t_o=s.out_bt,
+            arm_b_d=s.out_bb,
+            arm_b_o=s.out_tb,
+            # φ tap: the input coupler's transpose applied to the arms after the θ heater/tap (top) and
+            # the bottom arm
+            phi_t=s.in_tt * s.tap_mid * s.mid_t,
+            phi_b=s.in_bt * s.mid_b,
+        )
         b_transposed = jnp.take_along_axis(b, partner, axis=1)  # (Mᵀ)[m, p] = M[p, m]
 
         def step(field, col):
@@ -156,47 +203,20 @@ def _scan_mesh(topology: MeshTopology, params: MeshParams, x, wl, direction: str
             arm_top = col["arm_t_d"] * f_top + col["arm_t_o"] * f_bottom
             arm_bottom = col["arm_b_d"] * f_bottom + col["arm_b_o"] * f_top
             taps = jnp.concatenate([arm_top, col["phi_t"] * arm_top + col["phi_b"] * arm_bottom])
-            return col["a"] * field + col["b"] * field[col["partner"]], taps
+            return col["a"] * field + col["b"] * field[col["partner"]], record(taps)
 
         tap_gamma = x.T
-        field = x.T * post[:, None]
-        field, column_taps = jax.lax.scan(step, field, columns(slot, a, b_transposed), reverse=True)
+        field = x.T * post_tapped[:, None]
+        columns = dict(slot, a=a[..., None], b=b_transposed[..., None], partner=partner)
+        field, column_taps = jax.lax.scan(step, field, columns, reverse=True)
     # column_taps: (C, 2S, B) = per column [θ taps of its slots; φ taps of its slots]
-    rows = jnp.concatenate([column_taps.reshape(-1, x.shape[0]), tap_gamma])
-    return field.T, rows[jnp.asarray(t.tap_rows)].T
-
-
-def _fused_columns(topology: MeshTopology, c: dict, out: dict):
-    """Each column as one per-mode multiply-add: ``y = a * x + b * x[:, partner]`` (a, b: (C, n)).
-
-    Each MZI's stages (heaters, loss, taps, couplers) are multiplied into one 2x2 outside the scan, so
-    composing the mesh costs one gather and one multiply-add per column."""
-    partner = jnp.asarray(topology.tables.partner)
-
-    def coupler(d, o, field_self, field_partner):
-        return d * field_self + o * field_partner
-
-    # Propagate the two basis vectors of every pair through the stages, per mode: "self" is this mode's
-    # amplitude when light enters this mode, "cross" when light enters the partner mode.
-    pre = c["pre"] * c["tap_pre"]
-    mid = c["mid"] * c["tap_mid"]
-    pre_partner = jnp.take_along_axis(pre, partner, axis=1)
-    # after the input stage and the first coupler
-    self_1 = c["d_in"] * pre
-    cross_1 = c["o_in"] * pre_partner
-    # after the arms and the second coupler
-    mid_partner = jnp.take_along_axis(mid, partner, axis=1)
-    d_out, o_out = c["d_out"], c["o_out"]
-    self_1_p = jnp.take_along_axis(self_1, partner, axis=1)
-    cross_1_p = jnp.take_along_axis(cross_1, partner, axis=1)
-    a = coupler(d_out, o_out, mid * self_1, mid_partner * cross_1_p)
-    b = coupler(d_out, o_out, mid * cross_1, mid_partner * self_1_p)
-    return a, b, partner, out["post"] * out["tap_post"]
+    rows = jnp.concatenate([column_taps.reshape(-1, x.shape[0]), record(tap_gamma)])
+    return field.T, rows[jnp.asarray(layout.tap_rows)].T
 
 
 def _compose(topology: MeshTopology, params: MeshParams, wl, cdtype):
     """Transfer matrix U (n, n) at one wavelength: y = U @ x."""
-    a, b, partner, post = _fused_columns(topology, *_column_coefficients(topology, params, wl, cdtype))
+    a, b, partner, post = _fused_columns(topology, params, wl, cdtype)
 
     def step(rows, col):
         a_c, b_c, partner_c = col
@@ -219,6 +239,12 @@ def _unitary(topology, params, wl, cdtype):
     return _over_wavelengths(lambda w: _compose(topology, params, w, cdtype), wl)
 
 
+def _fit(topology: MeshTopology, params: MeshParams, cdtype) -> MeshParams:
+    """Shape-check ``params`` against the topology and cast them to the engine's real dtype. Runs while
+    tracing, so a compiled call pays nothing for it (jit re-traces for any new shape or dtype)."""
+    return params.check(topology, values=False).astype(_real_dtype(cdtype))
+
+
 def _all_finite(params: MeshParams, x) -> jax.Array:
     """True when the field and every parameter are finite (fused into the compiled pass: no extra
     host-side sweep over the batch)."""
@@ -228,6 +254,8 @@ def _all_finite(params: MeshParams, x) -> jax.Array:
 
 @partial(jax.jit, static_argnames=("topology", "direction"))
 def _apply_composed(topology, params, x, wl, direction):
+    params = _fit(topology, params, x.dtype)
+
     def one(w):
         u = _compose(topology, params, w, x.dtype)
         matrix = u.T if direction == "forward" else u
@@ -236,9 +264,11 @@ def _apply_composed(topology, params, x, wl, direction):
     return _over_wavelengths(one, wl), _all_finite(params, x)
 
 
-@partial(jax.jit, static_argnames=("topology", "direction"))
-def _apply_scanned(topology, params, x, wl, direction):
-    return _over_wavelengths(lambda w: _scan_mesh(topology, params, x, w, direction), wl), _all_finite(params, x)
+@partial(jax.jit, static_argnames=("topology", "direction", "power"))
+def _apply_scanned(topology, params, x, wl, direction, power):
+    params = _fit(topology, params, x.dtype)
+    scanned = _over_wavelengths(lambda w: _scan_mesh(topology, params, x, w, direction, power), wl)
+    return scanned, _all_finite(params, x)
 
 
 def _raise_non_finite(params: MeshParams, x) -> None:
@@ -294,7 +324,7 @@ def propagate(
     topology: MeshTopology,
     params: MeshParams,
     x,
-    taps: bool = False,
+    taps: bool | Literal["power"] = False,
     direction: Direction = "forward",
     wl=models.WL0,
     check: bool = True,
@@ -305,7 +335,9 @@ def propagate(
         topology: the mesh.
         params: its parameters (cast to the precision of ``x``: float32 for complex64).
         x: (batch, n) or (n,) complex fields (real arrays are taken as real amplitudes), in √mW.
-        taps: also return the field arriving at every grating tap.
+        taps: ``True`` also returns the field arriving at every grating tap (√mW); ``"power"`` returns the
+            power arriving there instead, ``|field|²`` in mW as a real array (half the bytes of the
+            fields, computed in the same pass; the camera sees ``tap_fraction`` of it).
         direction: ``"forward"`` (inject at the inputs, read the outputs) or ``"backward"`` (inject at
             the outputs, read the inputs; transfer ``U.T``).
         wl: wavelength in µm, a scalar or a (W,) array; an array adds a leading W axis to every result.
@@ -315,19 +347,20 @@ def propagate(
 
     Returns:
         ``y`` of shape (batch, n) (or (n,) for one vector), and with ``taps=True`` a tuple
-        ``(y, tap_fields)`` with ``tap_fields`` of shape (batch, 2K + n) in canonical shifter order
+        ``(y, tap_fields)`` with ``tap_fields`` (or tap powers) of shape (batch, 2K + n) in canonical shifter order
         (:attr:`MeshTopology.phase_shifters`). Jitted, differentiable, runs unchanged on GPU.
     """
     if direction not in ("forward", "backward"):
         raise ValueError(f"direction must be 'forward' or 'backward', got {direction!r}")
+    if taps not in (False, True, "power"):
+        raise ValueError(f"taps must be False, True or 'power', got {taps!r}")
     x, single = _check_field(topology, x)
-    params = params.check(topology, values=False).astype(_real_dtype(x.dtype))
     wl = np.asarray(wl, dtype=_real_dtype(x.dtype)) if not isinstance(wl, jax.Array) else wl.astype(_real_dtype(x.dtype))
     batch = x.shape[0]
     x = _pad_batch(x)
     padded = x.shape[0] != batch
     if taps:
-        (y, tap_fields), finite = _apply_scanned(topology, params, x, wl, direction)
+        (y, tap_fields), finite = _apply_scanned(topology, params, x, wl, direction, taps == "power")
     else:
         y, finite = _apply_composed(topology, params, x, wl, direction)
     if check and not isinstance(finite, jax.core.Tracer) and not bool(finite):

@@ -20,7 +20,9 @@ from __future__ import annotations
 
 import functools
 
+import jax
 import jax.numpy as jnp
+import numpy as np
 import sax
 
 WL0 = 1.55
@@ -36,9 +38,19 @@ MMI_KAPPA_DISPERSION = 0.15
 """dκ/dλ of a 2x2 MMI, rad/µm: MMIs are broadband compared with directional couplers."""
 
 
+_NEPER_PER_DB = float(np.log(10.0) / 20.0)
+
+
 def _amplitude(loss_db):
-    """Field amplitude of a power loss in dB."""
-    return 10.0 ** (-jnp.asarray(loss_db) / 20.0)
+    """Field amplitude of a power loss in dB (``10^(−dB/20)``, written as an exp: XLA vectorizes exp on
+    CPU, not pow)."""
+    return jnp.exp(-_NEPER_PER_DB * jnp.asarray(loss_db))
+
+
+def _phasor(phase):
+    """``exp(iφ)`` from cos and sin of a real phase (radians): a complex exp would also evaluate exp(0)."""
+    phase = jnp.asarray(phase)
+    return jax.lax.complex(jnp.cos(phase), jnp.sin(phase))
 
 
 def _two_by_two(kappa, loss_db) -> sax.SDict:
@@ -123,7 +135,7 @@ def phase_shifter(wl=WL0, wl0: float = WL0, phase=0.0, loss_db=0.0) -> sax.SDict
         phase: phase at ``wl0``, radians.
         loss_db: insertion loss of the segment (including its tap), dB.
     """
-    transmission = _amplitude(loss_db) * jnp.exp(1j * jnp.asarray(phase) * wl0 / jnp.asarray(wl))
+    transmission = _amplitude(loss_db) * _phasor(jnp.asarray(phase) * wl0 / jnp.asarray(wl))
     return sax.reciprocal({("o1", "o2"): transmission})
 
 
