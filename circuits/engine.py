@@ -44,29 +44,49 @@ def _segment(wl, phase, loss_db):
     return models.phase_shifter(wl=wl, phase=phase, loss_db=loss_db)[("o1", "o2")]
 
 
-class _Layout(NamedTuple):
-    """Index tables that place per-MZI quantities into the engine's per-column arrays (numpy, static)."""
+class _Placement(NamedTuple):
+    """Where per-MZI values go in the engine's (C, n) per-column arrays (numpy index tables, static).
 
-    a_index: np.ndarray  # (C, n) into [T00, T01, T10, T11, 1, 0]: the multiply-add's own-mode factor
-    b_index: np.ndarray  # (C, n): its partner-mode factor
-    partner: np.ndarray  # (C, n)
-    slot_mzi: np.ndarray  # (C, S): MZI in each slot, n_mzis for an empty slot
-    slot_top: np.ndarray  # (C, S)
-    slot_bottom: np.ndarray  # (C, S)
-    tap_rows: np.ndarray  # (2K + n,)
+    Every MZI couples a mode m to m + 1, so a column acts on the mode-major field f (n, …) as
+    ``a·f + up·f[m+1] + down·f[m−1]``: shifts by one mode, no gather inside the tap scan."""
+
+    index: np.ndarray  # (C, n) into [top-mode values (K), bottom-mode values (K), default]
+    partner: np.ndarray  # (C, n): the other mode of the MZI on mode m (m itself if none)
+    tap_rows: np.ndarray  # (2K + n,): rows of the canonical taps in the stacked per-column records
 
 
 @functools.cache
-def _layout(topology: MeshTopology) -> _Layout:
+def _placement(topology: MeshTopology) -> _Placement:
     t, k = topology.tables, topology.n_mzis
-    role, mzi = t.mode_role, t.mode_mzi
-    a_index = np.where(role == 1, mzi, np.where(role == 2, 3 * k + mzi, 4 * k))
-    b_index = np.where(role == 1, k + mzi, np.where(role == 2, 2 * k + mzi, 4 * k + 1))
-    slot_mzi = np.take_along_axis(mzi, t.slot_top, axis=1)
-    slot_mzi = np.where(np.take_along_axis(role, t.slot_top, axis=1) == 1, slot_mzi, k)
-    slot_bottom = np.minimum(t.slot_top + 1, topology.n - 1)  # empty slots read a harmless mode
-    return _Layout(a_index.astype(np.int32), b_index.astype(np.int32), t.partner, slot_mzi.astype(np.int32),
-                   t.slot_top, slot_bottom.astype(np.int32), t.tap_rows)
+    index = np.where(t.mode_role == 1, t.mode_mzi, np.where(t.mode_role == 2, k + t.mode_mzi, 2 * k))
+    partner = np.arange(topology.n) + (t.mode_role == 1) - (t.mode_role == 2)
+    return _Placement(index.astype(np.int32), partner.astype(np.int32), t.tap_rows)
+
+
+def _place(placement: _Placement, top_values=None, bottom_values=None, default=0.0):
+    """(C, n) array holding ``top_values[i]`` on MZI i's top-mode rows, ``bottom_values[i]`` on its
+    bottom-mode rows and ``default`` elsewhere (a missing side is zero)."""
+    values = top_values if top_values is not None else bottom_values
+    zeros = jnp.zeros_like(values)
+    table = [zeros if v is None else v for v in (top_values, bottom_values)]
+    return jnp.concatenate([*table, jnp.full((1,), default, dtype=values.dtype)])[placement.index]
+
+
+def _shift_up(field):
+    """``field[m + 1]`` along the mode axis 0 (zero past the last mode)."""
+    return jnp.concatenate([field[1:], jnp.zeros_like(field[:1])])
+
+
+def _shift_down(field):
+    """``field[m − 1]`` along the mode axis 0 (zero before the first mode)."""
+    return jnp.concatenate([jnp.zeros_like(field[:1]), field[:-1]])
+
+
+def _mix(coefficients, field):
+    """One column's ``a·f + up·f[m+1] + down·f[m−1]`` on a mode-major field (coefficients (n, 1)): one
+    fused elementwise pass, no gather (measured 25 % faster than gathering partners for the tap scan)."""
+    a, up, down = coefficients
+    return a * field + up * _shift_up(field) + down * _shift_down(field)
 
 
 class _Stages(NamedTuple):
@@ -135,96 +155,91 @@ def _mzi_matrices(s: _Stages):
     )
 
 
-def _fused_columns(topology: MeshTopology, params: MeshParams, wl, cdtype):
-    """Each column as one per-mode multiply-add ``y = a * x + b * x[partner]`` (a, b: (C, n)), and the
-    output stage ``post`` (n,).
+def _fused_columns(topology: MeshTopology, params: MeshParams, wl, cdtype, direction: str = "forward"):
+    """Each column as one per-mode multiply-add ``(a, up, down)``, each (C, n) (:func:`_mix`), and the
+    stages and output segment they were built from.
 
-    Each MZI's stages are multiplied into one 2x2 first (O(K) work), then placed by two gathers, so
-    composing the mesh costs one gather and one multiply-add per column."""
-    stages, _, post_tapped = _stages(topology, params, wl, cdtype)
-    layout = _layout(topology)
-    entries = jnp.concatenate([*_mzi_matrices(stages), jnp.array([1, 0], dtype=cdtype)])
-    return entries[layout.a_index], entries[layout.b_index], jnp.asarray(layout.partner), post_tapped
+    Each MZI's stages are multiplied into one 2x2 first (O(K) work), then placed, so composing the mesh
+    costs one fused elementwise pass per column. ``direction="backward"`` gives the transposed columns
+    (reciprocity: light injected at the outputs sees ``Mᵀ``)."""
+    stages, post, post_tapped = _stages(topology, params, wl, cdtype)
+    placement = _placement(topology)
+    t00, t01, t10, t11 = _mzi_matrices(stages)
+    up, down = (t01, t10) if direction == "forward" else (t10, t01)
+    columns = (
+        _place(placement, t00, t11, default=1.0),
+        _place(placement, top_values=up),
+        _place(placement, bottom_values=down),
+    )
+    return columns, stages, post, post_tapped
 
 
 def _abs2(field):
     return jnp.real(field) ** 2 + jnp.imag(field) ** 2
 
 
+def _tap_columns(placement: _Placement, s: _Stages, direction: str):
+    """Per-column ``(a, up, down)`` giving every tap's field from the field entering its column: a θ tap
+    on its MZI's top-mode row, a φ tap on the bottom-mode row (zero elsewhere)."""
+    if direction == "forward":
+        theta_self = s.in_tt * s.pre_t * s.tap_pre * s.mid_t  # light entering the top port
+        theta_up = s.in_bt * s.pre_b * s.mid_t  # ... and the bottom port
+        return (
+            _place(placement, top_values=theta_self),
+            _place(placement, top_values=theta_up),
+            _place(placement, bottom_values=s.pre_t),  # φ segment, on the top input
+        )
+    # backward: the θ tap sees the output coupler's transpose applied to the outputs; the φ tap the input
+    # coupler's transpose applied to the arms after the θ heater/tap (top) and the bottom arm
+    phi_top, phi_bottom = s.in_tt * s.tap_mid * s.mid_t, s.in_bt * s.mid_b
+    return (
+        _place(placement, s.out_tt, phi_top * s.out_bt + phi_bottom * s.out_bb),
+        _place(placement, top_values=s.out_bt),
+        _place(placement, bottom_values=phi_top * s.out_tt + phi_bottom * s.out_tb),
+    )
+
+
 def _scan_mesh(topology: MeshTopology, params: MeshParams, x, wl, direction: str, power: bool):
     """Scan the batch ``x`` (B, n) through the mesh, recording the field (or, with ``power``, the power)
     arriving at every tap.
 
-    Each column is one fused multiply-add (:func:`_fused_columns`); the tap fields of a column are linear
-    in the field entering it, with per-slot coefficients built from the MZIs' stages. The batch is
-    scanned mode-major, (n, B), so that the per-column gathers move whole rows."""
-    stages, post, post_tapped = _stages(topology, params, wl, x.dtype)
-    layout = _layout(topology)
-    entries = jnp.concatenate([*_mzi_matrices(stages), jnp.array([1, 0], dtype=x.dtype)])
-    a, b, partner = entries[layout.a_index], entries[layout.b_index], jnp.asarray(layout.partner)
-    s = stages
+    The batch is scanned mode-major, (n, B). Each column is one fused multiply-add on the field, and the
+    column's taps are another on the field entering it (:func:`_mix`), recorded as one (n, B) block."""
+    columns, stages, post, post_tapped = _fused_columns(topology, params, wl, x.dtype, direction)
+    placement = _placement(topology)
+    taps = _tap_columns(placement, stages, direction)
     record = _abs2 if power else (lambda field: field)
 
-    def per_slot(**quantities):
-        """(C, S, 1) per-slot coefficients (broadcast over the batch), padded for empty slots."""
-        table = jnp.stack([jnp.pad(q, (0, 1)) for q in quantities.values()])[:, layout.slot_mzi, None]
-        return dict(zip(quantities, table), top=jnp.asarray(layout.slot_top), bottom=jnp.asarray(layout.slot_bottom))
+    def step(field, col):
+        column, tap = col
+        return _mix(column, field), record(_mix(tap, field))
 
+    scanned = jax.tree_util.tree_map(lambda c: c[..., None], (columns, taps))  # broadcast over the batch
     if direction == "forward":
-        slot = per_slot(
-            phi_t=s.pre_t,
-            theta_t=s.in_tt * s.pre_t * s.tap_pre * s.mid_t,
-            theta_b=s.in_bt * s.pre_b * s.mid_t,
-        )
-
-        def step(field, col):
-            f_top, f_bottom = field[col["top"]], field[col["bottom"]]
-            taps = jnp.concatenate([col["theta_t"] * f_top + col["theta_b"] * f_bottom, col["phi_t"] * f_top])
-            return col["a"] * field + col["b"] * field[col["partner"]], record(taps)
-
-        field, column_taps = jax.lax.scan(step, x.T, dict(slot, a=a[..., None], b=b[..., None], partner=partner))
-        tap_gamma = field * post[:, None]
-        field = field * post_tapped[:, None]
+        field, column_taps = jax.lax.scan(step, x.T, scanned)
+        tap_gamma, field = field * post[:, None], field * post_tapped[:, None]
     else:
-        slot = per_slot(
-            arm_t_d=s.out_tt,
-            arm_t_o=s.out_bt,
-            arm_b_d=s.out_bb,
-            arm_b_o=s.out_tb,
-            # φ tap: the input coupler's transpose applied to the arms after the θ heater/tap (top) and
-            # the bottom arm
-            phi_t=s.in_tt * s.tap_mid * s.mid_t,
-            phi_b=s.in_bt * s.mid_b,
-        )
-        b_transposed = jnp.take_along_axis(b, partner, axis=1)  # (Mᵀ)[m, p] = M[p, m]
-
-        def step(field, col):
-            f_top, f_bottom = field[col["top"]], field[col["bottom"]]
-            arm_top = col["arm_t_d"] * f_top + col["arm_t_o"] * f_bottom
-            arm_bottom = col["arm_b_d"] * f_bottom + col["arm_b_o"] * f_top
-            taps = jnp.concatenate([arm_top, col["phi_t"] * arm_top + col["phi_b"] * arm_bottom])
-            return col["a"] * field + col["b"] * field[col["partner"]], record(taps)
-
         tap_gamma = x.T
-        field = x.T * post_tapped[:, None]
-        columns = dict(slot, a=a[..., None], b=b_transposed[..., None], partner=partner)
-        field, column_taps = jax.lax.scan(step, field, columns, reverse=True)
-    # column_taps: (C, 2S, B) = per column [θ taps of its slots; φ taps of its slots]
-    rows = jnp.concatenate([column_taps.reshape(-1, x.shape[0]), record(tap_gamma)])
-    return field.T, rows[jnp.asarray(layout.tap_rows)].T
+        field, column_taps = jax.lax.scan(step, x.T * post_tapped[:, None], scanned, reverse=True)
+    rows = jnp.concatenate([column_taps.reshape(-1, x.shape[0]), record(tap_gamma)])  # (C·n + n, B)
+    return field.T, rows[jnp.asarray(placement.tap_rows)].T
 
 
 def _compose(topology: MeshTopology, params: MeshParams, wl, cdtype):
-    """Transfer matrix U (n, n) at one wavelength: y = U @ x."""
-    a, b, partner, post = _fused_columns(topology, params, wl, cdtype)
+    """Transfer matrix U (n, n) at one wavelength: y = U @ x.
+
+    The identity is scanned row-wise, gathering partners along the mode axis: for an (n, n) field this
+    beats the shift form of :func:`_mix` by ~2x on CPU (measured)."""
+    (a, up, down), _, _, post_tapped = _fused_columns(topology, params, wl, cdtype)
+    partner = jnp.asarray(_placement(topology).partner)
 
     def step(rows, col):
         a_c, b_c, partner_c = col
         return a_c * rows + b_c * rows[:, partner_c], None
 
     identity = jnp.eye(topology.n, dtype=cdtype)
-    rows, _ = jax.lax.scan(step, identity, (a, b, partner))  # unrolling is slower on CPU
-    return (rows * post).T  # row j is the output for input e_j, i.e. column j of U
+    rows, _ = jax.lax.scan(step, identity, (a, up + down, partner))  # unrolling is slower on CPU
+    return (rows * post_tapped).T  # row j is the output for input e_j, i.e. column j of U
 
 
 def _over_wavelengths(fn, wl):

@@ -149,43 +149,34 @@ class MeshTopology:
 
 @dataclass(frozen=True, eq=False)
 class EngineTables:
-    """Per-column index tables of a topology (``C`` columns, ``S`` slots per column, ``n`` modes).
+    """Per-column index tables of a topology (``C`` columns, ``n`` modes, ``K`` MZIs).
 
-    ``slot_top[c, s]``: its top mode (0 for empty slots, masked out later);
-    ``mode_mzi[c, m]``: MZI touching mode m in column c (``n_mzis`` if none);
-    ``mode_role[c, m]``: 0 untouched, 1 top mode of an MZI, 2 bottom mode;
-    ``partner[c, m]``: the other mode of that MZI (m itself if untouched);
-    ``tap_rows[i]``: row of tap i (canonical order) in the engine's stacked per-column tap records
-    (``C`` blocks of ``[θ taps of the S slots; φ taps of the S slots]``, then the n output taps).
+    ``mode_mzi[c, m]``: the MZI touching mode m in column c (``n_mzis`` if none);
+    ``mode_role[c, m]``: 0 untouched, 1 top mode of an MZI, 2 its bottom mode (always top + 1);
+    ``tap_rows[i]``: where tap i (canonical order) sits in the engine's per-column records, one row per
+    (column, mode): a θ tap on its MZI's top-mode row, a φ tap on the bottom-mode row, then the n output
+    (γ) taps as rows ``C·n + m``.
     """
 
-    slot_top: np.ndarray
     mode_mzi: np.ndarray
     mode_role: np.ndarray
-    partner: np.ndarray
     tap_rows: np.ndarray
 
     @staticmethod
     def build(topology: MeshTopology) -> "EngineTables":
         n, k, columns = topology.n, topology.n_mzis, topology.n_columns
-        slots = max(1, max((len(c) for c in topology.columns), default=1))
-        slot_top = np.zeros((columns, slots), dtype=np.int32)
         mode_mzi = np.full((columns, n), k, dtype=np.int32)
         mode_role = np.zeros((columns, n), dtype=np.int8)
-        partner = np.tile(np.arange(n, dtype=np.int32), (columns, 1))
-        mzi_column = np.zeros(k, dtype=np.int64)
-        mzi_slot = np.zeros(k, dtype=np.int64)
+        column_of = np.zeros(k, dtype=np.int64)
         for c, members in enumerate(topology.columns):
-            for s, i in enumerate(members):
+            for i in members:
                 top = topology.mzis[i][1]
-                slot_top[c, s] = top
-                mzi_column[i], mzi_slot[i] = c, s
+                column_of[i] = c
                 mode_mzi[c, top] = mode_mzi[c, top + 1] = i
                 mode_role[c, top], mode_role[c, top + 1] = 1, 2
-                partner[c, top], partner[c, top + 1] = top + 1, top
-        block = mzi_column * 2 * slots
-        tap_rows = np.concatenate([block + mzi_slot, block + slots + mzi_slot, columns * 2 * slots + np.arange(n)])
-        return EngineTables(slot_top, mode_mzi, mode_role, partner, tap_rows.astype(np.int32))
+        top_row = column_of * n + np.array([top for _, top in topology.mzis], dtype=np.int64)
+        tap_rows = np.concatenate([top_row, top_row + 1, columns * n + np.arange(n)])
+        return EngineTables(mode_mzi, mode_role, tap_rows.astype(np.int32))
 
 
 def _check_n(n: int, minimum: int = 2) -> int:
