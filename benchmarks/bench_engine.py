@@ -18,6 +18,7 @@ import sys
 import tempfile
 import time
 import types
+from functools import partial
 
 import jax
 import jax.numpy as jnp
@@ -70,22 +71,20 @@ def load_neurophox():
     return RMNumpy
 
 
-@jax.jit
-def _layer_by_layer(a, b, partner, post, x):
-    def step(field, col):  # mode-major (n, B) layout: the faster one on CPU
-        a_c, b_c, p_c = col
-        return a_c[:, None] * field + b_c[:, None] * field[p_c], None
+@partial(jax.jit, static_argnames="top")
+def layer_by_layer(top, params, x):
+    """A plain layer-by-layer forward pass (the batch scanned column by column, nothing recorded): the
+    reference against which recording every tap costs extra."""
+    from circuits import engine
 
-    field, _ = jax.lax.scan(step, x.T, (a, b, partner))
+    columns, _, _, post = engine._fused_columns(top, params, jnp.asarray(1.55, jnp.float32), x.dtype)
+    field, _ = jax.lax.scan(lambda f, c: (engine._mix(c, f), None), x.T, jax.tree_util.tree_map(lambda c: c[..., None], columns))
     return (field * post[:, None]).T
 
 
-def layer_by_layer(top, params, x):
-    """A plain layer-by-layer forward pass (the batch scanned column by column, nothing recorded):
-    the reference against which recording every tap costs extra."""
-    from circuits import engine
-
-    return _layer_by_layer(*engine._fused_columns(top, params, jnp.asarray(1.55, jnp.float32), x.dtype), x)
+@jax.jit
+def _scale(z):
+    return z * 2
 
 
 def row(*cells, widths=(34, 14, 14, 14)):
@@ -103,6 +102,9 @@ def bench_forward(n: int = 64, batch: int = 1024) -> None:
     compile_taps = first_call(lambda: propagate(top, params, x, taps=True))
     plain = timeit(lambda: propagate(top, params, x))
     taps = timeit(lambda: propagate(top, params, x, taps=True))
+    powers = timeit(lambda: propagate(top, params, x, taps="power"))
+    z = jnp.zeros((batch, top.n_shifters), jnp.float32)
+    one_pass = timeit(lambda: _scale(z))  # read + write the tap powers once: the memory floor
     u = unitary(top, params, dtype=jnp.complex64)
     dense_fn = jax.jit(lambda x, u: jnp.matmul(x, u.T, precision=jax.lax.Precision.HIGHEST))
     dense = timeit(lambda: dense_fn(x, u))
@@ -124,12 +126,15 @@ def bench_forward(n: int = 64, batch: int = 1024) -> None:
         row("neurophox RMNumpy.transform", f"{neuro * 1e3:.3f}", f"{neuro / plain:.2f}")
     row("layer-by-layer scan forward", f"{layered * 1e3:.3f}", f"{layered / plain:.2f}")
     row("engine forward + all tap fields", f"{taps * 1e3:.3f}", f"{taps / plain:.2f}")
+    row("engine forward + all tap powers", f"{powers * 1e3:.3f}", f"{powers / plain:.2f}")
+    row("  one pass over the tap powers", f"{one_pass * 1e3:.3f}", f"{one_pass / plain:.2f}")
     print(f"compile: forward {compile_plain:.2f} s, with taps {compile_taps:.2f} s")
     print("ratios (targets): ", end="")
     if neuro is not None:
         print(f"neurophox/engine = {neuro / plain:.1f}x (>= 20x), ", end="")
     print(f"engine/dense = {plain / dense:.2f}x (<= 3x), taps/plain = {taps / plain:.2f}x (<= 2x), "
-          f"taps/layer-by-layer = {taps / layered:.2f}x")
+          f"tap powers/plain = {powers / plain:.2f}x, taps/layer-by-layer = {taps / layered:.2f}x, "
+          f"tap powers/layer-by-layer = {powers / layered:.2f}x")
     print(f"tap fields written: {batch} x {top.n_shifters} complex64 = {batch * top.n_shifters * 8 / 1e6:.1f} MB "
           f"(the plain output is {batch * n * 8 / 1e6:.2f} MB)")
 
@@ -184,9 +189,11 @@ def bench_gpu(n: int = 256, batch: int = 65536) -> None:
     dense_fn = jax.jit(lambda x, u: jnp.matmul(x, u.T, precision=jax.lax.Precision.HIGHEST))
     dense = timeit(lambda: dense_fn(x, u))
     taps = timeit(lambda: propagate(top, params, x, taps=True), repeat=5)
-    row("engine forward", f"{plain * 1e3:.2f} ms", f"{plain / dense:.2f}x dense")
+    powers = timeit(lambda: propagate(top, params, x, taps="power"), repeat=5)
+    row("engine forward", f"{plain * 1e3:.2f} ms", f"{plain / dense:.2f}x dense (<= 3x)")
     row("dense x @ U.T", f"{dense * 1e3:.2f} ms")
     row("forward + tap fields", f"{taps * 1e3:.2f} ms")
+    row("forward + tap powers", f"{powers * 1e3:.2f} ms", "(<= 10 ms; reference scan 50 ms)")
 
 
 def main() -> None:

@@ -79,6 +79,22 @@ def test_tap_fields_are_the_segment_fields():
     del b
 
 
+@pytest.mark.parametrize("kind", KINDS + ["generator"])
+@pytest.mark.parametrize("direction", ["forward", "backward"])
+def test_tap_powers_are_the_squared_tap_fields(kind, direction):
+    """taps="power" is |field|² of taps=True (same outputs), as a real array, on lossy, tapped meshes."""
+    top = circuits.topology(7, kind)
+    params = MeshParams.random(top, seed=3, delta_sigma=0.05, tap_fraction=0.03, loss_db_sigma=0.2)
+    x = random_field(5, 7, seed=4)
+    y_fields, fields = propagate(top, params, x, taps=True, direction=direction)
+    y_powers, powers = propagate(top, params, x, taps="power", direction=direction)
+    assert not np.iscomplexobj(powers) and powers.shape == (5, top.n_shifters)
+    assert np.allclose(powers, np.abs(fields) ** 2, rtol=1e-12, atol=1e-14)
+    assert np.allclose(y_powers, y_fields, rtol=1e-12, atol=1e-14)
+    with pytest.raises(ValueError, match="taps must be"):
+        propagate(top, params, x, taps="fields")
+
+
 @pytest.mark.parametrize("kind", KINDS)
 def test_forward_backward_tap_product_gives_the_gradient(kind):
     """The tap rule: for L = Re(c·y), dL/dφ_i = −Im(x_i a_i) with a the backward field of c at tap i."""
