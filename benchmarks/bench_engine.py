@@ -139,43 +139,61 @@ def bench_forward(n: int = 64, batch: int = 1024) -> None:
           f"(the plain output is {batch * n * 8 / 1e6:.2f} MB)")
 
 
-def bench_vs_sax(sizes, wavelengths: int = 100) -> None:
-    print("\n## Engine vs SAX reference circuit (klu, flat netlist of analytic MZI models), complex128")
-    row("case", "SAX", "engine", "SAX/engine", widths=(40, 14, 14, 14))
-    for n in sizes:
-        top = circuits.rectangular(n)
-        params = MeshParams.random(top, seed=n, delta_sigma=0.02)
-        target = jnp.asarray(circuits.haar_unitary(n, 1))
+def measure_case(model: str, n: int, wavelengths: int, gradient: bool) -> tuple[float, float]:
+    """Compile time (s) and time per call (s) of one case: the mesh's full transfer matrix from the SAX
+    reference circuit (``model="sax"``) or the engine, forward or the gradient of a fidelity-like loss."""
+    top = circuits.rectangular(n)
+    params = MeshParams.random(top, seed=n, delta_sigma=0.02)
+    target = jnp.asarray(circuits.haar_unitary(n, 1))
+    wl = 1.55 if wavelengths == 1 else jnp.linspace(1.5, 1.6, wavelengths)
+    if model == "sax":
         circuit = sax_circuit(top, taps=False)
 
-        def sax_u(phases, wl):
+        def transfer(phases):
             s = circuit(wl=wl, **instance_settings(top, params.with_phases(phases), taps=False))
             return jnp.stack([jnp.stack([s[(f"in{j}", f"out{i}")] for j in range(n)], -1) for i in range(n)], -2)
+    else:
 
-        def engine_u(phases, wl):
+        def transfer(phases):
             return unitary(top, params.with_phases(phases), wl=wl)
 
-        for label, wl in (("1 wl", 1.55), (f"{wavelengths} wl", jnp.linspace(1.5, 1.6, wavelengths))):
-            if n > 16 and label != "1 wl":
-                continue
-            results = {}
-            for name, fn in (("sax", sax_u), ("engine", engine_u)):
-                forward = jax.jit(lambda p, fn=fn, wl=wl: fn(p, wl))
-                loss = jax.jit(jax.grad(lambda p, fn=fn, wl=wl: jnp.sum(jnp.abs(fn(p, wl) - target) ** 2)))
-                phases = params.phases
-                results[name] = (
-                    first_call(lambda: forward(phases)),
-                    timeit(lambda: forward(phases), repeat=5, min_time=0.1),
-                    first_call(lambda: loss(phases)) if label == "1 wl" else float("nan"),
-                    timeit(lambda: loss(phases), repeat=5, min_time=0.1) if label == "1 wl" else float("nan"),
-                )
-            (sc, sf, sgc, sg), (ec, ef, egc, eg) = results["sax"], results["engine"]
-            row(f"n={n} {label} forward compile (s)", f"{sc:.2f}", f"{ec:.2f}", f"{sc / ec:.1f}", widths=(40, 14, 14, 14))
-            row(f"n={n} {label} forward per call (ms)", f"{sf * 1e3:.3f}", f"{ef * 1e3:.3f}", f"{sf / ef:.0f}", widths=(40, 14, 14, 14))
-            if label == "1 wl":
-                row(f"n={n} {label} gradient compile (s)", f"{sgc:.2f}", f"{egc:.2f}", f"{sgc / egc:.1f}", widths=(40, 14, 14, 14))
-                row(f"n={n} {label} gradient per call (ms)", f"{sg * 1e3:.3f}", f"{eg * 1e3:.3f}", f"{sg / eg:.0f}", widths=(40, 14, 14, 14))
-            sys.stdout.flush()
+    fn = jax.grad(lambda p: jnp.sum(jnp.abs(transfer(p) - target) ** 2)) if gradient else transfer
+    fn, phases = jax.jit(fn), params.phases
+    return first_call(lambda: fn(phases)), timeit(lambda: fn(phases), repeat=5, min_time=0.1)
+
+
+def _measure_in_child(model: str, n: int, wavelengths: int, gradient: bool) -> tuple[float, float] | str:
+    """:func:`measure_case` in a fresh process with an unlimited stack (compiling SAX's unrolled trace at
+    n = 32 recurses deeply); returns the reason instead if the child dies (SAX has segfaulted here)."""
+    import json
+    import resource
+
+    def unlimited_stack():
+        resource.setrlimit(resource.RLIMIT_STACK, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+
+    args = [sys.executable, __file__, "--case", model, str(n), str(wavelengths), str(int(gradient))]
+    result = subprocess.run(args, capture_output=True, text=True, preexec_fn=unlimited_stack)
+    if result.returncode != 0:
+        return f"crashed (exit {result.returncode})"
+    return tuple(json.loads(result.stdout.strip().splitlines()[-1]))
+
+
+def bench_vs_sax(sizes, wavelengths: int = 100) -> None:
+    """Each case runs in its own process, so a crash in SAX is reported and the rest still runs."""
+    print("\n## Engine vs SAX reference circuit (klu, flat netlist of analytic MZI models), complex128")
+    widths = (40, 14, 14, 14)
+    row("case", "SAX", "engine", "SAX/engine", widths=widths)
+    for n in sizes:
+        for waves in (1, wavelengths) if n <= 16 else (1,):
+            for gradient in (False, True) if waves == 1 else (False,):
+                label = f"n={n} {waves} wl {'gradient' if gradient else 'forward'}"
+                sax = _measure_in_child("sax", n, waves, gradient)
+                engine = _measure_in_child("engine", n, waves, gradient)
+                for i, (what, scale, unit) in enumerate((("compile", 1, "s"), ("per call", 1e3, "ms"))):
+                    cells = [f"{r[i] * scale:.3f}" if isinstance(r, tuple) else r for r in (sax, engine)]
+                    ratio = f"{sax[i] / engine[i]:.0f}" if isinstance(sax, tuple) and isinstance(engine, tuple) else "-"
+                    row(f"{label} {what} ({unit})", *cells, ratio, widths=widths)
+                sys.stdout.flush()
 
 
 def bench_gpu(n: int = 256, batch: int = 65536) -> None:
@@ -201,7 +219,14 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="skip the SAX n=32 case")
     parser.add_argument("--gpu", action="store_true", help="run the n=256, batch 65536 case")
     parser.add_argument("--skip-sax", action="store_true")
+    parser.add_argument("--case", nargs=4, metavar=("MODEL", "N", "WAVELENGTHS", "GRADIENT"), help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.case:  # one SAX/engine case, run by bench_vs_sax in a child process
+        import json
+
+        model, n, waves, gradient = args.case
+        print(json.dumps(measure_case(model, int(n), int(waves), bool(int(gradient)))))
+        return
     print(f"jax {jax.__version__}, devices {jax.devices()}")
     bench_forward()
     if not args.skip_sax:
