@@ -39,6 +39,7 @@ import numpy as np
 import circuits
 from calibration.calibration import Calibration
 from calibration.errors import CalibrationError, MeasurementError
+from calibration.virtual import neighbour_pairs
 
 STEPS = ("phase_voltage", "couplers", "crosstalk", "refine")
 TWO_PI = 2 * np.pi
@@ -240,7 +241,7 @@ def calibrate(
     sweep_points: int | None = None,
     passes: int = 1,
     method: str = "progressive",
-    repeat_frames: int = 16,
+    repeat_frames: int | None = None,
     refine_settings: int | None = None,
     refine_batch: int = 2,
     alpha_guess: float = 0.5,
@@ -269,7 +270,9 @@ def calibrate(
             calibrated earlier columns; see :mod:`calibration.progressive`; works to n = 64 and beyond) or
             ``"sweeps"`` (the older bar-state routing with bare sin² fits; reliable to n ≈ 16 only, and
             only with the refinement). Neither models crosstalk in its sweeps: the refinement does.
-        repeat_frames: frames per fixed setting in the progressive method's split and arm-only frames.
+        repeat_frames: camera frames averaged per setting and field in the progressive method (default 4
+            when the global refinement follows and sets the final accuracy, else 16: the stages' noise then
+            decides how fast phase errors build up with depth).
         refine_settings: random voltage settings for the refinement (default: enough for ~15 readings per
             parameter).
         refine_batch: input fields per setting and direction.
@@ -319,10 +322,15 @@ def calibrate(
     x_max = min(3 * np.pi / alpha_guess, max_voltage**2)
     if sweep_points is None:
         sweep_points = 16 if method == "progressive" else 24
+    do_sweeps = "phase_voltage" in steps
+    # parameters of a full refinement: φ0, α, two camera efficiencies per heater, δ, neighbour crosstalk
+    refine_size = 4 * h + 2 * k_all + len(neighbour_pairs(topology))
+    skip_refine = "refine" in steps and method == "progressive" and do_sweeps and refine_size > max_refine_parameters
+    if repeat_frames is None:
+        repeat_frames = 4 if "refine" in steps and not skip_refine else 16
     sweep_x = np.linspace(0.0, x_max, sweep_points)
     sweep_v = np.sqrt(sweep_x)
     timings, frames_by_step = {}, {}
-    do_sweeps = "phase_voltage" in steps
     total = 2 + ((n_cols + 1 if method == "progressive" else passes * (2 * n_cols + 1)) if do_sweeps else 0) + (1 if "refine" in steps else 0)
     bar = tqdm(total=total, desc="calibrate", disable=not progress, leave=False)
     swept = np.zeros(h, dtype=bool)
@@ -541,7 +549,12 @@ def calibrate(
         cal.alpha[i] = 0.0
 
     # ------------------------------------------------------------- global refinement
-    if "refine" in steps:
+    if skip_refine:
+        notes.append(f"refinement skipped: about {refine_size} parameters exceed max_refine_parameters="
+                     f"{max_refine_parameters}; the progressive stages' estimates and uncertainties are kept "
+                     "(no crosstalk fitted)")
+        bar.update(1)
+    elif "refine" in steps:
         start, f0 = time.perf_counter(), bench.frames
         from calibration import refine as _refine
 
@@ -559,7 +572,6 @@ def calibrate(
             unswept=~swept,
             max_parameters=max_refine_parameters,
             power_mw=refine_power_mw,
-            skip_above=max_refine_parameters if method == "progressive" and do_sweeps else None,
         )
         uncertainties.update(result["uncertainties"])
         residuals["refine"] = result["residuals"]

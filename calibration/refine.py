@@ -32,7 +32,6 @@ def refine(
     unswept: np.ndarray,
     max_parameters: int,
     power_mw: float,
-    skip_above: int | None = None,
 ) -> dict:
     import jax
     import jax.numpy as jnp
@@ -53,10 +52,6 @@ def refine(
         return h + alive.sum() + (2 * k_all if fit_couplers else 0) + (usable.sum() if fit_eff else 0) \
             + len(pairs) + (alive.sum() if fit_beta else 0)
 
-    if skip_above is not None and count(fit_eff, pairs) > skip_above:
-        return {"uncertainties": {}, "residuals": np.zeros(0), "notes": [
-            f"refinement skipped: {count(fit_eff, pairs)} parameters exceed max_refine_parameters={skip_above}; "
-            "the progressive stages' estimates and uncertainties are kept (no crosstalk fitted)"]}
     if count(fit_eff, pairs) > max_parameters and len(pairs):
         notes.append(
             f"crosstalk not fitted: {count(fit_eff, pairs)} parameters exceed max_parameters={max_parameters}"
