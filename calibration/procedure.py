@@ -4,9 +4,15 @@ Steps (``calibrate(chip, steps=...)``):
 
 0. **camera** (always): dark frames give every grating's offset and read noise; a few frames of random
    light find dark taps (gratings that never see light while the others do).
-1. **phase_voltage**: per heater a sweep uniform in V², the tap reading fitted to the sin² law
-   ``A ± B·cos(φ0 + α V²)`` (grid search on α, then Gauss–Newton), all MZIs of a column in parallel
-   (they share no tap):
+1. **phase_voltage** and **couplers**, default ``method="progressive"``
+   (:mod:`calibration.progressive`): column by column from the first, the calibrated earlier columns
+   deliver designed fields to the column's inputs; φ and θ sweeps, split and arm-only frames; each MZI's
+   φ0, α (both heaters) and δ (both couplers) from one small least-squares problem on a local model;
+   γ from the coherent output readout. Dead heaters (no fringe) and dark taps are reported, not fitted.
+
+   ``method="sweeps"`` (older; reliable to n ≈ 16 with the refinement): per heater a sweep uniform in V²,
+   the tap reading fitted to the sin² law ``A ± B·cos(φ0 + α V²)`` (grid search on α, then
+   Gauss–Newton), all MZIs of a column in parallel (they share no tap):
 
    * θ heaters, column by column from the last one back: calibrated later columns are set to the bar
      state (θ = π) and light is injected backward so it reaches only the top output of each MZI of the
@@ -15,14 +21,15 @@ Steps (``calibrate(chip, steps=...)``):
      through the calibrated model of those columns so that each MZI of the column receives equal,
      in-phase light on both inputs; its θ tap (forward) reads ``A + B·sin(φ + Δ)``.
    * γ heaters, from the coherent output readout (if the chip has one), even and odd modes apart.
+   * couplers: δ of the input coupler from the split ratio at the θ tap with light on the top input only
+     vs the bottom input only (same grating, so its gain cancels), δ of the output coupler likewise with
+     backward light.
 
-   A heater whose fringe has no visibility is reported as dead, not fitted.
-2. **couplers**: δ of the input coupler from the split ratio at the θ tap with light on the top input only
-   vs the bottom input only (same grating, so its gain cancels), δ of the output coupler likewise with
-   backward light; the fringe extinctions are kept as a check.
+   A heater whose fringe has no visibility is reported as dead, not fitted (:func:`fringe_verdict`).
 3. **crosstalk**: thermal crosstalk between neighbouring heaters, fitted in the refinement from settings in
    which every heater is driven independently (random settings are paired sweeps of every pair at once).
-4. **refine**: nonlinear least squares (``scipy.optimize.least_squares``, Jacobian from JAX) of all
+4. **refine** (where it has at most ``max_refine_parameters`` parameters; after the progressive method
+   it is skipped above, n ≳ 24): nonlinear least squares (``scipy.optimize.least_squares``, Jacobian from JAX) of all
    parameters on the differentiable model (:func:`circuits.propagate` with taps) against tap and output
    readings at random voltages and random input fields, forward and backward; 1σ uncertainties from the
    Jacobian.
@@ -379,7 +386,7 @@ def calibrate(
         from calibration.progressive import Progressive
 
         start, f0 = time.perf_counter(), bench.frames
-        stages = Progressive(bench, cal, offsets, usable, rng, sweep_x, alpha_guess, power_mw, repeat_frames,
+        stages = Progressive(bench, cal, offsets, usable, sweep_x, alpha_guess, power_mw, repeat_frames,
                              visibility_threshold, max_delta)
         for c in range(n_cols):
             stages.column(c)

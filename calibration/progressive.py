@@ -18,6 +18,12 @@ takes any field, as a generator mesh makes it). The stage's frames are:
    ratio at one output tap is tan²κ2 — δ2 to first order (an MZI fed from one input only shows δ
    only to second order, which is why forward sweeps alone cannot find the couplers).
 
+Every setting is read as a batch of ``repeat_frames`` camera frames, averaged, and each kind of frame moves
+one set of heaters only: the delivered field is never exact, and a small leak into an input meant to be
+dark then shifts a reading by a constant instead of by something that tracks a swept heater. A φ tap or
+output tap downstream sees one MZI output alone in every frame and is used in all of them; a θ tap
+downstream only in the frames of one group.
+
 Each MZI then has its own least-squares problem: 9 parameters (φ0, log α of both heaters, δ1, δ2, and
 the log efficiency of its three reading channels) against its readings, on an analytic model of one
 MZI fed with the field the prefix model says arrives. The problems of a column are solved together by a
@@ -120,9 +126,9 @@ def batched_levenberg_marquardt(fun, jac, p0, movable, scale, iterations: int = 
 class Progressive:
     """Runs the stages of :mod:`calibration.progressive` against a bench (see :mod:`calibration.procedure`)."""
 
-    def __init__(self, bench, cal: Calibration, offsets, usable, rng, sweep_x, alpha_guess, power_mw, repeats,
+    def __init__(self, bench, cal: Calibration, offsets, usable, sweep_x, alpha_guess, power_mw, repeats,
                  visibility_threshold, max_delta):
-        self.bench, self.cal, self.offsets, self.usable, self.rng = bench, cal, offsets, usable, rng
+        self.bench, self.cal, self.offsets, self.usable = bench, cal, offsets, usable
         self.top = top = cal.topology
         self.n, self.k_all, self.h = top.n, top.n_mzis, top.n_shifters
         self.sweep_x, self.sweep_v = np.asarray(sweep_x), np.sqrt(sweep_x)
@@ -186,10 +192,7 @@ class Progressive:
             group_frame.append(is_group)
 
         everyone = np.ones(mc, dtype=bool)
-        # Each kind of frame changes one set of heaters and holds the others at their base voltage:
-        # the field delivered through the prefix model is not exact, and a small leak into an input
-        # meant to be dark then shifts a reading by a constant rather than by something that varies
-        # with a heater the fit relies on.
+        # each kind of frame moves one set of heaters; the others stay at their base voltage (module doc)
         # (1) φ sweep: equal in-phase light on both inputs
         f_both = np.zeros(n, dtype=np.complex128)
         f_both[tops] = f_both[tops + 1] = amp / np.sqrt(2)
@@ -300,10 +303,9 @@ class Progressive:
         from calibration.procedure import fit_fringes
 
         cal = self.cal
-        use = [(o, tap) for tap_pair in channels for o, tap in [(0, tap_pair[0]) if tap_pair[0] >= 0
-                                                                  else (1, tap_pair[1])]]
-        readable = [tap >= 0 for _, tap in use]
-        if not any(readable):
+        # read each MZI's fringe at its bottom-output channel, or at its top-output one if it has none
+        use = [(0, bottom) if bottom >= 0 else (1, top) for bottom, top in channels]
+        if all(tap < 0 for _, tap in use):
             self.unfitted.update(heaters)
             return
         cols = [tap for _, tap in use if tap >= 0]
