@@ -4,9 +4,15 @@ Steps (``calibrate(chip, steps=...)``):
 
 0. **camera** (always): dark frames give every grating's offset and read noise; a few frames of random
    light find dark taps (gratings that never see light while the others do).
-1. **phase_voltage**: per heater a sweep uniform in V², the tap reading fitted to the sin² law
-   ``A ± B·cos(φ0 + α V²)`` (grid search on α, then Gauss–Newton), all MZIs of a column in parallel
-   (they share no tap):
+1. **phase_voltage** and **couplers**, default ``method="progressive"``
+   (:mod:`calibration.progressive`): column by column from the first, the calibrated earlier columns
+   deliver designed fields to the column's inputs; φ and θ sweeps, split and arm-only frames; each MZI's
+   φ0, α (both heaters) and δ (both couplers) from one small least-squares problem on a local model;
+   γ from the coherent output readout. Dead heaters (no fringe) and dark taps are reported, not fitted.
+
+   ``method="sweeps"`` (older; reliable to n ≈ 16 with the refinement): per heater a sweep uniform in V²,
+   the tap reading fitted to the sin² law ``A ± B·cos(φ0 + α V²)`` (grid search on α, then
+   Gauss–Newton), all MZIs of a column in parallel (they share no tap):
 
    * θ heaters, column by column from the last one back: calibrated later columns are set to the bar
      state (θ = π) and light is injected backward so it reaches only the top output of each MZI of the
@@ -15,14 +21,15 @@ Steps (``calibrate(chip, steps=...)``):
      through the calibrated model of those columns so that each MZI of the column receives equal,
      in-phase light on both inputs; its θ tap (forward) reads ``A + B·sin(φ + Δ)``.
    * γ heaters, from the coherent output readout (if the chip has one), even and odd modes apart.
+   * couplers: δ of the input coupler from the split ratio at the θ tap with light on the top input only
+     vs the bottom input only (same grating, so its gain cancels), δ of the output coupler likewise with
+     backward light.
 
-   A heater whose fringe has no visibility is reported as dead, not fitted.
-2. **couplers**: δ of the input coupler from the split ratio at the θ tap with light on the top input only
-   vs the bottom input only (same grating, so its gain cancels), δ of the output coupler likewise with
-   backward light; the fringe extinctions are kept as a check.
+   A heater whose fringe has no visibility is reported as dead, not fitted (:func:`fringe_verdict`).
 3. **crosstalk**: thermal crosstalk between neighbouring heaters, fitted in the refinement from settings in
    which every heater is driven independently (random settings are paired sweeps of every pair at once).
-4. **refine**: nonlinear least squares (``scipy.optimize.least_squares``, Jacobian from JAX) of all
+4. **refine** (where it has at most ``max_refine_parameters`` parameters; after the progressive method
+   it is skipped above, n ≳ 24): nonlinear least squares (``scipy.optimize.least_squares``, Jacobian from JAX) of all
    parameters on the differentiable model (:func:`circuits.propagate` with taps) against tap and output
    readings at random voltages and random input fields, forward and backward; 1σ uncertainties from the
    Jacobian.
@@ -39,6 +46,7 @@ import numpy as np
 import circuits
 from calibration.calibration import Calibration
 from calibration.errors import CalibrationError, MeasurementError
+from calibration.virtual import neighbour_pairs
 
 STEPS = ("phase_voltage", "couplers", "crosstalk", "refine")
 TWO_PI = 2 * np.pi
@@ -198,6 +206,38 @@ def _flat(fringe: _Fringe, j: int) -> bool:
     return bool(fringe.amplitude[j] <= 3 * fringe.rms[j] + 1e-9 * abs(fringe.offset[j]))
 
 
+def fringe_verdict(fringe: _Fringe, j: int, alpha_guess: float, visibility_threshold: float) -> str:
+    """What a fitted fringe says about its heater: ``"ok"`` (fit it), ``"dead"`` (no fringe at all),
+    ``"weak"`` (low visibility but a real fringe: poorly routed light) or ``"distorted"`` (α far from the
+    design value). Only ``"ok"`` fringes give starting values; the others are left to later fits."""
+    vis = fringe.amplitude[j] / (abs(fringe.offset[j]) + fringe.amplitude[j] + 1e-30)
+    if vis < visibility_threshold:
+        return "dead" if _flat(fringe, j) else "weak"
+    if not 0.5 * alpha_guess < fringe.alpha[j] < 1.5 * alpha_guess:
+        return "distorted"
+    return "ok"
+
+
+def _sweep_heaters(bench, base_v, heaters, sweep_x, x, side: str, offset, read_taps, alpha_guess: float,
+                   visibility_threshold: float, usable_taps):
+    """Sweep ``heaters`` together (uniform in V²) from ``base_v`` with the field ``x`` injected on ``side``,
+    read the taps of that propagation direction and fit a fringe to the ``read_taps`` columns.
+
+    Returns the readings (S, H) less the camera ``offset``, the fringe fit, and one verdict per read tap
+    (:func:`fringe_verdict`, or ``"dark"`` where ``usable_taps`` is False)."""
+    direction = "forward" if side == "input" else "backward"
+    readings = []
+    for v2 in sweep_x:
+        v = np.array(base_v, dtype=float)
+        v[heaters] = np.sqrt(v2)
+        readings.append(bench.measure(v, x, side, taps=direction)["taps"][0])
+    readings = np.asarray(readings) - offset
+    fringe = fit_fringes(sweep_x, readings[:, read_taps], alpha_guess)
+    verdicts = [fringe_verdict(fringe, j, alpha_guess, visibility_threshold) if usable_taps[j] else "dark"
+                for j in range(len(read_taps))]
+    return readings, fringe, verdicts
+
+
 # ============================================================================= the procedure
 def calibrate(
     chip,
@@ -205,16 +245,16 @@ def calibrate(
     seed: int = 1,
     progress: bool = True,
     topology: circuits.MeshTopology | None = None,
-    sweep_points: int = 24,
+    sweep_points: int | None = None,
     passes: int = 1,
-    method: str = "sweeps",
-    random_frames: int = 8,
+    method: str = "progressive",
+    repeat_frames: int | None = None,
     refine_settings: int | None = None,
     refine_batch: int = 2,
     alpha_guess: float = 0.5,
     tap_guess: float = 0.02,
     max_voltage: float = 5.0,
-    power_mw: float = 1.0,
+    power_mw: float | None = None,
     fit_beta: bool = False,
     visibility_threshold: float = 0.25,
     max_delta: float = 0.2,
@@ -229,24 +269,33 @@ def calibrate(
         seed: seeds the random settings and input fields of the refinement.
         progress: show a tqdm progress bar.
         topology: the mesh; default ``chip.topology`` if the chip has one, else rectangular.
-        sweep_points: points per heater sweep (uniform in V² over 1.5 fringe periods).
+        sweep_points: points per heater sweep, uniform in V² over 1.5 fringe periods (default 16 for
+            ``"progressive"``, each averaged over ``repeat_frames`` frames; 24 for ``"sweeps"``).
         passes: times the θ/φ/γ sweeps are repeated (``method="sweeps"``); each pass routes light through
             the model of the previous one.
-        method: ``"sweeps"`` (bar-state routing and bare sin² fits, then the refinement; reliable to n≈8)
-            or ``"progressive"`` (experimental: column-by-column least squares on the full model; no
-            crosstalk in its model).
-        random_frames: random frames per stage of the progressive method.
+        method: ``"progressive"`` (default: column by column, each MZI fitted on a local model fed by the
+            calibrated earlier columns; see :mod:`calibration.progressive`; works to n = 64 and beyond) or
+            ``"sweeps"`` (the older bar-state routing with bare sin² fits; reliable to n ≈ 16 only, and
+            only with the refinement). Neither models crosstalk in its sweeps: the refinement does.
+        repeat_frames: camera frames averaged per setting and field in the progressive method (default 4
+            when the global refinement follows and sets the final accuracy, else 16: the stages' noise then
+            decides how fast phase errors build up with depth).
         refine_settings: random voltage settings for the refinement (default: enough for ~15 readings per
             parameter).
         refine_batch: input fields per setting and direction.
         alpha_guess, tap_guess: design values of α (rad/V²) and tap fraction.
         max_voltage: the largest voltage applied, V.
-        power_mw: optical power per lit MZI in the sweeps, mW.
+        power_mw: optical power per lit MZI in the sweeps, mW (default 1 for ``"sweeps"``, 3 for
+            ``"progressive"``, whose readings stay below ~70 % of a camera that reads a 1 mW guide at 20 %;
+            the refinement's random fields, which can pile power into one guide, use 1 unless given).
         fit_beta: also fit the cubic coefficient β in the refinement.
         max_delta: split-ratio estimates of |δ| above this (rad) are taken as corrupted and set to 0.
         visibility_threshold: a fringe whose visibility B/(A+|B|) is below this marks a dead heater.
-        max_refine_parameters: above this many parameters the refinement first drops crosstalk, then the
-            camera efficiencies (kept from the sweeps), fitting φ0, α and δ only.
+        max_refine_parameters: after ``"sweeps"``, above this many parameters the refinement first drops
+            crosstalk, then the camera efficiencies (kept from the sweeps), fitting φ0, α and δ only. After
+            ``"progressive"``, a refinement of more parameters than this (crosstalk and efficiencies
+            included: n ≳ 24) is skipped, with a note: the stages' result is better than what a cut-down
+            global fit reaches in minutes.
 
     Raises:
         MeasurementError: the chip returned NaN/inf or a wrongly shaped reading.
@@ -269,16 +318,26 @@ def calibrate(
             f"chip has {n} modes and {h} heaters; a {topology.kind} mesh on {topology.n} modes has "
             f"{topology.n_shifters}"
         )
+    refine_power_mw = 1.0 if power_mw is None else power_mw
+    if power_mw is None:
+        power_mw = 3.0 if method == "progressive" else 1.0
     bench = _Bench(chip, n, h)
     cal = Calibration.nominal(topology, alpha=alpha_guess, tap_fraction=tap_guess)
     k_all = topology.n_mzis
     n_cols = topology.n_columns
     rng = np.random.default_rng(seed)
     x_max = min(3 * np.pi / alpha_guess, max_voltage**2)
+    if sweep_points is None:
+        sweep_points = 16 if method == "progressive" else 24
+    do_sweeps = "phase_voltage" in steps
+    # parameters of a full refinement: φ0, α, two camera efficiencies per heater, δ, neighbour crosstalk
+    refine_size = 4 * h + 2 * k_all + len(neighbour_pairs(topology))
+    skip_refine = "refine" in steps and method == "progressive" and do_sweeps and refine_size > max_refine_parameters
+    if repeat_frames is None:
+        repeat_frames = 4 if "refine" in steps and not skip_refine else 16
     sweep_x = np.linspace(0.0, x_max, sweep_points)
     sweep_v = np.sqrt(sweep_x)
     timings, frames_by_step = {}, {}
-    do_sweeps = "phase_voltage" in steps
     total = 2 + ((n_cols + 1 if method == "progressive" else passes * (2 * n_cols + 1)) if do_sweeps else 0) + (1 if "refine" in steps else 0)
     bar = tqdm(total=total, desc="calibrate", disable=not progress, leave=False)
     swept = np.zeros(h, dtype=bool)
@@ -327,21 +386,26 @@ def calibrate(
         from calibration.progressive import Progressive
 
         start, f0 = time.perf_counter(), bench.frames
-        stages = Progressive(bench, cal, offsets, usable, rng, sweep_points, sweep_x, alpha_guess, power_mw,
-                             random_frames, visibility_threshold, max_delta)
-        for c in range(n_cols + 1):
-            stages.stage(c)
+        stages = Progressive(bench, cal, offsets, usable, sweep_x, alpha_guess, power_mw, repeat_frames,
+                             visibility_threshold, max_delta)
+        for c in range(n_cols):
+            stages.column(c)
             bar.update(1)
+        if not stages.gamma():
+            bench.coherent = False
+            notes.append("chip has no coherent readout: output phases γ are not calibrated (offsets 0, nominal α)")
+            stages.unfitted.update(range(2 * k_all, h))
+        bar.update(1)
         dead.update(stages.dead)
         swept[:] = True
         swept[list(stages.unfitted | stages.dead)] = False
         cal.tap_efficiency[0] = stages.efficiency
-        for i in stages.fits_x:
-            fits["sweep_readings"][i] = stages.fits_y[i]
-            fits["sweep_model"][i] = stages.fits_m[i]
+        for i in stages.fits_y:
+            fits["sweep_readings"][i, : len(stages.fits_y[i])] = stages.fits_y[i]
+            fits["sweep_model"][i, : len(stages.fits_m[i])] = stages.fits_m[i]
         residuals["stages"] = np.concatenate(stages.residuals) if stages.residuals else np.zeros(0)
-        if stages.unfitted - stages.dead:
-            notes.append(f"heaters without a clean sweep fit, started from a scan: {sorted(stages.unfitted - stages.dead)}")
+        uncertainties.update({name: value.copy() for name, value in stages.sigma.items()})
+        notes.extend(stages.notes)
         mark("phase_voltage", start, f0)
     elif do_sweeps:
         start, f0 = time.perf_counter(), bench.frames
@@ -367,31 +431,21 @@ def calibrate(
                 # backward: the field at the outputs of column c is after.T @ x  ->  x = solve(after.T, g)
                 x_top = np.linalg.solve(after.T, g_top)
                 x_bottom = np.linalg.solve(after.T, g_bottom)
-                volts = np.repeat(base_v[None, :], sweep_points, axis=0)
-                volts[:, members] = sweep_v[:, None]
-                readings = []
-                for s in range(sweep_points):
-                    readings.append(bench.measure(volts[s], x_top, "output", taps="backward")["taps"][0])
-                readings = np.asarray(readings) - offsets[1]
+                phi_taps = [k_all + k for k in members]
+                readings, fringe, verdicts = _sweep_heaters(
+                    bench, base_v, members, sweep_x, x_top, "output", offsets[1], phi_taps, alpha_guess,
+                    visibility_threshold, usable[1, phi_taps])
                 bottom = bench.measure(base_v, np.repeat(x_bottom[None], 3, axis=0), "output", taps="backward")["taps"]
                 bottom = bottom.mean(0) - offsets[1]
-                phi_taps = [k_all + k for k in members]
-                fringe = fit_fringes(sweep_x, readings[:, phi_taps], alpha_guess)
                 # reading = A − B cos(θ0 + α x): Bc = −B cos θ0, Bs = B sin θ0
-                for j, k in enumerate(members):
-                    tap = k_all + k
-                    if not usable[1, tap]:
-                        continue
-                    vis = fringe.amplitude[j] / (abs(fringe.offset[j]) + fringe.amplitude[j] + 1e-30)
-                    if vis < visibility_threshold:
-                        if _flat(fringe, j):
-                            dead.add(k)
-                        continue  # a weak but real fringe (poorly routed light): left to the refinement
-                    if not 0.5 * alpha_guess < fringe.alpha[j] < 1.5 * alpha_guess:
-                        continue  # a distorted fringe: left to the refinement (started from a scan)
+                for j, (k, verdict) in enumerate(zip(members, verdicts)):
+                    if verdict == "dead":
+                        dead.add(k)
+                    if verdict != "ok":
+                        continue  # weak or distorted fringes are left to the refinement (started from a scan)
                     cal.phase_offsets[k] = np.mod(np.arctan2(fringe.sin[j], -fringe.cos[j]), TWO_PI)
                     cal.alpha[k] = fringe.alpha[j]
-                    cal.tap_efficiency[1, tap] = (fringe.offset[j] + fringe.amplitude[j]) / power_mw
+                    cal.tap_efficiency[1, k_all + k] = (fringe.offset[j] + fringe.amplitude[j]) / power_mw
                     swept[k] = True
                 record([k for k in members], readings[:, phi_taps], readings[:, phi_taps] - fringe.residuals)
                 # output-coupler split ratio at the θ tap (backward grating): top-only cos²κ2, bottom-only sin²κ2
@@ -425,29 +479,20 @@ def calibrate(
                     f_bottom[m + 1] = amp
                 x_both, x_top, x_bottom = (np.linalg.solve(before, f) for f in (f_both, f_top, f_bottom))
                 arrival = before @ x_both
-                volts = np.repeat(base_v[None, :], sweep_points, axis=0)
                 phi_heaters = [k_all + k for k in members]
-                volts[:, phi_heaters] = sweep_v[:, None]
-                readings = []
-                for s in range(sweep_points):
-                    readings.append(bench.measure(volts[s], x_both, "input", taps="forward")["taps"][0])
-                readings = np.asarray(readings) - offsets[0]
+                theta_taps = list(members)
+                readings, fringe, verdicts = _sweep_heaters(
+                    bench, base_v, phi_heaters, sweep_x, x_both, "input", offsets[0], theta_taps, alpha_guess,
+                    visibility_threshold, usable[0, theta_taps])
                 split = bench.measure(base_v, np.stack([x_top] * 3 + [x_bottom] * 3), "input", taps="forward")["taps"]
                 split = split - offsets[0]
-                theta_taps = list(members)
-                fringe = fit_fringes(sweep_x, readings[:, theta_taps], alpha_guess)
                 # reading = A + B sin(φ + Δ): Bc = B sin(φ0 + Δ), Bs = B cos(φ0 + Δ)
-                for j, k in enumerate(members):
+                for j, (k, verdict) in enumerate(zip(members, verdicts)):
                     heater = k_all + k
-                    if not usable[0, k]:
-                        continue
-                    vis = fringe.amplitude[j] / (abs(fringe.offset[j]) + fringe.amplitude[j] + 1e-30)
-                    if vis < visibility_threshold:
-                        if _flat(fringe, j):
-                            dead.add(heater)
-                        continue  # a weak but real fringe (poorly routed light): left to the refinement
-                    if not 0.5 * alpha_guess < fringe.alpha[j] < 1.5 * alpha_guess:
-                        continue  # a distorted fringe: left to the refinement (started from a scan)
+                    if verdict == "dead":
+                        dead.add(heater)
+                    if verdict != "ok":
+                        continue  # weak or distorted fringes are left to the refinement (started from a scan)
                     m = topology.mzis[k][1]
                     delta_in = np.angle(arrival[m]) - np.angle(arrival[m + 1])
                     cal.phase_offsets[heater] = np.mod(np.arctan2(fringe.cos[j], fringe.sin[j]) - delta_in, TWO_PI)
@@ -511,7 +556,12 @@ def calibrate(
         cal.alpha[i] = 0.0
 
     # ------------------------------------------------------------- global refinement
-    if "refine" in steps:
+    if skip_refine:
+        notes.append(f"refinement skipped: about {refine_size} parameters exceed max_refine_parameters="
+                     f"{max_refine_parameters}; the progressive stages' estimates and uncertainties are kept "
+                     "(no crosstalk fitted)")
+        bar.update(1)
+    elif "refine" in steps:
         start, f0 = time.perf_counter(), bench.frames
         from calibration import refine as _refine
 
@@ -528,7 +578,7 @@ def calibrate(
             usable=usable,
             unswept=~swept,
             max_parameters=max_refine_parameters,
-            power_mw=power_mw,
+            power_mw=refine_power_mw,
         )
         uncertainties.update(result["uncertainties"])
         residuals["refine"] = result["residuals"]

@@ -1,362 +1,471 @@
-"""Progressive phase–voltage and coupler calibration, one column boundary at a time (forward light).
+"""Progressive calibration: one MZI column at a time, forward light, each stage a small local fit.
 
-Stage c (c = 0 … C, C the number of columns) calibrates what sits between the inputs of column c−1 and
-the taps of column c: the θ heaters and output couplers (δ2) of column c−1, and the φ heaters and input
-couplers (δ1) of column c. Everything before column c−1 was calibrated by earlier stages, so the model
-of those columns delivers any field to column c−1's inputs (the chip's ``inject`` takes any field, as a
-generator mesh would make it). The last stage reads the γ taps and the coherent outputs instead.
+Stage c calibrates everything of column c: the φ and θ heaters (φ0 and α), both couplers (δ1, δ2) of
+every MZI of the column. The columns before it are already calibrated and held at fixed voltages (θ at
+the bar state, φ at 0 V), so the calibrated model of that prefix, ``W_c``, maps an injected field to
+the field arriving at column c; ``inject(W_c⁻¹ f)`` puts any field ``f`` at column c's inputs (the chip
+takes any field, as a generator mesh makes it). The stage's frames are:
 
-Each stage takes three kinds of frames, all MZIs of the stage's columns at once (they share no tap):
+1. **φ sweep**, equal in-phase light on both inputs of every MZI: its θ tap (top arm) reads
+   ``A + B sin(φ + Δ)``;
+2. **split frames**, light on the top input only, then the bottom input only: the ratio at the θ tap
+   (same grating, its gain cancels) is tan²κ1 — δ1 to first order;
+3. per **group** (every other MZI of the column, so that each tap downstream receives light from one
+   MZI only): a **θ sweep** with light on the top input, read at the first tap each output of the MZI
+   reaches downstream (the φ tap of the next MZI it enters as top input, or the θ tap of the next MZI
+   it enters as bottom input, or the output γ tap); then **arm-only frames**, fields chosen through
+   the stage's first fits so that only the top arm, then only the bottom arm, of each MZI is lit: the
+   ratio at one output tap is tan²κ2 — δ2 to first order (an MZI fed from one input only shows δ
+   only to second order, which is why forward sweeps alone cannot find the couplers).
 
-1. a sweep of the θ heaters of column c−1 (uniform in V²), light on each MZI's top input; the φ tap of
-   column c behind each MZI's bottom output reads the sin² law ``A + B cos θ`` — a first fit gives θ's φ0
-   and α, and a dead heater shows no fringe;
-2. a sweep of the φ heaters of column c with column c−1 at θ = π/2, so both inputs of each MZI carry
-   light; its θ tap reads ``A + B sin(φ + Δ)`` with Δ from the model — a first fit for φ's φ0 and α;
-3. a few frames at random voltages and random input fields.
+Every setting is read as a batch of ``repeat_frames`` camera frames, averaged, and each kind of frame moves
+one set of heaters only: the delivered field is never exact, and a small leak into an input meant to be
+dark then shifts a reading by a constant instead of by something that tracks a swept heater. A φ tap or
+output tap downstream sees one MZI output alone in every frame and is used in all of them; a θ tap
+downstream only in the frames of one group.
 
-Then a least-squares fit of the stage's parameters (φ0, α of both heater sets, δ2 of column c−1, δ1 of
-column c, the camera efficiency of the stage's taps) on the differentiable model of the whole mesh
-(``circuits.propagate``) to all of the stage's frames. Leakage of imperfect couplers is in the model, so
-errors do not pile up with depth the way they do when light is routed through "bar" states and read
-with a bare sin² law.
+Each MZI then has its own least-squares problem: 9 parameters (φ0, log α of both heaters, δ1, δ2, and
+the log efficiency of its three reading channels) against its readings, on an analytic model of one
+MZI fed with the field the prefix model says arrives. The problems of a column are solved together by a
+batched Levenberg–Marquardt on a jitted, vmapped residual of fixed shape (compiled once per mesh size,
+reused by every stage), so a stage costs milliseconds and never simulates the mesh. Uncertainties are
+the per-MZI ``(JᵀJ)⁻¹`` of that fit: they are conditional on the prefix model, so they do not include
+the slow build-up of phase error with depth (each φ0 is measured against the phase of light that came
+through all earlier columns).
+
+The output phases γ are read last, through the coherent output readout (if the chip has one), with the
+whole mesh at its calibrated bar state. Not modelled: thermal crosstalk, β, loss (use the global
+refinement of :mod:`calibration.refine` on top where the mesh is small enough).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-import circuits
 from calibration.calibration import Calibration
 
 TWO_PI = 2 * np.pi
+N_PARAMS = 9
+"""Per MZI: φ0, log αφ, θ0, log αθ, δ1, δ2, log η (own θ tap), log η (bottom output), log η (top output)."""
 
 
-def _stage_model(top: circuits.MeshTopology, lh: int, ld: int, lt: int, tap_fraction):
-    """A jitted residual/Jacobian pair of fixed shapes, shared by every stage of a topology."""
+def _mzi_readings(p, alive, v2, arrival, taps):
+    """Model readings (F, 3) of one MZI: its θ tap, its bottom and top output powers, each times its
+    channel efficiency. ``v2`` (F, 2) heater powers (φ, θ); ``arrival`` (F, 2) complex input field
+    (top, bottom); ``taps`` (2,) nominal tap fractions of the φ and θ segments; ``alive`` (2,) 0 for a
+    dead heater."""
+    import jax.numpy as jnp
+
+    phi = p[0] + alive[0] * jnp.exp(p[1]) * v2[:, 0]
+    theta = p[2] + alive[1] * jnp.exp(p[3]) * v2[:, 1]
+    k1, k2 = np.pi / 4 + p[4], np.pi / 4 + p[5]
+    c1, s1, c2, s2 = jnp.cos(k1), jnp.sin(k1), jnp.cos(k2), jnp.sin(k2)
+    a = arrival[:, 0] * jnp.exp(1j * phi) * jnp.sqrt(1 - taps[0])
+    b = arrival[:, 1]
+    arm_t = c1 * a + 1j * s1 * b
+    arm_b = 1j * s1 * a + c1 * b
+    arm_t2 = arm_t * jnp.exp(1j * theta) * jnp.sqrt(1 - taps[1])
+    out_t = c2 * arm_t2 + 1j * s2 * arm_b
+    out_b = 1j * s2 * arm_t2 + c2 * arm_b
+    power = jnp.stack([jnp.abs(arm_t) ** 2, jnp.abs(out_b) ** 2, jnp.abs(out_t) ** 2], axis=1)
+    return jnp.exp(p[6:9])[None, :] * power
+
+
+_COMPILED: dict = {}
+
+
+def _stage_functions():
+    """Jitted batched model, residual and Jacobian (shapes fixed by the caller; compiled per shape)."""
+    if "fns" in _COMPILED:
+        return _COMPILED["fns"]
     import jax
     import jax.numpy as jnp
 
-    h, k_all = top.n_shifters, top.n_mzis
+    def residual(p, alive, v2, arrival, taps, meas, mask, scale):
+        return (jnp.where(mask, _mzi_readings(p, alive, v2, arrival, taps) - meas, 0.0) / scale).ravel()
 
-    def residual(free, heaters, deltas, tap_idx, base_phi0, base_alpha, base_delta, base_eff, power, x, meas,
-                 tap_mask, coherent, coherent_mask, tap_scale, out_scale):
-        phi0 = jnp.concatenate([base_phi0, jnp.zeros(1)]).at[heaters].set(free[:lh])[:h]
-        alpha = jnp.concatenate([base_alpha, jnp.zeros(1)]).at[heaters].set(jnp.exp(free[lh : 2 * lh]))[:h]
-        delta = jnp.concatenate([base_delta.ravel(), jnp.zeros(1)]).at[deltas].set(free[2 * lh : 2 * lh + ld])
-        delta = delta[: 2 * k_all].reshape(k_all, 2)
-        eff = jnp.concatenate([base_eff, jnp.ones(1)]).at[tap_idx].set(jnp.exp(free[2 * lh + ld :]))[:h]
-        phases = phi0 + alpha * power  # (F, h)
-        zl, zo, taps = jnp.zeros((k_all, 4)), jnp.zeros(top.n), jnp.asarray(tap_fraction)
+    model = jax.jit(jax.vmap(_mzi_readings))
+    res = jax.jit(jax.vmap(residual, in_axes=(0, 0, 0, 0, 0, 0, 0, None)))
+    jac = jax.jit(jax.vmap(jax.jacfwd(residual), in_axes=(0, 0, 0, 0, 0, 0, 0, None)))
+    _COMPILED["fns"] = (model, res, jac)
+    return _COMPILED["fns"]
 
-        def one(ph, xf):
-            params = circuits.MeshParams(ph[:k_all], ph[k_all : 2 * k_all], ph[2 * k_all :], delta, zl, zo, taps)
-            y, tf = circuits.propagate(top, params, xf[None, :], taps=True)
-            return y[0], jnp.abs(tf[0]) ** 2
 
-        y, pf = jax.vmap(one)(phases, x)
-        rt = jnp.where(tap_mask[None, :], eff[None, :] * pf - meas, 0.0) / tap_scale
-        d = jnp.where(coherent_mask[:, None], (y - coherent) / out_scale, 0.0)
-        return jnp.concatenate([rt.ravel(), jnp.real(d).ravel(), jnp.imag(d).ravel()])
-
-    res = jax.jit(residual)
-    jac = jax.jit(jax.jacfwd(residual))
-    return res, jac
+def batched_levenberg_marquardt(fun, jac, p0, movable, scale, iterations: int = 30):
+    """Levenberg–Marquardt on M independent small problems at once. ``fun(p)`` (M, R) residuals,
+    ``jac(p)`` (M, R, P); ``movable`` (M, P) which parameters are free; ``scale`` (P,) variable scales.
+    Returns the parameters (M, P), the last Jacobian and the residuals."""
+    p = np.array(p0, dtype=float)
+    r = fun(p)
+    cost = np.sum(r**2, axis=1)
+    lam = np.full(p.shape[0], 1e-3)
+    j = jac(p) * movable[:, None, :]
+    eye = np.eye(p.shape[1])
+    for _ in range(iterations):
+        js = j * scale[None, None, :]
+        a = np.einsum("mri,mrj->mij", js, js)
+        g = np.einsum("mri,mr->mi", js, r)
+        diag = np.maximum(np.diagonal(a, axis1=1, axis2=2), 1e-12)
+        step = -np.linalg.solve(a + lam[:, None, None] * diag[:, :, None] * eye + 1e-12 * eye, g[..., None])[..., 0]
+        step *= scale[None, :] * movable
+        trial = p + step
+        r_trial = fun(trial)
+        c_trial = np.sum(r_trial**2, axis=1)
+        ok = np.isfinite(c_trial) & (c_trial < cost)
+        if not ok.any() and np.all(lam > 1e6):
+            break
+        p = np.where(ok[:, None], trial, p)
+        r = np.where(ok[:, None], r_trial, r)
+        cost = np.where(ok, c_trial, cost)
+        lam = np.where(ok, np.maximum(lam / 4, 1e-9), lam * 8)
+        if ok.any():
+            j = jac(p) * movable[:, None, :]
+    return p, j, r
 
 
 class Progressive:
     """Runs the stages of :mod:`calibration.progressive` against a bench (see :mod:`calibration.procedure`)."""
 
-    def __init__(self, bench, cal: Calibration, offsets, usable, rng, sweep_points, sweep_x, alpha_guess,
-                 power_mw, random_frames, visibility_threshold, max_delta):
-        self.bench, self.cal, self.offsets, self.usable, self.rng = bench, cal, offsets, usable, rng
-        self.top = cal.topology
-        self.sweep_x, self.sweep_v = sweep_x, np.sqrt(sweep_x)
-        self.s, self.alpha_guess, self.power = sweep_points, alpha_guess, power_mw
-        self.r = random_frames
+    def __init__(self, bench, cal: Calibration, offsets, usable, sweep_x, alpha_guess, power_mw, repeats,
+                 visibility_threshold, max_delta):
+        self.bench, self.cal, self.offsets, self.usable = bench, cal, offsets, usable
+        self.top = top = cal.topology
+        self.n, self.k_all, self.h = top.n, top.n_mzis, top.n_shifters
+        self.sweep_x, self.sweep_v = np.asarray(sweep_x), np.sqrt(sweep_x)
+        self.s = len(sweep_x)
+        self.alpha_guess, self.power, self.r = alpha_guess, power_mw, repeats
         self.vis_threshold, self.max_delta = visibility_threshold, max_delta
-        n = self.top.n
-        self.lh = n + (n // 2 + 1)
-        self.ld = n + 2
-        self.lt = 2 * n + 2
-        self.res, self.jac = _stage_model(self.top, self.lh, self.ld, self.lt, np.asarray(cal.tap_fraction))
+        self.m_max = max(len(c) for c in top.columns)
+        self.w = np.eye(self.n, dtype=np.complex128)  # prefix transfer at the base voltages
+        self.base_v = np.zeros(self.h)
         self.dead: set[int] = set()
         self.unfitted: set[int] = set()
         self.residuals: list[np.ndarray] = []
-        self.fits_x, self.fits_y, self.fits_m = {}, {}, {}
+        self.sigma = {"phase_offsets": np.full(self.h, np.nan), "alpha": np.full(self.h, np.nan),
+                      "delta": np.full((self.k_all, 2), np.nan)}
+        self.fits_y, self.fits_m = {}, {}
         self.efficiency = np.array(cal.tap_efficiency[0], dtype=float)
+        self.notes: list[str] = []
 
-    # ---------------------------------------------------------------- helpers
-    def _transfer(self, phases, columns):
+    # ---------------------------------------------------------------- geometry
+    def _channel(self, c: int, mode: int):
+        """The tap that first sees output ``mode`` of column ``c`` alone (in group frames), or None."""
+        top, k_all = self.top, self.k_all
+        for cc in range(c + 1, top.n_columns):
+            for m_top in (mode, mode - 1):
+                try:
+                    k = top.mzi_index(cc, m_top)
+                except (KeyError, ValueError, IndexError):
+                    continue
+                if m_top == mode:  # enters as top input: its φ tap reads it alone, else its θ tap
+                    if self.usable[0, k_all + k]:
+                        return k_all + k
+                    return k if cc == c + 1 and self.usable[0, k] else None
+                # enters as bottom input: its θ tap, only if its top input is dark (next column only)
+                return k if cc == c + 1 and self.usable[0, k] else None
+        tap = 2 * k_all + mode
+        return tap if self.usable[0, tap] else None
+
+    def _deliver(self, f):
+        """Input fields (B, n) that put the fields ``f`` (B, n) at the inputs of the current column."""
+        return np.linalg.solve(self.w, np.atleast_2d(f).T).T
+
+    # ---------------------------------------------------------------- one column
+    def column(self, c: int) -> None:
+        top, cal, k_all, n = self.top, self.cal, self.k_all, self.n
+        members = list(top.columns[c])
+        mc = len(members)
+        tops = np.array([top.mzis[k][1] for k in members])
+        th, ph = np.array(members), np.array([k_all + k for k in members])
+        amp = np.sqrt(self.power)
+        t_nom = np.asarray(cal.tap_fraction)
+        frames_v, frames_f, frames_taps, lit, group_frame = [], [], [], [], []
+
+        def take(v, f, lit_mask, is_group):
+            """``repeat_frames`` camera frames of one setting and one field, averaged."""
+            x = self._deliver(np.repeat(np.atleast_2d(f), self.r, axis=0))
+            taps = self.bench.measure(v, x, "input", taps="forward")["taps"] - self.offsets[0]
+            frames_v.append(v.copy())
+            frames_f.append(np.asarray(f, dtype=np.complex128))
+            frames_taps.append(taps.mean(0))
+            lit.append(lit_mask.copy())
+            group_frame.append(is_group)
+
+        everyone = np.ones(mc, dtype=bool)
+        # each kind of frame moves one set of heaters; the others stay at their base voltage (module doc)
+        # (1) φ sweep: equal in-phase light on both inputs
+        f_both = np.zeros(n, dtype=np.complex128)
+        f_both[tops] = f_both[tops + 1] = amp / np.sqrt(2)
+        for s in range(self.s):
+            v = self.base_v.copy()
+            v[ph] = self.sweep_v[s]
+            take(v, f_both, everyone, False)
+        phi_readings = np.asarray(frames_taps[-self.s:])[:, th]
+        # (2) split frames: top only, bottom only
+        f_top = np.zeros(n, dtype=np.complex128)
+        f_top[tops] = amp
+        f_bottom = np.zeros(n, dtype=np.complex128)
+        f_bottom[tops + 1] = amp
+        take(self.base_v, f_top, everyone, False)
+        take(self.base_v, f_bottom, everyone, False)
+        split = np.asarray(frames_taps[-2:])[:, th]
+        self._prefit_phi(members, phi_readings)
+        self._prefit_delta1(members, split[0], split[1])
+        # (3) per group: θ sweep with top-only light, then arm-only frames
+        channels = np.full((mc, 2), -1)
+        for j, k in enumerate(members):
+            for o, mode in enumerate((tops[j] + 1, tops[j])):  # bottom output, top output
+                tap = self._channel(c, mode)
+                channels[j, o] = -1 if tap is None else tap
+        for g in (0, 1):
+            group = np.zeros(mc, dtype=bool)
+            group[g::2] = True
+            if not group.any():
+                continue
+            f_g = np.where(np.isin(np.arange(n), tops[group]), amp, 0).astype(np.complex128)
+            start = len(frames_taps)
+            for s in range(self.s):
+                v = self.base_v.copy()
+                v[th[group]] = self.sweep_v[s]
+                take(v, f_g, group, True)
+            self._prefit_theta([k for k, on in zip(members, group) if on], np.asarray(frames_taps[start:]),
+                               channels[group])
+            phases = cal.phases_for_voltages(self.base_v)
+            for arm in (0, 1):
+                f_arm = np.zeros(n, dtype=np.complex128)
+                for j in np.nonzero(group)[0]:
+                    k, m = members[j], tops[j]
+                    k1 = np.pi / 4 + cal.delta[k, 0]
+                    # B(κ1)⁻¹ e_arm, with the φ heater and its tap undone on the top input
+                    a, b = (np.cos(k1), -1j * np.sin(k1)) if arm == 0 else (-1j * np.sin(k1), np.cos(k1))
+                    f_arm[m] = amp * a * np.exp(-1j * phases[k_all + k]) / np.sqrt(1 - t_nom[k_all + k])
+                    f_arm[m + 1] = amp * b
+                take(self.base_v, f_arm, group, True)
+        self._fit(c, members, tops, channels, np.asarray(frames_v), np.asarray(frames_f), np.asarray(frames_taps),
+                  np.asarray(lit), np.asarray(group_frame))
+        # column c joins the prefix: θ at the bar state, φ at 0 V (where the stage's frames pinned its phase)
+        alive_theta = [k for k in members if k not in self.dead]
+        self.base_v[alive_theta] = self._volts_for(alive_theta, np.pi)
         from calibration.procedure import _transfer
 
-        return _transfer(self.cal, phases, columns)
+        self.w = _transfer(cal, cal.phases_for_voltages(self.base_v), [c]) @ self.w
 
-    def _phases(self, volts):
-        return self.cal.phases_for_voltages(volts)
+    def _volts_for(self, heaters, target, near: float = 0.0):
+        """Voltages putting ``heaters`` at ``target`` (mod 2π), on the branch whose V² is nearest ``near``."""
+        cal = self.cal
+        alpha = np.where(cal.alpha[heaters] > 0, cal.alpha[heaters], np.inf)
+        need = np.mod(target - cal.phase_offsets[heaters], TWO_PI)
+        wraps = np.clip(np.round((near * alpha - need) / TWO_PI), 0, None)
+        x = (need + TWO_PI * wraps) / alpha
+        x = np.where(x > self.sweep_x[-1] * 1.2, need / alpha, x)
+        return np.sqrt(x)
 
-    def _volts_for(self, heaters, target):
-        v = np.zeros(len(heaters))
-        for j, i in enumerate(heaters):
-            if i in self.dead or self.cal.alpha[i] <= 0:
-                continue
-            v[j] = np.sqrt(np.mod(target - self.cal.phase_offsets[i], TWO_PI) / self.cal.alpha[i])
-        return v
+    # ---------------------------------------------------------------- first fits (starting points)
+    def _verdict(self, fringe, j) -> str:
+        from calibration.procedure import fringe_verdict
 
-    def _deliver(self, base_v, c_in, f):
-        """Input field that puts ``f`` at the inputs of column ``c_in`` through the calibrated columns before it."""
-        w = self._transfer(self._phases(base_v), range(c_in))
-        return np.linalg.solve(w, f)
+        return fringe_verdict(fringe, j, self.alpha_guess, self.vis_threshold)
 
-    # ---------------------------------------------------------------- one stage
-    def stage(self, c: int) -> None:
-        top, cal, k_all, n = self.top, self.cal, self.top.n_mzis, self.top.n
-        n_cols = top.n_columns
-        prev = list(top.columns[c - 1]) if c >= 1 else []
-        here = list(top.columns[c]) if c < n_cols else []
-        theta_heaters = prev
-        phi_heaters = [k_all + k for k in here]
-        gamma_heaters = list(range(2 * k_all, 2 * k_all + n)) if c == n_cols else []
-        # base voltages: earlier columns in the bar state, everything else at 0 V
-        base_v = np.zeros(cal.n_heaters)
-        earlier = [k for cc in range(max(c - 1, 0)) for k in top.columns[cc]]
-        base_v[earlier] = self._volts_for(earlier, np.pi)
-        c_in = c - 1 if c >= 1 else 0
-        amp = np.sqrt(self.power)
-        # light on each top input of column c_in's MZIs (stage 0: both inputs of column 0's MZIs, in phase)
-        f = np.zeros(n, dtype=np.complex128)
-        if c >= 1:
-            touched = set()
-            for k in prev:
-                f[top.mzis[k][1]] = amp
-                touched.update((top.mzis[k][1], top.mzis[k][1] + 1))
-            for m in set(range(n)) - touched:  # modes that bypass column c−1 feed column c directly
-                f[m] = amp
-        else:
-            for k in here:
-                m = top.mzis[k][1]
-                f[m] = f[m + 1] = amp / np.sqrt(2)
-        x_base = self._deliver(base_v, c_in, f)
-        volts, xs, coherent_rows = [], [], []
-        meas_taps, meas_out = [], []
-
-        def take(v, x, coherent):
-            out = self.bench.measure(v, x, "input", taps="forward", coherent=coherent)
-            volts.append(v.copy())
-            xs.append(np.asarray(x))
-            meas_taps.append(out["taps"][0] - self.offsets[0])
-            meas_out.append(out["coherent"][0] if coherent else np.zeros(n, dtype=np.complex128))
-            coherent_rows.append(coherent)
-
-        use_coherent = bool(gamma_heaters) and self.bench.coherent
-        # (1) θ sweep of column c−1
-        if theta_heaters:
-            start = len(volts)
-            for s in range(self.s):
-                v = base_v.copy()
-                v[theta_heaters] = self.sweep_v[s]
-                take(v, x_base, False)
-            readings = np.asarray(meas_taps[start:])
-            self._prefit_theta(theta_heaters, readings, c)
-        # (2) φ sweep of column c (or γ sweep at the last stage), column c−1 at θ = π/2
-        if phi_heaters or gamma_heaters:
-            v_mid = base_v.copy()
-            if theta_heaters:
-                v_mid[theta_heaters] = self._volts_for(theta_heaters, np.pi / 2)
-            start = len(volts)
-            swept = phi_heaters if phi_heaters else gamma_heaters
-            groups = [swept] if phi_heaters else [swept[0::2], swept[1::2]]
-            for group in groups:
-                for s in range(self.s):
-                    v = v_mid.copy()
-                    v[group] = self.sweep_v[s]
-                    take(v, x_base, use_coherent)
-            if phi_heaters:
-                self._prefit_phi(here, np.asarray(meas_taps[start:]), v_mid, x_base)
-            elif use_coherent:
-                self._prefit_gamma(groups, np.asarray(meas_out[start:]), v_mid, x_base)
-        # (3) random frames: random voltages on the stage heaters, random fields at column c_in
-        stage_heaters = theta_heaters + phi_heaters + gamma_heaters
-        for _ in range(self.r):
-            v = base_v.copy()
-            v[stage_heaters] = np.sqrt(self.rng.uniform(0, self.sweep_x[-1], len(stage_heaters)))
-            lit = f != 0
-            g = np.where(lit, self.rng.normal(size=n) + 1j * self.rng.normal(size=n), 0)
-            g *= np.linalg.norm(f) / max(np.linalg.norm(g), 1e-30)
-            take(v, self._deliver(base_v, c_in, g), use_coherent)
-        # ------------------------------------------------------------ stage least squares
-        taps_used = np.zeros(cal.n_heaters, dtype=bool)
-        taps_used[here] = True
-        taps_used[[k_all + k for k in here]] = True
-        if c == n_cols:
-            taps_used[2 * k_all :] = True
-        taps_used &= self.usable[0]
-        deltas = [2 * k + 1 for k in prev] + [2 * k for k in here]
-        self._fit(stage_heaters, deltas, taps_used, np.asarray(volts), np.asarray(xs), np.asarray(meas_taps),
-                  np.asarray(meas_out), np.asarray(coherent_rows))
-
-    # ---------------------------------------------------------------- first fits
-    def _vis_ok(self, fringe, j):
-        from calibration.procedure import _flat
-
-        vis = fringe.amplitude[j] / (abs(fringe.offset[j]) + fringe.amplitude[j] + 1e-30)
-        return vis >= self.vis_threshold or not _flat(fringe, j)
-
-    def _prefit_theta(self, heaters, readings, c):
+    def _prefit_phi(self, members, readings):
         from calibration.procedure import fit_fringes
 
-        top, k_all = self.top, self.top.n_mzis
-        n_cols = top.n_columns
-        observe = []  # tap reading MZI k's bottom output alone
-        for k in heaters:
-            m = top.mzis[k][1]
-            tap = None
-            if c == n_cols:
-                tap = 2 * k_all + m + 1
-            else:
-                try:
-                    tap = k_all + top.mzi_index(c, m + 1)
-                except KeyError:
-                    tap = None
-            observe.append(tap if tap is not None and self.usable[0, tap] else None)
-        cols = [t for t in observe if t is not None]
-        if not cols:
-            self.unfitted.update(heaters)
-            return
-        fringe = fit_fringes(self.sweep_x, readings[:, cols], self.alpha_guess)
-        j = 0
-        for k, tap in zip(heaters, observe):
-            if tap is None:
-                self.unfitted.add(k)
-                continue
-            if not self._vis_ok(fringe, j):
-                self.dead.add(k)
-            elif 0.5 * self.alpha_guess < fringe.alpha[j] < 1.5 * self.alpha_guess:
-                # bottom output |T10|² = A + B cos θ: Bc = B cos θ0, Bs = −B sin θ0
-                self.cal.phase_offsets[k] = np.mod(np.arctan2(-fringe.sin[j], fringe.cos[j]), TWO_PI)
-                self.cal.alpha[k] = fringe.alpha[j]
-                self.efficiency[tap] = max(fringe.offset[j] + fringe.amplitude[j], 1e-9) / self.power
-            else:
-                self.unfitted.add(k)
-            self.fits_x[k] = self.sweep_x
-            self.fits_y[k] = readings[:, tap]
-            self.fits_m[k] = readings[:, tap] - fringe.residuals[:, j]
-            j += 1
-
-    def _prefit_phi(self, here, readings, v_mid, x):
-        from calibration.procedure import fit_fringes
-
-        top, k_all, cal = self.top, self.top.n_mzis, self.cal
-        c = top.mzis[here[0]][0]
-        arrival = self._transfer(self._phases(v_mid), range(c)) @ x
-        taps = [k if self.usable[0, k] else None for k in here]
-        cols = [t for t in taps if t is not None]
-        if not cols:
-            self.unfitted.update(k_all + k for k in here)
-            return
-        fringe = fit_fringes(self.sweep_x, readings[:, cols], self.alpha_guess)
-        j = 0
-        for k, tap in zip(here, taps):
+        cal, k_all = self.cal, self.k_all
+        fringe = fit_fringes(self.sweep_x, readings, self.alpha_guess)
+        for j, k in enumerate(members):
             heater = k_all + k
-            if tap is None:
+            if not self.usable[0, k]:
                 self.unfitted.add(heater)
+                self.notes.append(f"φ heater {heater}: its θ tap is dark, φ0 started from a scan")
                 continue
-            m = top.mzis[k][1]
-            if abs(arrival[m]) < 1e-6 or abs(arrival[m + 1]) < 1e-6:
-                self.unfitted.add(heater)
-            elif not self._vis_ok(fringe, j):
+            verdict = self._verdict(fringe, j)
+            if verdict == "dead":
                 self.dead.add(heater)
-            elif 0.5 * self.alpha_guess < fringe.alpha[j] < 1.5 * self.alpha_guess:
-                shift = np.angle(arrival[m]) - np.angle(arrival[m + 1])
-                cal.phase_offsets[heater] = np.mod(np.arctan2(fringe.cos[j], fringe.sin[j]) - shift, TWO_PI)
+                cal.alpha[heater] = 0.0
+                continue
+            # equal in-phase inputs: reading = A + B sin(φ) → Bc = B sin φ0, Bs = B cos φ0
+            if verdict in ("ok", "weak"):
+                cal.phase_offsets[heater] = np.mod(np.arctan2(fringe.cos[j], fringe.sin[j]), TWO_PI)
                 cal.alpha[heater] = fringe.alpha[j]
             else:
                 self.unfitted.add(heater)
-            self.fits_x[heater] = self.sweep_x
-            self.fits_y[heater] = readings[:, tap]
-            self.fits_m[heater] = readings[:, tap] - fringe.residuals[:, j]
+            self.fits_y[heater] = readings[:, j]
+            self.fits_m[heater] = readings[:, j] - fringe.residuals[:, j]
+
+    def _prefit_delta1(self, members, p_top, p_bottom):
+        cal, t = self.cal, self.cal.tap_fraction
+        for j, k in enumerate(members):
+            if p_top[j] > 0 and p_bottom[j] > 0 and self.usable[0, k]:
+                ratio = p_bottom[j] / p_top[j] * (1 - t[self.k_all + k])
+                estimate = np.arctan(np.sqrt(ratio)) - np.pi / 4
+                cal.delta[k, 0] = estimate if abs(estimate) < self.max_delta else 0.0
+
+    def _prefit_theta(self, heaters, sweep, channels):
+        from calibration.procedure import fit_fringes
+
+        cal = self.cal
+        # read each MZI's fringe at its bottom-output channel, or at its top-output one if it has none
+        use = [(0, bottom) if bottom >= 0 else (1, top) for bottom, top in channels]
+        if all(tap < 0 for _, tap in use):
+            self.unfitted.update(heaters)
+            return
+        cols = [tap for _, tap in use if tap >= 0]
+        fringe = fit_fringes(self.sweep_x, sweep[:, cols], self.alpha_guess)
+        j = 0
+        for k, (o, tap) in zip(heaters, use):
+            if tap < 0:
+                self.unfitted.add(k)
+                self.notes.append(f"θ heater {k}: no tap downstream sees its outputs, θ0 started from a scan")
+                continue
+            verdict = self._verdict(fringe, j)
+            if verdict == "dead":
+                self.dead.add(k)
+                cal.alpha[k] = 0.0
+            elif verdict in ("ok", "weak"):
+                # bottom output A + B cos θ: Bc = B cos θ0, Bs = −B sin θ0 (top output: A − B cos θ)
+                sign = 1.0 if o == 0 else -1.0
+                cal.phase_offsets[k] = np.mod(np.arctan2(-sign * fringe.sin[j], sign * fringe.cos[j]), TWO_PI)
+                cal.alpha[k] = fringe.alpha[j]
+            else:
+                self.unfitted.add(k)
+            self.fits_y[k] = sweep[:, tap]
+            self.fits_m[k] = sweep[:, tap] - fringe.residuals[:, j]
             j += 1
 
-    def _prefit_gamma(self, groups, outs, v_mid, x):
-        cal, top = self.cal, self.top
-        arrival = self._transfer(self._phases(v_mid), range(top.n_columns)) @ x
+    # ---------------------------------------------------------------- the stage's least squares
+    def _fit(self, c, members, tops, channels, volts, fields, taps, lit, group_frame):
+        import jax.numpy as jnp
+
+        model, res, jac = _stage_functions()
+        cal, k_all, m_max = self.cal, self.k_all, self.m_max
+        mc = len(members)
+        f = 3 * self.s + 6  # the most (averaged) frames a stage takes: one shape for every stage
+        pad = f - len(volts)
+        volts = np.concatenate([volts, np.zeros((pad, volts.shape[1]))])
+        fields = np.concatenate([fields, np.zeros((pad, fields.shape[1]), dtype=fields.dtype)])
+        taps = np.concatenate([taps, np.zeros((pad, taps.shape[1]))])
+        lit = np.concatenate([lit, np.zeros((pad, lit.shape[1]), dtype=bool)])
+        group_frame = np.concatenate([group_frame, np.zeros(pad, dtype=bool)])
+        t = np.asarray(cal.tap_fraction)
+        p0 = np.zeros((m_max, N_PARAMS))
+        alive = np.zeros((m_max, 2))
+        v2 = np.zeros((m_max, f, 2))
+        arrival = np.zeros((m_max, f, 2), dtype=np.complex128)
+        taps_t = np.full((m_max, 2), 0.02)
+        meas = np.zeros((m_max, f, 3))
+        mask = np.zeros((m_max, f, 3), dtype=bool)
+        movable = np.zeros((m_max, N_PARAMS))
+        for j, k in enumerate(members):
+            phi_h, m = k_all + k, tops[j]
+            alive[j] = [phi_h not in self.dead, k not in self.dead]
+            v2[j, :, 0] = volts[:, phi_h] ** 2
+            v2[j, :, 1] = volts[:, k] ** 2
+            arrival[j, :, 0], arrival[j, :, 1] = fields[:, m], fields[:, m + 1]
+            taps_t[j] = [t[phi_h], t[k]]
+            alpha_start = lambda i: cal.alpha[i] if cal.alpha[i] > 0 else self.alpha_guess  # noqa: E731
+            p0[j, :6] = [cal.phase_offsets[phi_h], np.log(alpha_start(phi_h)), cal.phase_offsets[k],
+                         np.log(alpha_start(k)), cal.delta[k, 0], 0.0]
+            if self.usable[0, k]:
+                meas[j, :, 0] = taps[:, k]
+                mask[j, :, 0] = lit[:, j]
+            for o in (0, 1):
+                tap = channels[j, o]
+                if tap >= 0:
+                    # a φ tap or an output tap sees this output alone in every frame; a θ tap downstream
+                    # mixes it with a neighbour's output except in the frames of one group
+                    pure = tap >= k_all
+                    meas[j, :, 1 + o] = taps[:, tap]
+                    mask[j, :, 1 + o] = lit[:, j] & (group_frame | pure)
+            movable[j] = [1, alive[j, 0], 1, alive[j, 1], 1, 1, mask[j, :, 0].any(), mask[j, :, 1].any(),
+                          mask[j, :, 2].any()]
+        scale = float(np.mean(t) * self.power)
+        args = [jnp.asarray(a) for a in (alive, v2, arrival, taps_t, meas, mask)]
+
+        def predict(p):
+            return np.asarray(model(jnp.asarray(p), args[0], args[1], args[2], args[3]))
+
+        def fun(p):
+            return np.asarray(res(jnp.asarray(p), *args, scale))
+
+        def jacobian(p):
+            return np.asarray(jac(jnp.asarray(p), *args, scale))
+
+        # channel efficiencies enter linearly: closed form at the starting point
+        unit = predict(p0)
+        num = np.sum(np.where(mask, unit * meas, 0.0), axis=1)
+        den = np.sum(np.where(mask, unit**2, 0.0), axis=1)
+        p0[:, 6:9] = np.log(np.clip(np.where(den > 0, num / np.maximum(den, 1e-300), 1.0), 1e-6, None))
+        # heaters without a usable first fit (or dead ones, whose phase is a constant): scan φ0 / θ0
+        for j, k in enumerate(members):
+            for col, heater in ((0, k_all + k), (2, k)):
+                if heater in self.unfitted or heater in self.dead:
+                    trial = np.linspace(0, TWO_PI, 12, endpoint=False)
+                    costs = []
+                    for value in trial:
+                        p = p0.copy()
+                        p[j, col] = value
+                        costs.append(np.sum(fun(p)[j] ** 2))
+                    p0[j, col] = trial[int(np.argmin(costs))]
+        var_scale = np.array([0.05, 0.01, 0.05, 0.01, 0.01, 0.01, 0.02, 0.02, 0.02])
+        p, jm, r = batched_levenberg_marquardt(fun, jacobian, p0, movable, var_scale)
+        for j, k in enumerate(members):
+            phi_h = k_all + k
+            cal.phase_offsets[[phi_h, k]] = np.mod(p[j, [0, 2]], TWO_PI)
+            cal.alpha[phi_h] = np.exp(p[j, 1]) if alive[j, 0] else 0.0
+            cal.alpha[k] = np.exp(p[j, 3]) if alive[j, 1] else 0.0
+            cal.delta[k] = np.clip(p[j, 4:6], -self.max_delta, self.max_delta)
+            if movable[j, 6]:
+                self.efficiency[k] = np.exp(p[j, 6])
+            # uncertainties from this MZI's own problem
+            keep = movable[j] > 0
+            jj = jm[j][:, keep]
+            rows = int(mask[j].sum())
+            dof = max(rows - int(keep.sum()), 1)
+            s2 = float(np.sum(r[j] ** 2) / dof) * scale**2
+            cov = s2 * np.linalg.pinv(jj.T @ jj * scale**2, rcond=1e-12, hermitian=True)
+            sig = np.full(N_PARAMS, np.nan)
+            sig[keep] = np.sqrt(np.clip(np.diag(cov), 0, None))
+            self.sigma["phase_offsets"][[phi_h, k]] = sig[[0, 2]]
+            self.sigma["alpha"][[phi_h, k]] = [cal.alpha[phi_h] * sig[1], cal.alpha[k] * sig[3]]
+            self.sigma["delta"][k] = sig[4:6]
+            self.residuals.append(r[j][mask[j].ravel()])
+
+    # ---------------------------------------------------------------- output phases
+    def gamma(self) -> bool:
+        """Output phases γ from the coherent readout, even and odd modes apart. False if the chip has none."""
+        cal, k_all, n = self.cal, self.k_all, self.n
+        amp = np.sqrt(self.power)
+        f_all = np.full(n, amp, dtype=np.complex128)
+        x = self._deliver(f_all)
         design = np.stack([np.ones_like(self.sweep_x), self.sweep_x], axis=1)
-        for g, group in enumerate(groups):
-            modes = [i - 2 * top.n_mzis for i in group]
-            block = outs[g * self.s : (g + 1) * self.s][:, modes]
-            phase = np.unwrap(np.angle(block / arrival[modes]), axis=0)
+        for parity in (0, 1):
+            modes = np.arange(parity, n, 2)
+            heaters = 2 * k_all + modes
+            ys = []
+            for s in range(self.s):
+                v = self.base_v.copy()
+                v[heaters] = self.sweep_v[s]
+                try:
+                    ys.append(self.bench.measure(v, x, "input", coherent=True)["coherent"][0])
+                except NotImplementedError:
+                    return False
+            ys = np.asarray(ys)
+            tap_loss = np.sqrt(1 - np.asarray(cal.tap_fraction)[heaters])
+            phase = np.unwrap(np.angle(ys[:, modes] / (f_all[modes] * tap_loss)), axis=0)
             coef, *_ = np.linalg.lstsq(design, phase, rcond=None)
-            for j, heater in enumerate(group):
+            model = design @ coef
+            for j, heater in enumerate(heaters):
                 if coef[1, j] < 0.5 * self.alpha_guess:
-                    self.dead.add(heater)
+                    self.dead.add(int(heater))
+                    cal.alpha[heater] = 0.0
+                    cal.phase_offsets[heater] = np.mod(np.mean(phase[:, j]), TWO_PI)
                     continue
                 cal.phase_offsets[heater] = np.mod(coef[0, j], TWO_PI)
                 cal.alpha[heater] = coef[1, j]
-                self.fits_x[heater] = self.sweep_x
+                resid = phase[:, j] - model[:, j]
+                sigma = np.sqrt(np.sum(resid**2) / max(self.s - 2, 1) * np.diag(np.linalg.inv(design.T @ design)))
+                self.sigma["phase_offsets"][heater] = sigma[0]
+                self.sigma["alpha"][heater] = sigma[1]
                 self.fits_y[heater] = phase[:, j]
-                self.fits_m[heater] = design @ coef[:, j]
-
-    # ---------------------------------------------------------------- stage least squares
-    def _fit(self, heaters, deltas, taps_used, volts, xs, meas_taps, meas_out, coherent_rows):
-        import jax.numpy as jnp
-
-        from calibration.refine import _levenberg_marquardt
-
-        cal, h = self.cal, self.cal.n_heaters
-        k_all = self.top.n_mzis
-        fit_heaters = [i for i in heaters if i not in self.dead]
-        hp = np.full(self.lh, h)
-        hp[: len(fit_heaters)] = fit_heaters
-        dp = np.full(self.ld, 2 * k_all)
-        dp[: len(deltas)] = deltas
-        used = np.nonzero(taps_used)[0]
-        tp = np.full(self.lt, h)
-        tp[: len(used)] = used
-        dead = np.zeros(h, dtype=bool)
-        dead[list(self.dead)] = True
-        power = np.where(dead[None, :], 0.0, volts**2)
-        alpha_now = np.where(cal.alpha > 0, cal.alpha, self.alpha_guess)
-        free0 = np.concatenate([
-            np.concatenate([cal.phase_offsets[fit_heaters], np.zeros(self.lh - len(fit_heaters))]),
-            np.concatenate([np.log(alpha_now[fit_heaters]), np.zeros(self.lh - len(fit_heaters))]),
-            np.concatenate([cal.delta.ravel()[deltas], np.zeros(self.ld - len(deltas))]),
-            np.concatenate([np.log(np.clip(self.efficiency[used], 1e-9, None)), np.zeros(self.lt - len(used))]),
-        ])
-        tap_scale = 0.02 * self.power
-        args = (
-            jnp.asarray(hp), jnp.asarray(dp), jnp.asarray(tp), jnp.asarray(cal.phase_offsets),
-            jnp.asarray(cal.alpha), jnp.asarray(cal.delta), jnp.asarray(self.efficiency), jnp.asarray(power), jnp.asarray(xs, dtype=jnp.complex128),
-            jnp.asarray(meas_taps), jnp.asarray(taps_used), jnp.asarray(meas_out, dtype=jnp.complex128),
-            jnp.asarray(coherent_rows), tap_scale, np.sqrt(self.power),
-        )
-        # the efficiency of each used tap enters linearly: start it from its closed form
-        fun = lambda p: np.asarray(self.res(jnp.asarray(p), *args), dtype=float)  # noqa: E731
-        for i in [i for i in heaters if i in self.unfitted and i not in self.dead]:
-            j = fit_heaters.index(i)
-            trial = np.linspace(0, TWO_PI, 12, endpoint=False)
-            costs = []
-            for value in trial:
-                p = free0.copy()
-                p[j] = value
-                costs.append(float(np.sum(fun(p) ** 2)))
-            free0[j] = trial[int(np.argmin(costs))]
-        scale = np.concatenate([np.full(self.lh, 0.05), np.full(self.lh, 0.01), np.full(self.ld, 0.01),
-                                np.full(self.lt, 0.02)])
-        # only the stage's parameters move: zero the Jacobian columns of padding and unused taps
-        movable = np.concatenate([
-            np.arange(self.lh) < len(fit_heaters),
-            np.arange(self.lh) < len(fit_heaters),
-            np.arange(self.ld) < len(deltas),
-            np.arange(self.lt) < len(used),
-        ])
-        jac = lambda p: np.asarray(self.jac(jnp.asarray(p), *args), dtype=float) * movable[None, :]  # noqa: E731
-        result = _levenberg_marquardt(fun, jac, free0, scale, max_iterations=25)
-        p = result.x
-        cal.phase_offsets[fit_heaters] = np.mod(p[: len(fit_heaters)], TWO_PI)
-        cal.alpha[fit_heaters] = np.exp(p[self.lh : self.lh + len(fit_heaters)])
-        flat = cal.delta.ravel()
-        flat[deltas] = np.clip(p[2 * self.lh : 2 * self.lh + len(deltas)], -self.max_delta, self.max_delta)
-        cal.delta = flat.reshape(k_all, 2)
-        self.efficiency[used] = np.exp(p[2 * self.lh + self.ld :][: len(used)])
-        r = fun(p)
-        self.residuals.append(r[r != 0])
+                self.fits_m[heater] = model[:, j]
+            self.residuals.append((phase - model).ravel())
+        return True
