@@ -116,28 +116,34 @@ def measure_layer_gradient(
         passes += batch
     t = net.tap_fraction(layer)
     eff_fwd, eff_bwd = (np.where(e > 0, e, np.inf) for e in net.tap_efficiency(layer))  # dark taps: no gradient
+    # Σ_b w_b · (per-sample reading): the batch sum of the gradient is linear in the readings, so each
+    # (batch, taps) frame stack is reduced once (w @ frames) and the per-tap conversions act on (taps,)
+    inv = np.where(ok, 1.0 / np.where(scale > 0, scale, 1.0), 0.0)  # undo the per-sample adjoint scale
+    total = inv.sum()
+
+    def weighted(frames):
+        return inv @ np.asarray(frames, dtype=np.float64)
+
     if analog:
         chip.inject((x + probe).astype(net.dtype), "input")
-        p_minus = np.asarray(chip.read_taps("forward"))
+        p_minus = weighted(chip.read_taps("forward"))
         chip.inject((x - probe).astype(net.dtype), "input")
-        p_plus = np.asarray(chip.read_taps("forward"))
+        p_plus = weighted(chip.read_taps("forward"))
         passes += 2 * batch
         cross = (p_minus - p_plus) / (4.0 * eff_fwd)  # fixed offsets cancel in the difference
     else:
         chip.inject((x + probe).astype(net.dtype), "input")
-        p_sum = np.asarray(chip.read_taps("forward"))
+        p_sum = weighted(chip.read_taps("forward"))
         passes += batch
         dark_fwd, dark_bwd = net.dark_taps(layer)
-        power_sum = (p_sum - dark_fwd) / eff_fwd
-        power_fwd = (fwd_taps - dark_fwd) / eff_fwd
+        # P̂_sum − P̂_fwd: the forward dark frame cancels
+        power_sum_fwd = (p_sum - weighted(fwd_taps)) / eff_fwd
         if adjoint_power == "forward":
-            power_adj = (adj_taps - dark_fwd) / eff_fwd
+            power_adj = (weighted(adj_taps) - total * dark_fwd) / eff_fwd
         else:
-            power_adj = (adj_taps - dark_bwd) / eff_bwd
-        cross = 0.5 * (power_sum - power_fwd - power_adj)  # = −Im(f·b) at each tap
-    cross = cross * np.sqrt(1.0 - t)  # tap field → heater: the backward wave crosses the tap first
-    inv = np.where(ok, 1.0 / np.where(scale > 0, scale, 1.0), 0.0)
-    grad = np.sum(cross * inv[:, None], axis=0)
+            power_adj = (weighted(adj_taps) - total * dark_bwd) / eff_bwd
+        cross = 0.5 * (power_sum_fwd - power_adj)  # = Σ_b w_b·(−Im(f·b)) at each tap
+    grad = cross * np.sqrt(1.0 - t)  # tap field → heater: the backward wave crosses the tap first
     a_in = a_scaled * inv[:, None]
     return grad, a_in, passes
 
