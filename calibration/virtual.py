@@ -352,8 +352,8 @@ class VirtualChip:
         return t.phase_offsets + t.alpha * (power + leak) + cubic
 
     def _set_state(self, v: np.ndarray) -> None:
-        """The true mesh parameters at voltages ``v``, on the device in the simulation precision; the
-        cached transfer matrices of the previous setting are dropped."""
+        """The true mesh parameters at voltages ``v``; the cached transfer matrices of the previous
+        setting are dropped."""
         params = circuits.MeshParams.assemble(
             self.topology,
             self._phases(v),
@@ -362,7 +362,7 @@ class VirtualChip:
             output_loss_db=self.truth.output_loss_db,
             tap_fraction=self.truth.tap_fraction,
         )
-        self._params = params.astype(self._rdtype)
+        self._params = params  # float64: the engine casts to the simulation precision inside the compiled pass
         self._transfer = {}
 
     # ------------------------------------------------------------------ protocol
@@ -440,7 +440,7 @@ class VirtualChip:
             direction = self._direction()
             matrix = self._transfer.get(direction)
             if matrix is None:
-                u = circuits.unitary(self.topology, self._params, dtype=self._cdtype)
+                u = circuits.unitary(self.topology, self._params.astype(self._rdtype), dtype=self._cdtype)
                 matrix = u.T if direction == "forward" else u  # y = U x forward, Uᵀ x backward (rows: fields)
                 self._transfer[direction] = matrix
             self._y = np.asarray(_apply(matrix, self._field))[: self._batch].astype(np.complex128)
