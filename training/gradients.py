@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 import jax.numpy as jnp
 import numpy as np
 
-from training.network import PhotonicNetwork
+from training.network import PhotonicNetwork, _device
 
 
 @dataclass
@@ -47,7 +47,7 @@ class GradientResult:
 
 
 def _as_list(grads, net):
-    return [jnp.asarray(g, dtype=net.real_dtype) for g in grads]
+    return [_device(g, net.real_dtype) for g in grads]
 
 
 # ------------------------------------------------------------------------------------------- autodiff
