@@ -177,16 +177,18 @@ def section_budget(args):
           f"through one mesh); each method gets the epochs the budget buys, Adam with cosine decay over them, "
           f"batch 32. Seeds {seeds} (initial phases, batch order, and the feedback matrices of two_pass/dfa); "
           f"test accuracy on the chip at the epoch of lowest training loss, mean ± std over seeds. Learning "
-          f"rates: the best mean training accuracy on a grid (insitu, two_pass: 0.02/0.05/0.1/0.2; the others "
-          f"two points), see docs/training.md.\n")
+          f"rates: the best mean training accuracy over seeds on a grid (0.02/0.05/0.1/0.2 for insitu, "
+          f"two_pass and autodiff; 0.05/0.1 for insitu_analog and the control, 0.05/0.1/0.2 for dfa, "
+          f"0.02/0.05/0.1 for spsa), see docs/training.md.\n")
     methods = [  # label, method, options, learning rate, chip passes per sample (3 layers)
         ("insitu (backprop)", "insitu", {}, 0.05, 9),
-        ("insitu_analog", "insitu_analog", {}, 0.05, 12),
-        ("two_pass (PEPITA), model mapping", "two_pass", {"mapping": "model"}, 0.05, 6),
-        ("two_pass, hidden layers frozen (control)", _hidden_frozen, {"mapping": "model"}, 0.05, 6),
-        ("dfa, model mapping", "dfa", {"mapping": "model"}, 0.05, 3),
-        ("spsa (ε = 0.05 rad)", "spsa", {"perturbation": 0.05}, 0.02, 6),
-        ("autodiff on the twin (0 passes)", "autodiff", {}, 0.05, None),
+        ("insitu_analog", "insitu_analog", {}, 0.1, 12),
+        ("two_pass (PEPITA), model mapping", "two_pass", {"mapping": "model"}, 0.1, 6),
+        ("two_pass, pre-activation activities", "two_pass", {"mapping": "model", "activity": "pre"}, 0.1, 6),
+        ("two_pass, hidden layers frozen (control)", _hidden_frozen, {"mapping": "model"}, 0.1, 6),
+        ("dfa, model mapping", "dfa", {"mapping": "model"}, 0.1, 3),
+        ("spsa (ε = 0.05 rad)", "spsa", {"perturbation": 0.05}, 0.05, 6),
+        ("autodiff on the twin (0 passes)", "autodiff", {}, 0.2, None),
     ]
     rows, histories = [], {}
     for label, method, options, lr, per_sample in methods:

@@ -230,7 +230,7 @@ def two_pass(
     seed: int = 0,
     feedback_scale: float = 0.05,
     mapping: str = "model",
-    activity: str = "pre",
+    activity: str = "auto",
     **_,
 ) -> GradientResult:
     """Two-pass forward propagation (Ahmadnejad & Koohi 2024), the PEPITA rule (Dellaferrera & Kreiman 2022).
@@ -242,8 +242,11 @@ def two_pass(
     its ports (``e'`` through the power readout). A mesh cannot apply ΔW, so ΔW is mapped to phases by
     the projection ``g_i = Re⟨∂U/∂θ_i, ΔW⟩`` (the gradient of ``Re Σ_b c_b·U x'_b`` with
     ``c = conj(δ)/B``): through the digital twin's Jacobian (``mapping="model"``, default) or measured in
-    situ (``mapping="insitu"``, +2 passes per sample and layer). ``activity="post"`` uses the difference
-    of the post-nonlinearity activities ``f(z) − f(z')`` instead (PEPITA's h; phase-blind for |z|).
+    situ (``mapping="insitu"``, +2 passes per sample and layer). ``activity``: ``"post"`` takes the
+    difference of the post-nonlinearity activities ``f(z) − f(z')`` (PEPITA's h, as the rule is written),
+    ``"pre"`` that of the mesh outputs ``z − z'``; ``"auto"`` (default) is ``"post"`` for activations
+    that keep the field's phase (``eo``, ``linear``) and ``"pre"`` for ``abs``/``abs2``, whose real
+    activities cannot steer a complex update (moons, EO, equal budget: post 89.7 %, pre 85.7 %).
     Needs, beyond forward passes: coherent
     readout of every layer's output and the input modulator to add F·e."""
     f = _feedback("pepita", net, seed, feedback_scale)
@@ -268,6 +271,10 @@ def two_pass(
         if l == net.n_layers - 1:
             _, c = net.output_adjoint(zs2[-1], labels)
         else:
+            if activity == "auto":
+                activity = "pre" if net.activation.from_powers else "post"
+            if activity not in ("pre", "post"):
+                raise ValueError(f"activity must be 'auto', 'pre' or 'post', got {activity!r}")
             if activity == "pre":
                 delta = np.asarray(zs1[l]) - np.asarray(zs2[l])
             else:  # post-activation activities, taken as the field-space error as they are
