@@ -119,6 +119,7 @@ def measure_layer_gradient(
     # Σ_b w_b · (per-sample reading): the batch sum of the gradient is linear in the readings, so each
     # (batch, taps) frame stack is reduced once (w @ frames) and the per-tap conversions act on (taps,)
     inv = np.where(ok, 1.0 / np.where(scale > 0, scale, 1.0), 0.0)  # undo the per-sample adjoint scale
+    inv = inv.astype(np.float64)  # float32 for a complex64 network: a mixed-dtype einsum takes the slow path
     total = inv.sum()
 
     def weighted(frames):  # einsum, not BLAS: a threaded gemv stalls on a busy machine (50× measured)
