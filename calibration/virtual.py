@@ -23,6 +23,11 @@ says how many photo-electrons a full-scale pixel collects (σ/P = shot at full s
 (``read_outputs``) use the same shot and read figures with a 1 mW reference, no quantization and no
 gain spread. ``read_outputs_coherent`` models a coherent analyzer: the complex output field with
 complex Gaussian noise of per-quadrature σ = ``shot``·|y| + ``read_mw`` (read_mw taken in √mW there).
+
+Simulation: lazy by default (only what a ``read_*`` asks for is simulated: outputs through the transfer
+matrix cached per voltage setting, the tapped pass only for tap frames of the lit direction), in
+complex128 or, with ``precision="complex64"``, in single precision; the camera model is applied in float64
+on what is read, identically in every mode.
 """
 
 from __future__ import annotations
