@@ -11,6 +11,7 @@ Every section prints a Markdown table (the ones in docs/training.md come from th
 from __future__ import annotations
 
 import argparse
+import os
 import pathlib
 import sys
 import time
@@ -32,6 +33,7 @@ from training import (  # noqa: E402
     insitu,
     insitu_analog,
     plot_decision_boundary,
+    two_pass,
     plot_histories,
     train,
 )
@@ -158,39 +160,62 @@ def section_digits(args):
 
 
 # ------------------------------------------------------------------------------------ equal budgets
+def _hidden_frozen(net, phases, features, labels, **options):
+    """Control for two_pass: its passes and its last-layer update, with the hidden layers' updates zeroed."""
+    result = two_pass(net, phases, features, labels, **options)
+    result.grads = [0.0 * g for g in result.grads[:-1]] + [result.grads[-1]]
+    return result
+
+
 def section_budget(args):
     chip, cal, _ = calibrated_chip()
     ds = data.moons()
     budget = args.budget_epochs * len(ds.y_train) * 3 * 3  # what insitu spends in budget_epochs epochs
+    seeds = list(range(args.seeds))
     print("### Gradient methods at an equal chip-pass budget (moons, same calibrated chip)\n")
     print(f"Budget: {budget:,} chip passes (= {args.budget_epochs} epochs of insitu; one pass = one sample "
-          f"through one mesh); each method gets the epochs the budget buys. Adam with cosine decay from lr "
-          f"{args.lr} (SPSA: 0.02, ε = 0.05 rad, one perturbation per batch); accuracy measured on the chip.\n")
+          f"through one mesh); each method gets the epochs the budget buys, Adam with cosine decay over them, "
+          f"batch 32. Seeds {seeds} (initial phases, batch order, and the feedback matrices of two_pass/dfa); "
+          f"test accuracy on the chip at the epoch of lowest training loss, mean ± std over seeds. Learning "
+          f"rates: the best mean training accuracy over seeds on a grid (0.02/0.05/0.1/0.2 for insitu, "
+          f"two_pass and autodiff; 0.05/0.1 for insitu_analog and the control, 0.05/0.1/0.2 for dfa, "
+          f"0.02/0.05/0.1 for spsa), see docs/training.md.\n")
     methods = [  # label, method, options, learning rate, chip passes per sample (3 layers)
-        ("insitu (backprop)", "insitu", {}, args.lr, 9),
-        ("insitu_analog", "insitu_analog", {}, args.lr, 12),
-        ("two_pass (PEPITA), model mapping", "two_pass", {"mapping": "model"}, args.lr, 6),
-        ("dfa, model mapping", "dfa", {"mapping": "model"}, args.lr, 3),
-        ("spsa", "spsa", {"perturbation": 0.05}, 0.02, 6),
-        ("autodiff on the twin (0 passes)", "autodiff", {}, args.lr, None),
+        ("insitu (backprop)", "insitu", {}, 0.05, 9),
+        ("insitu_analog", "insitu_analog", {}, 0.1, 12),
+        ("two_pass (PEPITA), model mapping", "two_pass", {"mapping": "model"}, 0.1, 6),
+        ("two_pass, pre-activation activities", "two_pass", {"mapping": "model", "activity": "pre"}, 0.1, 6),
+        ("two_pass, hidden layers frozen (control)", _hidden_frozen, {"mapping": "model"}, 0.1, 6),
+        ("dfa, model mapping", "dfa", {"mapping": "model"}, 0.1, 3),
+        ("spsa (ε = 0.05 rad)", "spsa", {"perturbation": 0.05}, 0.05, 6),
+        ("autodiff on the twin (0 passes)", "autodiff", {}, 0.2, None),
     ]
     rows, histories = [], {}
     for label, method, options, lr, per_sample in methods:
-        net = two_d_network(chip, cal)
+        if args.budget_methods and not any(k in label for k in args.budget_methods):
+            continue
         # as many epochs as the budget buys, with the cosine decay spread over them
         epochs = args.budget_epochs if per_sample is None else int(np.ceil(budget / (per_sample * len(ds.y_train))))
-        run = train(net, ds, method, epochs=epochs, learning_rate=lr, schedule="cosine", seed=0, restore_best=True,
-                    max_passes=None if per_sample is None else budget, method_options=options, progress=args.progress)
-        h = run.history
-        histories[label] = h
-        acc = [net.evaluate(run.phases, ds.x_test, ds.y_test, on="chip")[1] for _ in range(args.eval_repeats)]
-        rows.append([label, f"{h.passes[-1]:,}", h.epoch[-1], f"{100 * np.mean(acc):.1f} ± {100 * np.std(acc):.1f} %",
-                     pct(max(h.test_acc)), f"{h.wall_time[-1]:.0f} s"])
+        acc, passes, wall = [], [], []
+        for seed in seeds:
+            net = two_d_network(chip, cal)
+            opts = dict(options, seed=seed) if method in ("two_pass", "dfa", _hidden_frozen) else options
+            run = train(net, ds, method, epochs=epochs, learning_rate=lr, schedule="cosine", seed=seed,
+                        restore_best=True, max_passes=None if per_sample is None else budget, method_options=opts,
+                        progress=args.progress)
+            h = run.history
+            acc.append(h.test_acc[run.best_epoch - 1])
+            passes.append(h.passes[-1])
+            wall.append(h.wall_time[-1])
+            if seed == 0:
+                histories[label] = h
+        rows.append([label, lr, f"{int(np.mean(passes)):,}", epochs, f"{100 * np.mean(acc):.1f} ± {100 * np.std(acc):.1f} %",
+                     " / ".join(f"{100 * a:.1f}" for a in acc), f"{np.mean(wall):.0f} s"])
+        print(f"  {label}: {rows[-1][4]}", flush=True)
     if args.out:
         plot_histories({k: v for k, v in histories.items() if "autodiff" not in k}, args.out / "budget_moons.png")
-    table(["method", "chip passes", "epochs", "test acc on chip", "best epoch's test acc", "train time"], rows)
-    print("Test accuracy as in the previous table (lowest-training-loss epoch, mean ± std of repeated chip "
-          "evaluations).\n")
+    print()
+    table(["method", "lr", "chip passes", "epochs", "test acc on chip (mean ± std)", "per seed", "train time / run"], rows)
 
 
 # --------------------------------------------------------------------------------------------- speed
@@ -225,42 +250,79 @@ class TimedChip:
         return self._timed("read_outputs_coherent")
 
 
+class TimedCalibration:
+    """A Calibration proxy that accumulates the seconds spent converting phases to heater voltages."""
+
+    def __init__(self, cal):
+        self.inner, self.seconds = cal, 0.0
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    def voltages_for_phases(self, *a, **k):
+        start = time.perf_counter()
+        out = self.inner.voltages_for_phases(*a, **k)
+        self.seconds += time.perf_counter() - start
+        return out
+
+
 def section_speed(args):
     n, batch, layers = 64, 256, 2
     top = circuits.rectangular(n)
     ds = data.digits()
     x, y = ds.x_train[:batch], ds.y_train[:batch]
     print(f"### One training step: batch {batch}, n = {n}, {layers} layers ({jax.devices()[0].platform}, "
-          f"median of {args.repeats})\n")
-    rows = []
-    chips = [TimedChip(VirtualChip(top, AsBuilt.ideal(top), Noise.none(), seed=i)) for i in range(layers)]
-    results = {}
-    for dtype in (jnp.complex64, jnp.complex128):
-        net = PhotonicNetwork(top, layers, 10, chips=chips, calibrations=[Calibration.nominal(top)] * layers,
-                              activation="abs", loss="softmax_ce", dtype=dtype)
-        for name, method in (("autodiff", autodiff), ("insitu", insitu), ("insitu_analog", insitu_analog)):
-            method(net, net.init(0), x, y)  # compile
-            times, inside = [], []
-            for r in range(args.repeats):
-                phases = net.init(r + 1)  # new phases: the chips are reprogrammed as in a real step
-                for c in chips:
+          f"median of {args.repeats}, methods interleaved)\n")
+    print("Ideal chips (one per layer, no noise), nominal calibrations, |z| activation, softmax-CE. Precision: "
+          "the network's dtype (the twin autodiff runs on) / the VirtualChip's simulation precision; the last "
+          "rows run the chip eagerly (a full tapped complex128 pass at every inject, as before lazy evaluation).\n")
+    configs = [  # label, network dtype, chip precision, lazy chip, methods
+        ("complex64", jnp.complex64, "complex64", True, ("autodiff", "insitu", "insitu_analog")),
+        ("complex128", jnp.complex128, "complex128", True, ("autodiff", "insitu", "insitu_analog")),
+        ("complex128 net / complex64 chip", jnp.complex128, "complex64", True, ("autodiff", "insitu")),
+        ("complex64 net, eager complex128 chip (before)", jnp.complex64, "complex128", False, ("autodiff", "insitu")),
+    ]
+    methods = {"autodiff": autodiff, "insitu": insitu, "insitu_analog": insitu_analog}
+    rows, ratios = [], {}
+    print(f"BLAS threads: OPENBLAS_NUM_THREADS={os.environ.get('OPENBLAS_NUM_THREADS', 'unset')} (the heater-law "
+          f"inversion uses dense BLAS products; on a busy 2-core machine threaded BLAS stalls).\n")
+    for label, dtype, precision, lazy, names in configs:
+        chips = [TimedChip(VirtualChip(top, AsBuilt.ideal(top), Noise.none(), seed=i, precision=precision, lazy=lazy))
+                 for i in range(layers)]
+        cals = [TimedCalibration(Calibration.nominal(top)) for _ in range(layers)]
+        net = PhotonicNetwork(top, layers, 10, chips=chips, calibrations=cals, activation="abs", loss="softmax_ce",
+                              dtype=dtype)
+        for name in names:
+            methods[name](net, net.init(0), x, y)  # compile
+        times = {name: [] for name in names}
+        inside = {name: [] for name in names}
+        program = {name: [] for name in names}
+        passes = {}
+        for r in range(args.repeats):
+            for k, name in enumerate(names):
+                phases = net.init(1 + r * len(names) + k)  # new phases every step: the chips are reprogrammed
+                for c in chips + cals:
                     c.seconds = 0.0
                 start = time.perf_counter()
-                result = method(net, phases, x, y)
+                result = methods[name](net, phases, x, y)
                 jax.block_until_ready(result.grads)
-                times.append(time.perf_counter() - start)
-                inside.append(sum(c.seconds for c in chips))
-            step, chip_s = float(np.median(times)), float(np.median(inside))
-            results[(name, str(jnp.dtype(dtype)))] = (step, chip_s)
-            rows.append([name, str(jnp.dtype(dtype)), f"{1e3 * step:.0f} ms", f"{1e3 * chip_s:.0f} ms",
-                         f"{1e3 * (step - chip_s):.0f} ms", f"{batch / step:,.0f}", result.passes])
-    table(["method", "network dtype", "step (median)", "of which inside the VirtualChip", "training side",
-           "samples/s", "chip passes"], rows)
-    for dt in ("complex64", "complex128"):
-        (s_in, c_in), (s_ad, _) = results[("insitu", dt)], results[("autodiff", dt)]
-        print(f"insitu / autodiff ({dt} twin): {s_in / s_ad:.1f}× per step; "
-              f"without the chip simulation: {(s_in - c_in) / s_ad:.1f}×  ")
-    print("(the VirtualChip simulates every pass in complex128, recording every tap, whatever the network dtype)\n")
+                times[name].append(time.perf_counter() - start)
+                inside[name].append(sum(c.seconds for c in chips))
+                program[name].append(sum(c.seconds for c in cals))
+                passes[name] = result.passes
+        base = np.asarray(times["autodiff"])
+        for name in names:
+            step = float(np.median(times[name]))
+            ratio = float(np.median(np.asarray(times[name]) / base))  # per repeat: load drifts hit both
+            ratios[(label, name)] = ratio
+            rows.append([name, label, f"{1e3 * step:.1f} ms", f"{ratio:.1f}×", f"{batch / step:,.0f}",
+                         f"{1e3 * np.median(inside[name]):.1f} ms", f"{1e3 * np.median(program[name]):.1f} ms",
+                         f"{1e3 * (step - np.median(inside[name]) - np.median(program[name])):.1f} ms", passes[name]])
+    table(["method", "precision (network / chip)", "step (median)", "÷ autodiff step", "samples/s",
+           "inside the VirtualChip", "phases → voltages (Calibration)", "rest (digital)", "chip passes"], rows)
+    for label, *_ in configs:
+        print(f"insitu / autodiff ({label}): {ratios[(label, 'insitu')]:.1f}×  ")
+    print("(÷ autodiff step: the median over repeats of the ratio of the two steps timed back to back)\n")
 
 
 SECTIONS = {"2d": section_2d, "digits": section_digits, "budget": section_budget, "speed": section_speed}
@@ -273,11 +335,13 @@ def main(argv=None):
     p.add_argument("--epochs", type=int, default=30)
     p.add_argument("--lr", type=float, default=0.05)
     p.add_argument("--budget-epochs", type=int, default=10)
+    p.add_argument("--seeds", type=int, default=3, help="seeds of the budget comparison")
+    p.add_argument("--budget-methods", nargs="*", default=None, help="only budget rows whose label contains one")
     p.add_argument("--digits-epochs", type=int, default=12)
     p.add_argument("--digits-lr", type=float, default=0.02)
     p.add_argument("--digits-tap", type=float, default=1e-3)
     p.add_argument("--digits-methods", nargs="*", default=["autodiff", "insitu", "insitu_fwd", "insitu_analog"])
-    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--repeats", type=int, default=9)
     p.add_argument("--eval-repeats", type=int, default=5)
     p.add_argument("--progress", action="store_true")
     args = p.parse_args(argv)

@@ -23,12 +23,20 @@ says how many photo-electrons a full-scale pixel collects (σ/P = shot at full s
 (``read_outputs``) use the same shot and read figures with a 1 mW reference, no quantization and no
 gain spread. ``read_outputs_coherent`` models a coherent analyzer: the complex output field with
 complex Gaussian noise of per-quadrature σ = ``shot``·|y| + ``read_mw`` (read_mw taken in √mW there).
+
+Simulation: lazy by default (only what a ``read_*`` asks for is simulated: outputs through the transfer
+matrix cached per voltage setting, the tapped pass only for tap frames of the lit direction), in
+complex128 or, with ``precision="complex64"``, in single precision; the camera model is applied in float64
+on what is read, identically in every mode.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from functools import partial
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 from numpy.typing import ArrayLike
 
@@ -217,6 +225,29 @@ class Noise:
 
 
 # ----------------------------------------------------------------------------- the chip
+PRECISIONS = ("complex128", "complex64")
+
+
+def _bucket(batch: int) -> int:
+    """Batch sizes are padded to the next power of two, so varying batches reuse a few compiled shapes."""
+    return batch if batch & (batch - 1) == 0 else 1 << batch.bit_length()
+
+
+@partial(jax.jit, static_argnames=("topology", "direction"))
+def _tapped_pass(topology, params, x, tap_fraction, lit, direction):
+    """Output field and true tap powers (tapped fraction × guide power; 0 at dark taps) of one batch,
+    in one compiled call: the |f|² is fused into the pass, so only real powers come back to the host."""
+    y, fields = circuits.propagate(topology, params, x, taps=True, direction=direction, check=False)
+    power = tap_fraction * (jnp.real(fields) ** 2 + jnp.imag(fields) ** 2)
+    return y, jnp.where(lit, power, 0.0).astype(jnp.float64)
+
+
+@jax.jit
+def _apply(matrix, x):
+    """y = x @ matrix (rows of x are fields): the untapped pass through a cached transfer matrix."""
+    return jnp.matmul(x, matrix, precision=jax.lax.Precision.HIGHEST)
+
+
 class VirtualChip:
     """A simulated fabricated mesh with hidden errors and a noisy camera; implements :class:`calibration.Chip`.
 
@@ -226,6 +257,16 @@ class VirtualChip:
         noise: detector noise; default :meth:`Noise.none`.
         seed: seeds the default errors, the per-grating gains/offsets and the noise stream.
         max_voltage: heaters accept |V| ≤ max_voltage.
+        precision: ``"complex128"`` (default: exact to ~1e-15, what calibration fits and the in-situ
+            gradient identities are tested against) or ``"complex64"`` (the light simulated in single
+            precision, ~1e-7 relative: far below any camera noise, ~2× faster). The heater law and the
+            camera model run in float64 either way; readings are float64 arrays.
+        lazy: ``True`` (default) simulates only what is read: :meth:`inject` stores the field; the output
+            ports are computed when a ``read_outputs*`` asks (through the transfer matrix, cached per
+            voltage setting and direction); the tapped pass runs only when :meth:`read_taps` asks for the
+            lit direction (the unlit one reads dark without a simulation). ``False`` runs the full
+            tapped pass at every :meth:`inject` (the reference behaviour). Both give the same readings to
+            rounding, with the same noise draws.
 
     ``truth`` and :meth:`unitary` are for tests only. ``measurements`` counts every frame read (each
     ``read_*`` call counts one per injected field).
@@ -238,32 +279,50 @@ class VirtualChip:
         noise: Noise | None = None,
         seed: int = 0,
         max_voltage: float = 5.0,
+        precision: str = "complex128",
+        lazy: bool = True,
     ):
         if not isinstance(topology, circuits.MeshTopology):
             raise TypeError(
                 f"VirtualChip needs a circuits.MeshTopology, got {type(topology).__name__}; for a layout, "
                 "build the topology of its mesh (circuits.topology(n, kind))"
             )
+        precision = str(jnp.dtype(precision)) if not isinstance(precision, str) else precision
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
         self.topology = topology
         self.truth = errors if errors is not None else AsBuilt.random(topology, seed=seed)
         self.noise = noise if noise is not None else Noise.none()
         self.max_voltage = float(max_voltage)
+        self.precision = precision
+        self.lazy = bool(lazy)
         self.measurements = 0
         h = topology.n_shifters
         self._check_truth(self.truth)
+        self._cdtype = jnp.dtype(precision)
+        self._rdtype = jnp.float32 if precision == "complex64" else jnp.float64
         self._rng = np.random.default_rng([seed, 7919])
         gains = 1.0 + self.noise.gain_sigma * self._rng.normal(size=(2, h))
         self._gain = np.clip(gains, 0.05, None)
         self._offset = self.noise.offset_mw * self._rng.uniform(0.5, 1.5, size=(2, h))
+        self._unit_camera = bool(np.all(self._gain == 1.0) and not np.any(self._offset))
         dark = np.zeros(h, dtype=bool)
         dark[list(self.truth.dark_taps)] = True
         self._dark = dark
+        # device-side constants of the tapped pass
+        self._tap_fraction = jnp.asarray(self.truth.tap_fraction, dtype=self._rdtype)
+        self._lit = jnp.asarray(~dark)
+        # the heater law's crosstalk as a sparse product (X is zero but for neighbouring heaters)
+        rows, cols = np.nonzero(self.truth.crosstalk)
+        self._xtalk = (rows, cols, self.truth.crosstalk[rows, cols])
         self._voltages = np.zeros(h)
-        self._params = self.truth.mesh_params(topology, self._voltages)
-        self._field: np.ndarray | None = None
+        self._set_state(self._voltages)
+        self._field = None
+        self._batch = 0
         self._single = True
         self._side = "input"
-        self._result = None
+        self._y = None
+        self._taps = None
 
     def _check_truth(self, truth: AsBuilt) -> None:
         k, n, h = self.topology.n_mzis, self.topology.n, self.topology.n_shifters
@@ -284,6 +343,33 @@ class VirtualChip:
             if not 0 <= i < h:
                 raise circuits.ParamsError(f"fault index {i} is not a heater/tap of this chip (0..{h - 1})")
 
+    def _phases(self, v: np.ndarray) -> np.ndarray:
+        """The heater law of :meth:`AsBuilt.phases`, with the crosstalk product taken over its nonzeros."""
+        t = self.truth
+        power = v**2
+        cubic = t.beta * v**3
+        if t.dead_heaters:
+            dead = list(t.dead_heaters)
+            power[dead] = 0.0
+            cubic[dead] = 0.0
+        rows, cols, values = self._xtalk
+        leak = np.bincount(rows, weights=values * power[cols], minlength=len(v)) if len(rows) else 0.0
+        return t.phase_offsets + t.alpha * (power + leak) + cubic
+
+    def _set_state(self, v: np.ndarray) -> None:
+        """The true mesh parameters at voltages ``v``; the cached transfer matrices of the previous
+        setting are dropped."""
+        params = circuits.MeshParams.assemble(
+            self.topology,
+            self._phases(v),
+            delta=self.truth.delta,
+            loss_db=self.truth.loss_db,
+            output_loss_db=self.truth.output_loss_db,
+            tap_fraction=self.truth.tap_fraction,
+        )
+        self._params = params  # float64: the engine casts to the simulation precision inside the compiled pass
+        self._transfer = {}
+
     # ------------------------------------------------------------------ protocol
     @property
     def n_modes(self) -> int:
@@ -299,9 +385,9 @@ class VirtualChip:
         return self._voltages.copy()
 
     def set_voltages(self, voltages: ArrayLike) -> None:
-        v = np.asarray(voltages, dtype=float) if not np.iscomplexobj(voltages) else None
-        if v is None:
+        if np.iscomplexobj(voltages):
             raise VoltageError("voltages must be real")
+        v = np.array(voltages, dtype=float)
         if v.shape != (self.n_heaters,):
             raise VoltageError(f"voltages must have shape ({self.n_heaters},), got {v.shape}")
         if not np.all(np.isfinite(v)):
@@ -309,9 +395,13 @@ class VirtualChip:
         if np.any(np.abs(v) > self.max_voltage):
             worst = int(np.argmax(np.abs(v)))
             raise VoltageError(f"voltage {v[worst]:.3g} V on heater {worst} exceeds ±{self.max_voltage} V")
-        self._voltages = v.copy()
-        self._params = self.truth.mesh_params(self.topology, v)
-        self._result = None
+        changed = not np.array_equal(v, self._voltages)
+        self._voltages = v
+        if changed:  # the same setting again keeps the simulated state (and cached transfer matrices)
+            self._set_state(v)
+        self._y = self._taps = None
+        if not self.lazy and self._field is not None:
+            self._simulate_tapped()
 
     def inject(self, x: ArrayLike, side: str = "input") -> None:
         if side not in ("input", "output"):
@@ -324,18 +414,49 @@ class VirtualChip:
         if not np.all(np.isfinite(x)):
             raise FieldError("field contains NaN or infinity")
         self._single = x.ndim == 1
-        self._field = np.atleast_2d(x).astype(np.complex128)
+        x = np.atleast_2d(x)
+        self._batch = x.shape[0]
+        padded = _bucket(self._batch)
+        if padded != self._batch:
+            x = np.concatenate([x, np.zeros((padded - self._batch, self.n_modes), dtype=x.dtype)])
+        self._field = jnp.asarray(x, dtype=self._cdtype)  # one host→device copy per injection
         self._side = side
-        self._result = None
+        self._y = self._taps = None
+        if not self.lazy:
+            self._simulate_tapped()
 
-    def _propagate(self):
+    def _direction(self) -> str:
+        return "forward" if self._side == "input" else "backward"
+
+    def _require_field(self) -> None:
         if self._field is None:
             raise ChipStateError("inject a field before reading the chip")
-        if self._result is None:
-            direction = "forward" if self._side == "input" else "backward"
-            y, taps = circuits.propagate(self.topology, self._params, self._field, taps=True, direction=direction)
-            self._result = (np.asarray(y), np.asarray(taps))
-        return self._result
+
+    def _simulate_tapped(self) -> None:
+        y, power = _tapped_pass(self.topology, self._params, self._field, self._tap_fraction, self._lit, self._direction())
+        if self._y is None:
+            self._y = np.asarray(y)[: self._batch].astype(np.complex128)
+        self._taps = np.asarray(power)[: self._batch]
+
+    def _outputs(self) -> np.ndarray:
+        """The field at the ports opposite the injection side (complex128 array), simulated once per injection."""
+        self._require_field()
+        if self._y is None:
+            direction = self._direction()
+            matrix = self._transfer.get(direction)
+            if matrix is None:
+                u = circuits.unitary(self.topology, self._params.astype(self._rdtype), dtype=self._cdtype)
+                matrix = u.T if direction == "forward" else u  # y = U x forward, Uᵀ x backward (rows: fields)
+                self._transfer[direction] = matrix
+            self._y = np.asarray(_apply(matrix, self._field))[: self._batch].astype(np.complex128)
+        return self._y
+
+    def _tap_powers(self) -> np.ndarray:
+        """True tap powers (batch, n_heaters) of the lit direction, simulated once per injection."""
+        self._require_field()
+        if self._taps is None:
+            self._simulate_tapped()
+        return self._taps
 
     def _shape(self, a: np.ndarray) -> np.ndarray:
         return a[0] if self._single else a
@@ -343,22 +464,23 @@ class VirtualChip:
     def read_taps(self, direction: str = "forward") -> np.ndarray:
         if direction not in ("forward", "backward"):
             raise ValueError(f"direction must be 'forward' or 'backward', got {direction!r}")
-        _, fields = self._propagate()
-        batch = fields.shape[0]
+        self._require_field()
+        batch = self._batch
         self.measurements += batch
         lit = (direction == "forward") == (self._side == "input")
         if lit:
-            power = self.truth.tap_fraction * np.abs(fields) ** 2
-            power[:, self._dark] = 0.0
+            power = self._tap_powers()
+            self._taps = None  # the caller owns this array (no copy); a second read simulates again
         else:
-            power = np.zeros_like(fields, dtype=float)
+            power = np.zeros((batch, self.n_heaters))
         g = 0 if direction == "forward" else 1
         noise = self.noise
         fs = noise.full_scale_mw
         reading = power
         if noise.shot:
             reading = reading + noise.shot * np.sqrt(np.clip(power, 0, None) * fs) * self._rng.normal(size=power.shape)
-        reading = self._gain[g] * reading + self._offset[g]
+        if not self._unit_camera:
+            reading = self._gain[g] * reading + self._offset[g]
         if noise.read_mw:
             reading = reading + noise.read_mw * self._rng.normal(size=power.shape)
         if noise.bits:
@@ -367,7 +489,7 @@ class VirtualChip:
         return self._shape(reading)
 
     def read_outputs(self) -> np.ndarray:
-        y, _ = self._propagate()
+        y = self._outputs()
         self.measurements += y.shape[0]
         power = np.abs(y) ** 2
         if self.noise.shot:
@@ -378,11 +500,13 @@ class VirtualChip:
 
     def read_outputs_coherent(self) -> np.ndarray:
         """Complex field at the ports opposite the injection side (an ideal coherent analyzer with noise)."""
-        y, _ = self._propagate()
+        y = self._outputs()
         self.measurements += y.shape[0]
         sigma = self.noise.shot * np.abs(y) + self.noise.read_mw
         if np.any(sigma):
             y = y + sigma * (self._rng.normal(size=y.shape) + 1j * self._rng.normal(size=y.shape)) / np.sqrt(2)
+        else:
+            y = y.copy()
         return self._shape(y)
 
     # ------------------------------------------------------------------ tests only

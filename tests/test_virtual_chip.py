@@ -108,3 +108,73 @@ def test_lossless_chip_conserves_power(seed, n):
     chip.inject(x)
     total = chip.read_outputs().sum() + chip.read_taps().sum()
     assert np.isclose(total, np.sum(np.abs(x) ** 2))
+
+
+def _exercise(chip, rng_seed=7):
+    """A measurement session touching every read path: readings in order, and the frame count."""
+    rng = np.random.default_rng(rng_seed)
+    h, n = chip.n_heaters, chip.n_modes
+    x = rng.normal(size=(5, n)) + 1j * rng.normal(size=(5, n))
+    readings = []
+    chip.set_voltages(rng.uniform(0, 3, h))
+    chip.inject(x)
+    readings += [chip.read_outputs_coherent(), chip.read_taps("forward"), chip.read_taps("backward"), chip.read_outputs()]
+    chip.inject(x[:3], side="output")  # an odd batch (padded inside)
+    readings += [chip.read_taps("backward"), chip.read_outputs_coherent(), chip.read_taps("forward")]
+    chip.set_voltages(rng.uniform(0, 3, h))  # new voltages, same injected field: the chip re-simulates
+    readings += [chip.read_taps("backward"), chip.read_outputs()]
+    chip.inject(x[0])
+    readings += [chip.read_taps("forward"), chip.read_outputs()]
+    return readings, chip.measurements
+
+
+def test_lazy_chip_reads_what_the_eager_chip_reads():
+    """Lazy evaluation (simulate only what is read, outputs through the cached transfer matrix) gives the
+    eager chip's readings, with the same noise draws, and counts the same frames."""
+    top = circuits.rectangular(5)
+    truth = AsBuilt.random(top, seed=21, crosstalk=0.03, beta_sigma=0.01, loss_db=0.2, loss_db_sigma=0.05, tap_spread=0.1)
+    noise = Noise(shot=0.01, read_mw=1e-4, gain_sigma=0.05, offset_mw=1e-3)
+    lazy, frames_lazy = _exercise(VirtualChip(top, truth, noise, seed=3))
+    eager, frames_eager = _exercise(VirtualChip(top, truth, noise, seed=3, lazy=False))
+    assert frames_lazy == frames_eager == 5 * 4 + 3 * 3 + 3 * 2 + 2
+    for a, b in zip(lazy, eager):
+        assert a.shape == b.shape
+        assert np.allclose(a, b, rtol=1e-10, atol=1e-13)
+    # the unlit gratings read only noise and offsets, never light
+    assert np.all(np.abs(eager[2]) < 0.1 * np.max(eager[1]))
+
+
+def test_lazy_chip_matches_the_engine_with_dead_heaters():
+    top = circuits.rectangular(4)
+    truth = AsBuilt.random(top, seed=22, crosstalk=0.05, beta_sigma=0.02, dead_heaters=(1, 9))
+    chip = VirtualChip(top, truth)
+    rng = np.random.default_rng(23)
+    v = rng.uniform(0, 3, chip.n_heaters)
+    chip.set_voltages(v)
+    x = rng.normal(size=(6, 4)) + 1j * rng.normal(size=(6, 4))
+    y, fields = circuits.propagate(top, truth.mesh_params(top, v), x, taps=True)
+    chip.inject(x)
+    assert np.allclose(chip.read_outputs_coherent(), y, rtol=1e-12, atol=1e-14)
+    assert np.allclose(chip.read_taps(), truth.tap_fraction * np.abs(fields) ** 2, rtol=1e-12, atol=1e-16)
+    # a frame can be read again (the chip hands out its arrays, then simulates again)
+    assert np.allclose(chip.read_taps(), truth.tap_fraction * np.abs(fields) ** 2, rtol=1e-12, atol=1e-16)
+    assert chip.measurements == 18
+
+
+def test_complex64_chip_agrees_with_complex128():
+    top = circuits.rectangular(8)
+    truth = AsBuilt.random(top, seed=24, loss_db=0.1, loss_db_sigma=0.02)
+    readings = {}
+    for precision in ("complex128", "complex64"):
+        chip = VirtualChip(top, truth, precision=precision)
+        readings[precision], _ = _exercise(chip, rng_seed=25)
+    for a, b in zip(readings["complex128"], readings["complex64"]):
+        assert a.dtype == b.dtype  # readings are float64 / complex128 whatever the simulation precision
+        scale = np.max(np.abs(a))
+        if scale == 0:  # unlit gratings of a noiseless camera
+            assert not np.any(b)
+            continue
+        err = np.max(np.abs(a - b)) / scale
+        assert 0 < err < 1e-5, err  # > 0: the simulation really ran in single precision
+    with pytest.raises(ValueError):
+        VirtualChip(top, truth, precision="float32")

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 import jax.numpy as jnp
 import numpy as np
 
-from training.network import PhotonicNetwork
+from training.network import PhotonicNetwork, _device
 
 
 @dataclass
@@ -47,7 +47,7 @@ class GradientResult:
 
 
 def _as_list(grads, net):
-    return [jnp.asarray(g, dtype=net.real_dtype) for g in grads]
+    return [_device(g, net.real_dtype) for g in grads]
 
 
 # ------------------------------------------------------------------------------------------- autodiff
@@ -116,28 +116,35 @@ def measure_layer_gradient(
         passes += batch
     t = net.tap_fraction(layer)
     eff_fwd, eff_bwd = (np.where(e > 0, e, np.inf) for e in net.tap_efficiency(layer))  # dark taps: no gradient
+    # Σ_b w_b · (per-sample reading): the batch sum of the gradient is linear in the readings, so each
+    # (batch, taps) frame stack is reduced once (w @ frames) and the per-tap conversions act on (taps,)
+    inv = np.where(ok, 1.0 / np.where(scale > 0, scale, 1.0), 0.0)  # undo the per-sample adjoint scale
+    inv = inv.astype(np.float64)  # float32 for a complex64 network: a mixed-dtype einsum takes the slow path
+    total = inv.sum()
+
+    def weighted(frames):  # einsum, not BLAS: a threaded gemv stalls on a busy machine (50× measured)
+        return np.einsum("b,bh->h", inv, np.asarray(frames, dtype=np.float64))
+
     if analog:
         chip.inject((x + probe).astype(net.dtype), "input")
-        p_minus = np.asarray(chip.read_taps("forward"))
+        p_minus = weighted(chip.read_taps("forward"))
         chip.inject((x - probe).astype(net.dtype), "input")
-        p_plus = np.asarray(chip.read_taps("forward"))
+        p_plus = weighted(chip.read_taps("forward"))
         passes += 2 * batch
         cross = (p_minus - p_plus) / (4.0 * eff_fwd)  # fixed offsets cancel in the difference
     else:
         chip.inject((x + probe).astype(net.dtype), "input")
-        p_sum = np.asarray(chip.read_taps("forward"))
+        p_sum = weighted(chip.read_taps("forward"))
         passes += batch
         dark_fwd, dark_bwd = net.dark_taps(layer)
-        power_sum = (p_sum - dark_fwd) / eff_fwd
-        power_fwd = (fwd_taps - dark_fwd) / eff_fwd
+        # P̂_sum − P̂_fwd: the forward dark frame cancels
+        power_sum_fwd = (p_sum - weighted(fwd_taps)) / eff_fwd
         if adjoint_power == "forward":
-            power_adj = (adj_taps - dark_fwd) / eff_fwd
+            power_adj = (weighted(adj_taps) - total * dark_fwd) / eff_fwd
         else:
-            power_adj = (adj_taps - dark_bwd) / eff_bwd
-        cross = 0.5 * (power_sum - power_fwd - power_adj)  # = −Im(f·b) at each tap
-    cross = cross * np.sqrt(1.0 - t)  # tap field → heater: the backward wave crosses the tap first
-    inv = np.where(ok, 1.0 / np.where(scale > 0, scale, 1.0), 0.0)
-    grad = np.sum(cross * inv[:, None], axis=0)
+            power_adj = (weighted(adj_taps) - total * dark_bwd) / eff_bwd
+        cross = 0.5 * (power_sum_fwd - power_adj)  # = Σ_b w_b·(−Im(f·b)) at each tap
+    grad = cross * np.sqrt(1.0 - t)  # tap field → heater: the backward wave crosses the tap first
     a_in = a_scaled * inv[:, None]
     return grad, a_in, passes
 
@@ -224,7 +231,7 @@ def two_pass(
     seed: int = 0,
     feedback_scale: float = 0.05,
     mapping: str = "model",
-    activity: str = "pre",
+    activity: str = "auto",
     **_,
 ) -> GradientResult:
     """Two-pass forward propagation (Ahmadnejad & Koohi 2024), the PEPITA rule (Dellaferrera & Kreiman 2022).
@@ -236,8 +243,11 @@ def two_pass(
     its ports (``e'`` through the power readout). A mesh cannot apply ΔW, so ΔW is mapped to phases by
     the projection ``g_i = Re⟨∂U/∂θ_i, ΔW⟩`` (the gradient of ``Re Σ_b c_b·U x'_b`` with
     ``c = conj(δ)/B``): through the digital twin's Jacobian (``mapping="model"``, default) or measured in
-    situ (``mapping="insitu"``, +2 passes per sample and layer). ``activity="post"`` uses the difference
-    of the post-nonlinearity activities ``f(z) − f(z')`` instead (PEPITA's h; phase-blind for |z|).
+    situ (``mapping="insitu"``, +2 passes per sample and layer). ``activity``: ``"post"`` takes the
+    difference of the post-nonlinearity activities ``f(z) − f(z')`` (PEPITA's h, as the rule is written),
+    ``"pre"`` that of the mesh outputs ``z − z'``; ``"auto"`` (default) is ``"post"`` for activations
+    that keep the field's phase (``eo``, ``linear``) and ``"pre"`` for ``abs``/``abs2``, whose real
+    activities cannot steer a complex update (moons, EO, equal budget: post 89.7 %, pre 85.7 %).
     Needs, beyond forward passes: coherent
     readout of every layer's output and the input modulator to add F·e."""
     f = _feedback("pepita", net, seed, feedback_scale)
@@ -262,6 +272,10 @@ def two_pass(
         if l == net.n_layers - 1:
             _, c = net.output_adjoint(zs2[-1], labels)
         else:
+            if activity == "auto":
+                activity = "pre" if net.activation.from_powers else "post"
+            if activity not in ("pre", "post"):
+                raise ValueError(f"activity must be 'auto', 'pre' or 'post', got {activity!r}")
             if activity == "pre":
                 delta = np.asarray(zs1[l]) - np.asarray(zs2[l])
             else:  # post-activation activities, taken as the field-space error as they are

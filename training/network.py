@@ -153,6 +153,14 @@ def _as_tuple(value, n_layers, what):
 _COMPILED: dict = {}
 
 
+def _device(a, dtype) -> jax.Array:
+    """``a`` as a JAX array of ``dtype``: host arrays are cast by numpy first, so no per-call XLA convert op
+    runs on the device (chip readings arrive as complex128 / float64 whatever the network's dtype)."""
+    if isinstance(a, jax.Array):
+        return a if a.dtype == dtype else a.astype(dtype)
+    return jnp.asarray(np.asarray(a, dtype=dtype))
+
+
 def _compile(top, n_layers, act, loss_kind, group_matrix, n_classes, real_dtype, temperature) -> dict:
     """The jitted pure functions of a network shape (the twin's base MeshParams are arguments)."""
 
@@ -205,6 +213,7 @@ def _compile(top, n_layers, act, loss_kind, group_matrix, n_classes, real_dtype,
         "model_value_and_grad": jax.jit(jax.value_and_grad(model_loss, argnums=1)),
         "output_adjoint": jax.jit(output_adjoint),
         "activation_adjoint": jax.jit(activation_adjoint),
+        "activation": jax.jit(act),
         "local_gradient": jax.jit(local_gradient),
     }
 
@@ -363,6 +372,7 @@ class PhotonicNetwork:
         self._model_value_and_grad = lambda phases, x, y: fns["model_value_and_grad"](b, phases, x, y)
         self._output_adjoint = fns["output_adjoint"]
         self._activation_adjoint = fns["activation_adjoint"]
+        self._activation = fns["activation"]
         self._local_gradients = [
             (lambda p, x, c, _l=l: fns["local_gradient"](b[_l], p, x, c)) for l in range(self.n_layers)
         ]
@@ -376,18 +386,22 @@ class PhotonicNetwork:
 
     def output_adjoint(self, z_last, y):
         """(loss, c): the loss of the last layer's field and its adjoint ``c`` (mean over the batch)."""
-        loss, c = self._output_adjoint(jnp.asarray(z_last, dtype=self.dtype), jnp.asarray(y))
+        loss, c = self._output_adjoint(_device(z_last, self.dtype), jnp.asarray(y))
         return float(loss), np.asarray(c)
 
     def activation_adjoint(self, z, a) -> np.ndarray:
         """Adjoint at a layer's output ``z`` from the adjoint ``a`` at the next layer's input f(z)."""
-        return np.asarray(self._activation_adjoint(jnp.asarray(z, dtype=self.dtype), jnp.asarray(a, dtype=self.dtype)))
+        return np.asarray(self._activation_adjoint(_device(z, self.dtype), _device(a, self.dtype)))
+
+    def activate(self, z) -> np.ndarray:
+        """The activation of a read-out field ``z`` (compiled), as a host array of the network's dtype."""
+        return np.asarray(self._activation(_device(z, self.dtype)))
 
     def local_model_gradient(self, layer: int, phases_l, x, c) -> jax.Array:
         """∂/∂θ Re Σ_b c_b·(U_l(θ) x_b) on the digital twin: maps a field-space error (a weight update
         ``ΔW = Σ_b conj(c_b) conj(x_b)ᵀ``) to phases through the model's Jacobian."""
         return self._local_gradients[layer](
-            jnp.asarray(phases_l, dtype=self.real_dtype), jnp.asarray(x, dtype=self.dtype), jnp.asarray(c, dtype=self.dtype)
+            _device(phases_l, self.real_dtype), _device(x, self.dtype), _device(c, self.dtype)
         )
 
     # ------------------------------------------------------------------------------ model
@@ -455,7 +469,7 @@ class PhotonicNetwork:
                 if last:
                     powers = np.asarray(chip.read_outputs())
                 else:
-                    x = np.asarray(self.activation(jnp.asarray(z, dtype=self.dtype)), dtype=self.dtype)
+                    x = self.activate(z)
             else:
                 p = np.asarray(chip.read_outputs())
                 if last:
