@@ -136,9 +136,9 @@ def refine(
         def one(ph, xf, xb):
             params = circuits.MeshParams(ph[:k_all], ph[k_all : 2 * k_all], ph[2 * k_all :], delta,
                                          zeros_loss, zeros_out, taps_nominal)
-            y, tf = circuits.propagate(top, params, xf, taps=True)
-            _, tb = circuits.propagate(top, params, xb, taps=True, direction="backward")
-            return y, jnp.abs(tf) ** 2, jnp.abs(tb) ** 2
+            y, pf = circuits.propagate(top, params, xf, taps="power")
+            _, pb = circuits.propagate(top, params, xb, taps="power", direction="backward")
+            return y, pf, pb
 
         y, pf, pb = jax.vmap(one)(phases, jnp.asarray(x_fwd), jnp.asarray(x_bwd))
         return y, eff[0] * pf, eff[1] * pb

@@ -1,7 +1,7 @@
 """An as-built virtual chip: a mesh with hidden fabrication errors and a noisy camera.
 
 :class:`VirtualChip` implements the :class:`calibration.Chip` protocol on top of the JAX engine
-(:func:`circuits.propagate` with ``taps=True``). Its hidden truth (:class:`AsBuilt`) is for tests to compare
+(:func:`circuits.propagate` with ``taps="power"``). Its hidden truth (:class:`AsBuilt`) is for tests to compare
 a calibration against; calibration and training code must never read it.
 
 Heater model (per heater i, canonical shifter order θ…, φ…, γ…)::
@@ -237,9 +237,8 @@ def _bucket(batch: int) -> int:
 def _tapped_pass(topology, params, x, tap_fraction, lit, direction):
     """Output field and true tap powers (tapped fraction × guide power; 0 at dark taps) of one batch,
     in one compiled call: the |f|² is fused into the pass, so only real powers come back to the host."""
-    y, fields = circuits.propagate(topology, params, x, taps=True, direction=direction, check=False)
-    power = tap_fraction * (jnp.real(fields) ** 2 + jnp.imag(fields) ** 2)
-    return y, jnp.where(lit, power, 0.0).astype(jnp.float64)
+    y, guide_power = circuits.propagate(topology, params, x, taps="power", direction=direction, check=False)
+    return y, jnp.where(lit, tap_fraction * guide_power, 0.0).astype(jnp.float64)
 
 
 @jax.jit
