@@ -168,15 +168,11 @@ def _measure_in_child(model: str, n: int, wavelengths: int, gradient: bool) -> t
     is finite on purpose: glibc gives threads the soft limit as their stack size, but only 2 MiB when it
     is unlimited."""
     import json
-    import resource
 
-    def large_stack():
-        hard = resource.getrlimit(resource.RLIMIT_STACK)[1]
-        soft = 1 << 30 if hard == resource.RLIM_INFINITY else min(1 << 30, hard)
-        resource.setrlimit(resource.RLIMIT_STACK, (soft, hard))
-
-    args = [sys.executable, __file__, "--case", model, str(n), str(wavelengths), str(int(gradient))]
-    result = subprocess.run(args, capture_output=True, text=True, preexec_fn=large_stack)
+    # through a shell: a preexec_fn would fork the multithreaded JAX process
+    command = ["bash", "-c", 'ulimit -S -s 1048576 2>/dev/null; exec "$0" "$@"', sys.executable, __file__,
+               "--case", model, str(n), str(wavelengths), str(int(gradient))]
+    result = subprocess.run(command, capture_output=True, text=True)
     if result.returncode != 0:
         return f"crashed (exit {result.returncode})"
     return tuple(json.loads(result.stdout.strip().splitlines()[-1]))
