@@ -2,6 +2,7 @@
 
 from calibration.calibration import FORMAT_VERSION, Calibration, Correction
 from calibration.chip import Chip
+from calibration.crosstalk import Crosstalk
 from calibration.errors import (
     CalibrationError,
     CalibrationFileError,
@@ -20,6 +21,7 @@ __all__ = [
     "FORMAT_VERSION",
     "Calibration",
     "Correction",
+    "Crosstalk",
     "AsBuilt",
     "CalibrationError",
     "CalibrationFileError",

@@ -17,6 +17,7 @@ import numpy as np
 
 import circuits
 from circuits.io import atomic_write_text
+from calibration.crosstalk import Crosstalk
 from calibration.errors import (
     CalibrationError,
     CalibrationFileError,
@@ -52,7 +53,9 @@ class Calibration:
         phase_offsets: (H,) φ0, rad in [0, 2π).
         alpha: (H,) rad/V² (0 for a dead heater).
         beta: (H,) rad/V³.
-        crosstalk: (H, H) X acting on heater powers, zero diagonal.
+        crosstalk: X acting on heater powers (zero diagonal), a sparse (H, H)
+            :class:`calibration.crosstalk.Crosstalk` operator: only neighbouring heaters couple. Assigning
+            a dense (H, H) array or a scipy sparse matrix converts it.
         delta: (K, 2) coupler splitting errors, rad.
         loss_db: (K, 4); output_loss_db: (n,) (nominal 0: losses are not fitted).
         tap_fraction: (H,) tap fraction used in the model's propagation (nominal).
@@ -71,7 +74,7 @@ class Calibration:
     phase_offsets: np.ndarray
     alpha: np.ndarray
     beta: np.ndarray
-    crosstalk: np.ndarray
+    crosstalk: Crosstalk
     delta: np.ndarray
     loss_db: np.ndarray
     output_loss_db: np.ndarray
@@ -86,6 +89,11 @@ class Calibration:
     fits: dict = field(default_factory=dict)
     info: dict = field(default_factory=dict)
 
+    def __setattr__(self, name, value):
+        if name == "crosstalk":  # always the sparse operator, whatever was assigned
+            value = Crosstalk.coerce(value, self.topology.n_shifters)
+        object.__setattr__(self, name, value)
+
     # ------------------------------------------------------------------ constructors
     @classmethod
     def nominal(cls, topology: circuits.MeshTopology, alpha: float = 0.5, tap_fraction: float = 0.02) -> "Calibration":
@@ -96,7 +104,7 @@ class Calibration:
             phase_offsets=np.zeros(h),
             alpha=np.full(h, float(alpha)),
             beta=np.zeros(h),
-            crosstalk=np.zeros((h, h)),
+            crosstalk=Crosstalk.zeros(h),
             delta=np.zeros((k, 2)),
             loss_db=np.zeros((k, 4)),
             output_loss_db=np.zeros(n),
@@ -145,20 +153,35 @@ class Calibration:
         # the number of 2π wraps is chosen once (smallest non-negative phase to add) and only ever
         # increased afterwards, so the crosstalk iteration cannot oscillate between branches
         wraps = np.ceil(-(target - self.phase_offsets) / TWO_PI)
+        crosstalk = self.crosstalk
+        cubic = np.nonzero(alive & (self.beta != 0))[0]  # heaters that need Newton on the cubic term
+        a_c, b_c = alpha[cubic], self.beta[cubic]
         for _ in range(200):
-            leak = self.crosstalk @ power
-            need = target - self.phase_offsets - self.alpha * leak
+            if crosstalk.nnz:
+                need = target - self.phase_offsets - self.alpha * (crosstalk @ power)
+            else:
+                need = target - self.phase_offsets
             wraps = np.maximum(wraps, np.ceil(-need / TWO_PI))
             residual = need + TWO_PI * wraps
-            # solve α V² + β V³ = residual for V ≥ 0 (Newton from the quadratic solution)
+            # solve α V² + β V³ = residual for V ≥ 0 (Newton from the quadratic solution, where β ≠ 0)
             v_new = np.sqrt(np.clip(residual / alpha, 0.0, None))
-            for _ in range(8):
-                f = alpha * v_new**2 + self.beta * v_new**3 - residual
-                df = 2 * alpha * v_new + 3 * self.beta * v_new**2
-                v_new = np.where(np.abs(df) > 1e-12, np.clip(v_new - f / np.where(df == 0, 1, df), 0.0, None), v_new)
-            v_new = np.where(alive, v_new, 0.0)
+            if len(cubic):
+                vc, rc = v_new[cubic], residual[cubic]
+                for _ in range(8):
+                    v2 = vc * vc
+                    f = (a_c + b_c * vc) * v2 - rc
+                    if np.max(np.abs(f)) < 1e-13:
+                        break
+                    df = (2 * a_c + 3 * b_c * vc) * vc
+                    ok = np.abs(df) > 1e-12
+                    vc = np.where(ok, np.maximum(vc - f / np.where(ok, df, 1.0), 0.0), vc)
+                v_new[cubic] = vc
+            v_new[~alive] = 0.0
             new_power = v_new**2
             if np.max(np.abs(new_power - power), initial=0.0) < 1e-13 and np.max(np.abs(v_new - v)) < 1e-12:
+                v = v_new
+                break
+            if not crosstalk.nnz:  # nothing couples the heaters: one pass is the answer
                 v = v_new
                 break
             power, v = new_power, v_new
@@ -298,12 +321,11 @@ class Calibration:
 
     def to_dict(self) -> dict:
         """A JSON-ready dict of everything but the checksum."""
-        rows, cols = np.nonzero(self.crosstalk)
+        x = self.crosstalk  # row-major (rows, cols, values): the order np.nonzero gave a dense X
         return {
             "topology": {"kind": self.topology.kind, "n": self.topology.n},
             **{name: _encode(getattr(self, name)) for name in self._ARRAYS},
-            "crosstalk": {"rows": rows.tolist(), "cols": cols.tolist(),
-                          "values": _encode(self.crosstalk[rows, cols])},
+            "crosstalk": {"rows": x.rows.tolist(), "cols": x.cols.tolist(), "values": _encode(x.values)},
             "uncertainties": {k: _encode(v) for k, v in self.uncertainties.items()},
             "residuals": {k: _encode(v) for k, v in self.residuals.items()},
             "fits": {k: _encode(v) for k, v in self.fits.items()},
@@ -317,9 +339,8 @@ class Calibration:
     def from_dict(cls, data: dict) -> "Calibration":
         top = circuits.topology(int(data["topology"]["n"]), data["topology"]["kind"])
         h = top.n_shifters
-        crosstalk = np.zeros((h, h))
         x = data["crosstalk"]
-        crosstalk[np.asarray(x["rows"], dtype=int), np.asarray(x["cols"], dtype=int)] = _decode(x["values"])
+        crosstalk = Crosstalk(h, np.asarray(x["rows"], dtype=int), np.asarray(x["cols"], dtype=int), _decode(x["values"]))
         return cls(
             topology=top,
             **{name: _decode(data[name]) for name in cls._ARRAYS},

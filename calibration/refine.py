@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 import circuits
+from calibration.crosstalk import Crosstalk
 from calibration.calibration import Calibration
 from calibration.virtual import neighbour_pairs
 
@@ -236,10 +237,7 @@ def refine(
     cal.delta = np.asarray(delta)
     cal.tap_efficiency = np.asarray(eff)
     cal.beta = np.asarray(beta)
-    crosstalk = np.zeros((h, h))
-    if len(pairs):
-        crosstalk[pairs[:, 0], pairs[:, 1]] = xt
-    cal.crosstalk = crosstalk
+    cal.crosstalk = Crosstalk.from_pairs(h, pairs, xt)
     final = fun(p)
 
     # ------------------------------------------------------------------ uncertainties

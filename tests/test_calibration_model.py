@@ -130,3 +130,72 @@ def test_neighbours_are_local():
     assert len(pairs) > 0 and np.all(pairs[:, 0] != pairs[:, 1])
     k = top.n_mzis
     assert any((p[0] == 0 and p[1] == k) for p in pairs)  # θ and φ of one MZI are neighbours
+
+
+# ----------------------------------------------------------------------------- sparse crosstalk
+from pathlib import Path  # noqa: E402
+
+from calibration import Crosstalk  # noqa: E402
+
+DATA = Path(__file__).parent / "data"
+
+
+def test_crosstalk_is_a_sparse_operator_matching_the_dense_matrix():
+    top = circuits.rectangular(6)
+    truth = AsBuilt.random(top, seed=205, crosstalk=0.02)
+    cal = Calibration.nominal(top)
+    assert isinstance(cal.crosstalk, Crosstalk) and cal.crosstalk.nnz == 0
+    cal.crosstalk = truth.crosstalk  # a dense array is converted on assignment
+    x = cal.crosstalk
+    assert isinstance(x, Crosstalk) and x.shape == truth.crosstalk.shape
+    assert x.nnz == np.count_nonzero(truth.crosstalk) == len(neighbour_pairs(top))
+    p = np.random.default_rng(206).uniform(0, 9, cal.n_heaters)
+    assert np.allclose(x @ p, truth.crosstalk @ p, rtol=1e-14, atol=0)
+    batch = np.random.default_rng(207).uniform(0, 9, (3, cal.n_heaters))
+    assert np.allclose(batch @ x, batch @ truth.crosstalk) and np.allclose(x @ batch.T, truth.crosstalk @ batch.T)
+    assert np.array_equal(x.toarray(), truth.crosstalk) and np.array_equal(np.asarray(x), truth.crosstalk)
+    i, j = neighbour_pairs(top)[3]
+    assert x[i, j] == truth.crosstalk[i, j] and x[i, i] == 0.0
+    assert np.array_equal(x.values_at(neighbour_pairs(top)), truth.crosstalk[tuple(neighbour_pairs(top).T)])
+    assert x == Crosstalk.from_pairs(cal.n_heaters, x.pairs, x.values) == Crosstalk.coerce(x.tocsr())
+    with pytest.raises(ValueError):
+        x.values[0] = 1.0  # immutable: no silent edits of a shared operator
+    with pytest.raises(ValueError):
+        cal.crosstalk = np.zeros((3, 3))  # wrong size for this chip
+
+
+def test_nominal_at_n64_allocates_no_dense_crosstalk():
+    top = circuits.rectangular(64)
+    cal = Calibration.nominal(top)
+    x = cal.crosstalk
+    assert cal.n_heaters == 4096 and x.nnz == 0
+    footprint = sum(a.nbytes for a in (x.rows, x.cols, x.values)) + x.tocsr().indptr.nbytes
+    assert footprint < 100_000  # the dense matrix was 4096² × 8 B = 134 MB
+    v = cal.voltages_for_phases(np.full(cal.n_heaters, 1.0))
+    assert np.allclose(cal.phases_for_voltages(v), 1.0)
+
+
+def test_files_of_format_version_1_with_dense_crosstalk_still_load(tmp_path):
+    """tests/data/calibration_v1_n4.json was written by the code that held X as a dense (H, H) array
+    (format version 1, X on disk as row-major rows/cols/values). It loads unchanged, and saving it again
+    writes the same payload (same checksum)."""
+    path = DATA / "calibration_v1_n4.json"
+    document = json.loads(path.read_text())
+    assert document["version"] == 1
+    cal = Calibration.load(path)
+    stored = document["calibration"]["crosstalk"]
+    dense = np.zeros((cal.n_heaters, cal.n_heaters))
+    dense[stored["rows"], stored["cols"]] = stored["values"]["data"]
+    assert cal.crosstalk.nnz == len(stored["rows"]) > 0
+    assert np.array_equal(cal.crosstalk.toarray(), dense)
+    assert cal.dead_heaters == (3,) and cal.n_measurements == 4321
+    target = np.random.default_rng(208).uniform(0, 6, cal.n_heaters)
+    v = cal.voltages_for_phases(target)
+    alive = np.ones(cal.n_heaters, dtype=bool)
+    alive[3] = False
+    error = np.angle(np.exp(1j * (cal.phases_for_voltages(v) - target)))[alive]
+    assert np.max(np.abs(error)) < 1e-8
+    cal.save(tmp_path / "again.json")
+    again = json.loads((tmp_path / "again.json").read_text())
+    assert again["checksum"] == document["checksum"]
+    assert again["calibration"] == document["calibration"]
