@@ -18,6 +18,7 @@ import numpy as np
 import circuits
 from circuits.io import atomic_write_text
 from calibration.crosstalk import Crosstalk
+from calibration.heater import heater_phases
 from calibration.errors import (
     CalibrationError,
     CalibrationFileError,
@@ -129,13 +130,7 @@ class Calibration:
     def phases_for_voltages(self, voltages) -> np.ndarray:
         """Phases (rad, not wrapped) the calibrated heater law predicts at ``voltages``."""
         v = self._check_vector(voltages, "voltages")
-        power = v**2
-        cubic = self.beta * v**3
-        if self.dead_heaters:
-            dead = list(self.dead_heaters)
-            power[dead] = 0.0
-            cubic[dead] = 0.0
-        return self.phase_offsets + self.alpha * (power + self.crosstalk @ power) + cubic
+        return heater_phases(v, self.phase_offsets, self.alpha, self.beta, self.crosstalk, self.dead_heaters)
 
     def voltages_for_phases(self, phases, max_voltage: float | None = None) -> np.ndarray:
         """Non-negative heater voltages realizing ``phases`` modulo 2π, compensating thermal crosstalk.

@@ -41,7 +41,9 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 import circuits
+from calibration.crosstalk import Crosstalk
 from calibration.errors import ChipStateError, FieldError, VoltageError
+from calibration.heater import heater_phases
 
 
 # ----------------------------------------------------------------------------- layout of heaters
@@ -66,19 +68,6 @@ def neighbour_pairs(topology: circuits.MeshTopology) -> np.ndarray:
     close = (d[..., 0] <= 1.0) & (d[..., 1] <= 1.0)
     np.fill_diagonal(close, False)
     return np.argwhere(close)
-
-
-def heater_phases(voltages, phase_offsets, alpha, beta, crosstalk, dead=()) -> np.ndarray:
-    """Phases of every heater at ``voltages`` under the heater model of this module (numpy)."""
-    v = np.asarray(voltages, dtype=float)
-    power = v**2
-    if len(dead):
-        power = power.copy()
-        power[list(dead)] = 0.0
-    cubic = beta * v**3
-    if len(dead):
-        cubic[list(dead)] = 0.0
-    return phase_offsets + alpha * (power + crosstalk @ power) + cubic
 
 
 # ----------------------------------------------------------------------------- hidden truth
@@ -312,8 +301,7 @@ class VirtualChip:
         self._tap_fraction = jnp.asarray(self.truth.tap_fraction, dtype=self._rdtype)
         self._lit = jnp.asarray(~dark)
         # the heater law's crosstalk as a sparse product (X is zero but for neighbouring heaters)
-        rows, cols = np.nonzero(self.truth.crosstalk)
-        self._xtalk = (rows, cols, self.truth.crosstalk[rows, cols])
+        self._xtalk = Crosstalk.coerce(self.truth.crosstalk, h)
         self._voltages = np.zeros(h)
         self._set_state(self._voltages)
         self._field = None
@@ -345,15 +333,7 @@ class VirtualChip:
     def _phases(self, v: np.ndarray) -> np.ndarray:
         """The heater law of :meth:`AsBuilt.phases`, with the crosstalk product taken over its nonzeros."""
         t = self.truth
-        power = v**2
-        cubic = t.beta * v**3
-        if t.dead_heaters:
-            dead = list(t.dead_heaters)
-            power[dead] = 0.0
-            cubic[dead] = 0.0
-        rows, cols, values = self._xtalk
-        leak = np.bincount(rows, weights=values * power[cols], minlength=len(v)) if len(rows) else 0.0
-        return t.phase_offsets + t.alpha * (power + leak) + cubic
+        return heater_phases(v, t.phase_offsets, t.alpha, t.beta, self._xtalk, t.dead_heaters)
 
     def _set_state(self, v: np.ndarray) -> None:
         """The true mesh parameters at voltages ``v``; the cached transfer matrices of the previous
