@@ -26,8 +26,10 @@ Steps (``calibrate(chip, steps=...)``):
      backward light.
 
    A heater whose fringe has no visibility is reported as dead, not fitted (:func:`fringe_verdict`).
-3. **crosstalk**: thermal crosstalk between neighbouring heaters, fitted in the refinement from settings in
-   which every heater is driven independently (random settings are paired sweeps of every pair at once).
+3. **crosstalk**: thermal crosstalk between neighbouring heaters. With the progressive method the stages
+   estimate it (paired sweeps: a heater swept while its neighbour is held at two powers; see
+   :mod:`calibration.progressive`) and model it in the prefix; the refinement, where it runs, starts from
+   those values and fits X from settings in which every heater is driven independently.
 4. **refine** (where it has at most ``max_refine_parameters`` parameters; after the progressive method
    it is skipped above, n ≳ 24): nonlinear least squares (``scipy.optimize.least_squares``, Jacobian from JAX) of all
    parameters on the differentiable model (:func:`circuits.propagate` with taps) against tap and output
@@ -276,7 +278,8 @@ def calibrate(
         method: ``"progressive"`` (default: column by column, each MZI fitted on a local model fed by the
             calibrated earlier columns; see :mod:`calibration.progressive`; works to n = 64 and beyond) or
             ``"sweeps"`` (the older bar-state routing with bare sin² fits; reliable to n ≈ 16 only, and
-            only with the refinement). Neither models crosstalk in its sweeps: the refinement does.
+            only with the refinement). ``"sweeps"`` does not model crosstalk in its sweeps (the
+            refinement does); ``"progressive"`` does when ``"crosstalk"`` is in ``steps``.
         repeat_frames: camera frames averaged per setting and field in the progressive method (default 4
             when the global refinement follows and sets the final accuracy, else 16: the stages' noise then
             decides how fast phase errors build up with depth).
@@ -387,7 +390,8 @@ def calibrate(
 
         start, f0 = time.perf_counter(), bench.frames
         stages = Progressive(bench, cal, offsets, usable, sweep_x, alpha_guess, power_mw, repeat_frames,
-                             visibility_threshold, max_delta)
+                             visibility_threshold, max_delta, crosstalk="crosstalk" in steps,
+                             max_voltage=max_voltage)
         for c in range(n_cols):
             stages.column(c)
             bar.update(1)
@@ -405,6 +409,11 @@ def calibrate(
             fits["sweep_model"][i, : len(stages.fits_m[i])] = stages.fits_m[i]
         residuals["stages"] = np.concatenate(stages.residuals) if stages.residuals else np.zeros(0)
         uncertainties.update({name: value.copy() for name, value in stages.sigma.items()})
+        if stages.xt_sigma:
+            pairs = np.array(list(stages.xt_sigma.keys()), dtype=float).reshape(-1, 2)
+            uncertainties["crosstalk_pairs"] = np.column_stack([pairs, list(stages.xt_sigma.values())])
+            notes.append(f"crosstalk: {cal.crosstalk.nnz} neighbour pairs estimated in the stages (X θ'←φ of "
+                         "the previous column and X θ←γ taken equal to their reverse pairs)")
         notes.extend(stages.notes)
         mark("phase_voltage", start, f0)
     elif do_sweeps:

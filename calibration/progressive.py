@@ -34,8 +34,27 @@ the slow build-up of phase error with depth (each φ0 is measured against the ph
 through all earlier columns).
 
 The output phases γ are read last, through the coherent output readout (if the chip has one), with the
-whole mesh at its calibrated bar state. Not modelled: thermal crosstalk, β, loss (use the global
-refinement of :mod:`calibration.refine` on top where the mesh is small enough).
+whole mesh at its calibrated bar state.
+
+**Thermal crosstalk** (``crosstalk=True``, the ``"crosstalk"`` step). A heater warms its neighbours
+(:func:`calibration.virtual.neighbour_pairs`): in a rectangular mesh φ and θ of one MZI, θ of column c−1
+and the φ of column c it sits next to, γ and the last column's θ, neighbouring γ. Each stage adds:
+
+* a **θ sweep with both inputs lit**: the heat of θ shifts φ, seen at the own θ tap (X φ←θ);
+* two shorter **φ sweeps with every other θ of column c−1 moved by 2π** (the prefix routes the same
+  light, but its heat on the φ of column c changes by 2π/α): X φ←θ' of the previous column;
+* the φ sweep itself shows X θ←φ at the outputs.
+
+The local model gets three more parameters (X φ←θ, X φ←θ', X θ←φ: 12 in all) and the heater powers of
+every frame; the field that arrives in each frame is computed through column c−1 of the calibrated
+prefix at that frame's voltages (its crosstalk included), and the prefix, the bar-state voltages and
+:meth:`Calibration.voltages_for_phases` use the crosstalk found so far. X θ'←φ (the φ of column c warming
+the θ of column c−1) is not separable in these frames and is taken equal to X φ←θ' (reciprocity); a
+first fit of the stage provides it, a second fit uses it. γ: least squares on the coherent phases of
+the parity sweeps plus one setting with the last column's θ moved by 2π (X γ←θ, its reverse by
+reciprocity, and the sum of X γ←γ±1, split equally). Cost: 6·s + 6 settings a stage instead of 3·s + 6.
+Not modelled: β, loss (use the global refinement of :mod:`calibration.refine` on top where the mesh is
+small enough).
 """
 
 from __future__ import annotations
@@ -43,21 +62,25 @@ from __future__ import annotations
 import numpy as np
 
 from calibration.calibration import Calibration
+from calibration.crosstalk import Crosstalk
 
 TWO_PI = 2 * np.pi
-N_PARAMS = 9
-"""Per MZI: φ0, log αφ, θ0, log αθ, δ1, δ2, log η (own θ tap), log η (bottom output), log η (top output)."""
+N_PARAMS = 12
+"""Per MZI: φ0, log αφ, θ0, log αθ, δ1, δ2, log η (own θ tap), log η (bottom output), log η (top output),
+X(φ←θ) of its own heaters, X(φ←θ') from the θ' of the previous column that feeds its top input,
+X(θ←φ) of its own heaters."""
 
 
 def _mzi_readings(p, alive, v2, arrival, taps):
     """Model readings (F, 3) of one MZI: its θ tap, its bottom and top output powers, each times its
-    channel efficiency. ``v2`` (F, 2) heater powers (φ, θ); ``arrival`` (F, 2) complex input field
-    (top, bottom); ``taps`` (2,) nominal tap fractions of the φ and θ segments; ``alive`` (2,) 0 for a
-    dead heater."""
+    channel efficiency. ``v2`` (F, 3) heater powers (φ, θ, and the θ' of the previous column next to
+    this φ; 0 for a dead heater); ``arrival`` (F, 2) complex input field (top, bottom); ``taps`` (2,)
+    nominal tap fractions of the φ and θ segments; ``alive`` (2,) 0 for a dead heater. Thermal
+    crosstalk: φ = φ0 + αφ (Pφ + X₉ Pθ + X₁₀ Pθ'), θ = θ0 + αθ (Pθ + X₁₁ Pφ)."""
     import jax.numpy as jnp
 
-    phi = p[0] + alive[0] * jnp.exp(p[1]) * v2[:, 0]
-    theta = p[2] + alive[1] * jnp.exp(p[3]) * v2[:, 1]
+    phi = p[0] + alive[0] * jnp.exp(p[1]) * (v2[:, 0] + p[9] * v2[:, 1] + p[10] * v2[:, 2])
+    theta = p[2] + alive[1] * jnp.exp(p[3]) * (v2[:, 1] + p[11] * v2[:, 0])
     k1, k2 = np.pi / 4 + p[4], np.pi / 4 + p[5]
     c1, s1, c2, s2 = jnp.cos(k1), jnp.sin(k1), jnp.cos(k2), jnp.sin(k2)
     a = arrival[:, 0] * jnp.exp(1j * phi) * jnp.sqrt(1 - taps[0])
@@ -127,7 +150,7 @@ class Progressive:
     """Runs the stages of :mod:`calibration.progressive` against a bench (see :mod:`calibration.procedure`)."""
 
     def __init__(self, bench, cal: Calibration, offsets, usable, sweep_x, alpha_guess, power_mw, repeats,
-                 visibility_threshold, max_delta):
+                 visibility_threshold, max_delta, crosstalk: bool = True, max_voltage: float = 5.0):
         self.bench, self.cal, self.offsets, self.usable = bench, cal, offsets, usable
         self.top = top = cal.topology
         self.n, self.k_all, self.h = top.n, top.n_mzis, top.n_shifters
@@ -146,6 +169,13 @@ class Progressive:
         self.fits_y, self.fits_m = {}, {}
         self.efficiency = np.array(cal.tap_efficiency[0], dtype=float)
         self.notes: list[str] = []
+        # thermal crosstalk: fitted in the stages (module doc), kept as (receiver, source) -> X
+        self.fit_xt = bool(crosstalk)
+        self.max_v2 = 0.95 * float(max_voltage) ** 2
+        self.xt: dict[tuple[int, int], float] = {}
+        self.xt_sigma: dict[tuple[int, int], float] = {}
+        self.w_prev = np.eye(self.n, dtype=np.complex128)  # prefix before the last calibrated column
+        self.s_moved = len(self.sweep_x[::2])
 
     # ---------------------------------------------------------------- geometry
     def _channel(self, c: int, mode: int):
@@ -180,6 +210,18 @@ class Progressive:
         amp = np.sqrt(self.power)
         t_nom = np.asarray(cal.tap_fraction)
         frames_v, frames_f, frames_taps, lit, group_frame = [], [], [], [], []
+        # θ' of the previous column next to each member's φ (it feeds the member's top input), or -1
+        prev = np.full(mc, -1)
+        if c >= 1:
+            for j, m in enumerate(tops):
+                prev[j] = top._index_of.get((c - 1, int(m) - 1), -1)
+        # prefix states: 0 = base; 1, 2 = every other θ of column c−1 moved to the next 2π branch of its
+        # bar state (the prefix still routes the same, but its heat reaches the φ of column c)
+        states = [self.base_v]
+        if self.fit_xt and c >= 1:
+            before = list(top.columns[c - 1])
+            states += [self._moved(self.base_v, before[g::2]) for g in (0, 1)]
+        from calibration.procedure import _transfer
 
         def take(v, f, lit_mask, is_group):
             """``repeat_frames`` camera frames of one setting and one field, averaged."""
@@ -201,6 +243,18 @@ class Progressive:
             v[ph] = self.sweep_v[s]
             take(v, f_both, everyone, False)
         phi_readings = np.asarray(frames_taps[-self.s:])[:, th]
+        if self.fit_xt:
+            # (1b) θ sweep with both inputs lit: the heat of θ reaches φ (X φ←θ), seen at the θ tap
+            for s in range(self.s):
+                v = self.base_v.copy()
+                v[th] = self.sweep_v[s]
+                take(v, f_both, everyone, False)
+            # (1c) shorter φ sweeps with the prefix in state 1, 2 (X φ←θ' of the previous column)
+            for state in range(1, len(states)):
+                for vs in self.sweep_v[::2]:
+                    v = states[state].copy()
+                    v[ph] = vs
+                    take(v, f_both, everyone, False)
         # (2) split frames: top only, bottom only
         f_top = np.zeros(n, dtype=np.complex128)
         f_top[tops] = amp
@@ -241,14 +295,45 @@ class Progressive:
                     f_arm[m] = amp * a * np.exp(-1j * phases[k_all + k]) / np.sqrt(1 - t_nom[k_all + k])
                     f_arm[m + 1] = amp * b
                 take(self.base_v, f_arm, group, True)
-        self._fit(c, members, tops, channels, np.asarray(frames_v), np.asarray(frames_f), np.asarray(frames_taps),
-                  np.asarray(lit), np.asarray(group_frame))
+        frames_v, frames_f = np.asarray(frames_v), np.asarray(frames_f)
+        data = (np.asarray(frames_taps), np.asarray(lit), np.asarray(group_frame), prev)
+        if self.fit_xt and c >= 1:
+            # the fields that arrived: the frames' heat reaches column c−1 (moved θ heat their φ; the swept
+            # φ of column c heat the θ of column c−1), through the crosstalk known so far. A first fit
+            # gives this column's X(φ←θ'), which (reciprocity) stands for X(θ'←φ); then the final fit.
+            self._fit(c, members, tops, channels, frames_v, self._arrivals(c, frames_v, frames_f), *data,
+                      final=False)
+        self._fit(c, members, tops, channels, frames_v, self._arrivals(c, frames_v, frames_f), *data)
         # column c joins the prefix: θ at the bar state, φ at 0 V (where the stage's frames pinned its phase)
         alive_theta = [k for k in members if k not in self.dead]
         self.base_v[alive_theta] = self._volts_for(alive_theta, np.pi)
+        self.w_prev = self.w
+        self.w = _transfer(cal, cal.phases_for_voltages(self.base_v), [c]) @ self.w
+
+    def _arrivals(self, c: int, volts, fields):
+        """The field (F, n) at column c's inputs in each frame, per the calibrated model: the designed
+        field ``fields`` was delivered through the base prefix; in a frame only column c−1 of the prefix
+        differs from the base (through its heaters and their crosstalk)."""
+        if not self.fit_xt or c == 0:
+            return fields
         from calibration.procedure import _transfer
 
-        self.w = _transfer(cal, cal.phases_for_voltages(self.base_v), [c]) @ self.w
+        cal, top, k_all = self.cal, self.top, self.k_all
+        cols = np.array(top.columns[c - 1])
+        idx = np.concatenate([cols, k_all + cols])
+        base = cal.phases_for_voltages(self.base_v)[idx]
+        w_inv = np.linalg.inv(self.w)
+        out = np.array(fields, dtype=np.complex128)
+        cache: dict[bytes, np.ndarray] = {}
+        for i, v in enumerate(volts):
+            phases = cal.phases_for_voltages(v)
+            if np.array_equal(phases[idx], base):
+                continue
+            key = phases[idx].tobytes()
+            if key not in cache:
+                cache[key] = _transfer(cal, phases, [c - 1]) @ self.w_prev @ w_inv
+            out[i] = cache[key] @ fields[i]
+        return out
 
     def _volts_for(self, heaters, target, near: float = 0.0):
         """Voltages putting ``heaters`` at ``target`` (mod 2π), on the branch whose V² is nearest ``near``."""
@@ -332,13 +417,14 @@ class Progressive:
             j += 1
 
     # ---------------------------------------------------------------- the stage's least squares
-    def _fit(self, c, members, tops, channels, volts, fields, taps, lit, group_frame):
+    def _fit(self, c, members, tops, channels, volts, fields, taps, lit, group_frame, prev, final=True):
         import jax.numpy as jnp
 
         model, res, jac = _stage_functions()
         cal, k_all, m_max = self.cal, self.k_all, self.m_max
         mc = len(members)
-        f = 3 * self.s + 6  # the most (averaged) frames a stage takes: one shape for every stage
+        # the most (averaged) frames a stage takes: one shape for every stage
+        f = 3 * self.s + 6 + ((self.s + 2 * self.s_moved) if self.fit_xt else 0)
         pad = f - len(volts)
         volts = np.concatenate([volts, np.zeros((pad, volts.shape[1]))])
         fields = np.concatenate([fields, np.zeros((pad, fields.shape[1]), dtype=fields.dtype)])
@@ -348,7 +434,7 @@ class Progressive:
         t = np.asarray(cal.tap_fraction)
         p0 = np.zeros((m_max, N_PARAMS))
         alive = np.zeros((m_max, 2))
-        v2 = np.zeros((m_max, f, 2))
+        v2 = np.zeros((m_max, f, 3))
         arrival = np.zeros((m_max, f, 2), dtype=np.complex128)
         taps_t = np.full((m_max, 2), 0.02)
         meas = np.zeros((m_max, f, 3))
@@ -357,13 +443,18 @@ class Progressive:
         for j, k in enumerate(members):
             phi_h, m = k_all + k, tops[j]
             alive[j] = [phi_h not in self.dead, k not in self.dead]
-            v2[j, :, 0] = volts[:, phi_h] ** 2
-            v2[j, :, 1] = volts[:, k] ** 2
+            v2[j, :, 0] = volts[:, phi_h] ** 2 * alive[j, 0]
+            v2[j, :, 1] = volts[:, k] ** 2 * alive[j, 1]
+            has_prev = prev[j] >= 0 and prev[j] not in self.dead
+            if has_prev:
+                v2[j, :, 2] = volts[:, prev[j]] ** 2
             arrival[j, :, 0], arrival[j, :, 1] = fields[:, m], fields[:, m + 1]
             taps_t[j] = [t[phi_h], t[k]]
             alpha_start = lambda i: cal.alpha[i] if cal.alpha[i] > 0 else self.alpha_guess  # noqa: E731
             p0[j, :6] = [cal.phase_offsets[phi_h], np.log(alpha_start(phi_h)), cal.phase_offsets[k],
-                         np.log(alpha_start(k)), cal.delta[k, 0], 0.0]
+                         np.log(alpha_start(k)), cal.delta[k, 0], cal.delta[k, 1]]
+            p0[j, 9:] = [self.xt.get((phi_h, k), 0.0), self.xt.get((phi_h, int(prev[j])), 0.0),
+                         self.xt.get((k, phi_h), 0.0)]
             if self.usable[0, k]:
                 meas[j, :, 0] = taps[:, k]
                 mask[j, :, 0] = lit[:, j]
@@ -375,8 +466,9 @@ class Progressive:
                     pure = tap >= k_all
                     meas[j, :, 1 + o] = taps[:, tap]
                     mask[j, :, 1 + o] = lit[:, j] & (group_frame | pure)
+            both = alive[j, 0] * alive[j, 1] * self.fit_xt
             movable[j] = [1, alive[j, 0], 1, alive[j, 1], 1, 1, mask[j, :, 0].any(), mask[j, :, 1].any(),
-                          mask[j, :, 2].any()]
+                          mask[j, :, 2].any(), both, alive[j, 0] * has_prev * self.fit_xt, both]
         scale = float(np.mean(t) * self.power)
         args = [jnp.asarray(a) for a in (alive, v2, arrival, taps_t, meas, mask)]
 
@@ -405,7 +497,7 @@ class Progressive:
                         p[j, col] = value
                         costs.append(np.sum(fun(p)[j] ** 2))
                     p0[j, col] = trial[int(np.argmin(costs))]
-        var_scale = np.array([0.05, 0.01, 0.05, 0.01, 0.01, 0.01, 0.02, 0.02, 0.02])
+        var_scale = np.array([0.05, 0.01, 0.05, 0.01, 0.01, 0.01, 0.02, 0.02, 0.02, 0.005, 0.005, 0.005])
         p, jm, r = batched_levenberg_marquardt(fun, jacobian, p0, movable, var_scale)
         for j, k in enumerate(members):
             phi_h = k_all + k
@@ -427,11 +519,137 @@ class Progressive:
             self.sigma["phase_offsets"][[phi_h, k]] = sig[[0, 2]]
             self.sigma["alpha"][[phi_h, k]] = [cal.alpha[phi_h] * sig[1], cal.alpha[k] * sig[3]]
             self.sigma["delta"][k] = sig[4:6]
-            self.residuals.append(r[j][mask[j].ravel()])
+            if final:
+                self.residuals.append(r[j][mask[j].ravel()])
+            if self.fit_xt:
+                found = [((phi_h, k), 9), ((k, phi_h), 11)]
+                if movable[j, 10]:
+                    # the reverse pair (θ' ← φ) is not measured: taken equal (thermal reciprocity)
+                    found += [((phi_h, int(prev[j])), 10), ((int(prev[j]), phi_h), 10)]
+                for pair, col in found:
+                    if movable[j, col]:
+                        self.xt[pair] = float(p[j, col])
+                        self.xt_sigma[pair] = float(sig[col])
+        if self.fit_xt and self.xt:
+            self._publish_crosstalk()
+
+    def _publish_crosstalk(self) -> None:
+        pairs = np.array(list(self.xt.keys()), dtype=int).reshape(-1, 2)
+        self.cal.crosstalk = Crosstalk.from_pairs(self.h, pairs, np.array(list(self.xt.values())))
 
     # ---------------------------------------------------------------- output phases
     def gamma(self) -> bool:
         """Output phases γ from the coherent readout, even and odd modes apart. False if the chip has none."""
+        return self._gamma_crosstalk() if self.fit_xt else self._gamma_plain()
+
+    def _moved(self, v, heaters):
+        """``v`` with each live heater of ``heaters`` moved to the next 2π branch of its phase (a bar state
+        stays a bar state, but its heat changes by 2π/α), or where no other branch is in range, off it to
+        the far end of the range (the calibrated model then routes the light)."""
+        cal = self.cal
+        v = v.copy()
+        for k in heaters:
+            if k in self.dead or cal.alpha[k] <= 0:
+                continue
+            p_b, d_p = v[k] ** 2, TWO_PI / cal.alpha[k]
+            if p_b + d_p <= self.max_v2:
+                v[k] = np.sqrt(p_b + d_p)
+            elif p_b - d_p >= 0:
+                v[k] = np.sqrt(p_b - d_p)
+            else:
+                v[k] = 0.0 if p_b > self.max_v2 / 2 else np.sqrt(self.max_v2)
+        return v
+
+    def _gamma_crosstalk(self) -> bool:
+        """γ with crosstalk: the parity sweeps of :meth:`_gamma_plain` plus one setting with the last
+        column's θ moved by 2π, all read coherently (``repeat_frames`` frames each, averaged). Per mode,
+        the phase measured against the calibrated model's field before γ (which carries the last column's
+        response to the heat) is linear in the heater powers: γ0 + α (Pγ + Xθ Pθ + Xγ ΣP(γ±1)); least
+        squares gives γ0, α, Xθ (its θ neighbour; the reverse pair is taken equal) and Xγ (the sum over
+        both γ neighbours, split equally between them: the parity sweeps heat both alike). Twice: the
+        second pass models the heat of γ on the last column with the first pass's X."""
+        from calibration.procedure import _transfer
+
+        cal, k_all, n, top = self.cal, self.k_all, self.n, self.top
+        last = top.n_columns - 1
+        amp = np.sqrt(self.power)
+        f_all = np.full(n, amp, dtype=np.complex128)
+        x = self._deliver(f_all)[0]
+        gam = 2 * k_all + np.arange(n)
+        src = np.array([top._index_of.get((last, m), top._index_of.get((last, m - 1), -1)) for m in range(n)])
+        settings, own_sweep = [], {}
+        for parity in (0, 1):
+            for s in range(self.s):
+                v = self.base_v.copy()
+                v[gam[parity::2]] = self.sweep_v[s]
+                settings.append(v)
+        settings.append(self._moved(self.base_v, list(top.columns[last])))
+        ys = []
+        for v in settings:
+            try:
+                ys.append(self.bench.measure(v, np.repeat(x[None], self.r, axis=0), "input", coherent=True)["coherent"].mean(0))
+            except NotImplementedError:
+                return False
+        ys = np.asarray(ys)
+        volts = np.asarray(settings)
+        power = volts**2
+        dead_g = np.zeros(n, dtype=bool)
+        tap_loss = np.sqrt(1 - np.asarray(cal.tap_fraction)[gam])
+        for sweep_pass in range(2):
+            z = np.stack([_transfer(cal, cal.phases_for_voltages(v), [last]) @ self.w_prev @ x for v in volts])
+            psi = np.angle(ys / (z * tap_loss))  # (S, n): γ of each mode at each setting, wrapped
+            new_xt = {}
+            for m in range(n):
+                heater = gam[m]
+                rows = slice(0, self.s) if m % 2 == 0 else slice(self.s, 2 * self.s)
+                phase = np.unwrap(psi[rows, m])
+                design = np.stack([np.ones(self.s), self.sweep_x], axis=1)
+                coef, *_ = np.linalg.lstsq(design, phase, rcond=None)
+                if coef[1] < 0.5 * self.alpha_guess:
+                    dead_g[m] = True
+                    self.dead.add(int(heater))
+                    cal.alpha[heater] = 0.0
+                    cal.phase_offsets[heater] = np.mod(np.mean(phase), TWO_PI)
+                    continue
+                # every setting, against the first guess: linear in [1, Pγ, Pθ, ΣP(γ±1)]
+                nb = [g for g in (m - 1, m + 1) if 0 <= g < n]
+                cols = [np.ones(len(volts)), power[:, heater]]
+                cols.append(power[:, src[m]] if src[m] >= 0 else np.zeros(len(volts)))
+                cols.append(power[:, gam[nb]].sum(1) * (1 - dead_g[nb].all()))
+                a = np.stack(cols, axis=1)
+                guess = coef[0] + coef[1] * power[:, heater]
+                d = np.angle(np.exp(1j * (psi[:, m] - guess)))
+                keep = np.abs(a).sum(0) > 0
+                keep[2] &= np.ptp(a[:, 2]) > 0
+                sol = np.zeros(4)
+                sol[keep], *_ = np.linalg.lstsq(a[:, keep], d, rcond=None)
+                resid = d - a @ sol
+                alpha = coef[1] + sol[1]
+                cov = np.linalg.pinv(a[:, keep].T @ a[:, keep]) * np.sum(resid**2) / max(len(d) - keep.sum(), 1)
+                sig = np.zeros(4)
+                sig[keep] = np.sqrt(np.clip(np.diag(cov), 0, None))
+                cal.alpha[heater] = alpha
+                cal.phase_offsets[heater] = np.mod(coef[0] + sol[0], TWO_PI)
+                self.sigma["phase_offsets"][heater] = sig[0]
+                self.sigma["alpha"][heater] = sig[1]
+                if keep[2]:
+                    for pair in ((heater, int(src[m])), (int(src[m]), heater)):
+                        new_xt[pair] = sol[2] / alpha
+                        self.xt_sigma[pair] = sig[2] / alpha
+                if keep[3]:
+                    for g in nb:
+                        new_xt[(heater, int(gam[g]))] = sol[3] / alpha
+                        self.xt_sigma[(heater, int(gam[g]))] = sig[3] / alpha
+                if sweep_pass == 1:
+                    self.fits_y[heater] = phase
+                    self.fits_m[heater] = design @ coef
+                    self.residuals.append(resid)
+            self.xt.update(new_xt)
+            self._publish_crosstalk()
+        return True
+
+    def _gamma_plain(self) -> bool:
+        """γ without crosstalk: the parity sweeps alone."""
         cal, k_all, n = self.cal, self.k_all, self.n
         amp = np.sqrt(self.power)
         f_all = np.full(n, amp, dtype=np.complex128)

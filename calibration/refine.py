@@ -170,7 +170,8 @@ def refine(
         return np.concatenate([np.asarray(a, dtype=float) for a in parts])
 
     alpha0 = np.where(alive, np.where(cal.alpha > 0, cal.alpha, np.median(cal.alpha[alive])), 0.0)
-    p0 = pack(cal.phase_offsets, alpha0, cal.delta, cal.tap_efficiency, np.zeros(len(pairs)), cal.beta)
+    # crosstalk starts from what the stages estimated (0 where they did not)
+    p0 = pack(cal.phase_offsets, alpha0, cal.delta, cal.tap_efficiency, cal.crosstalk.values_at(pairs), cal.beta)
 
     def cost(p):
         return float(np.sum(np.asarray(residual_jit(jnp.asarray(p))) ** 2))

@@ -225,6 +225,38 @@ def test_progressive_stages_report_a_dead_heater_and_a_dark_tap_mid_mesh():
     assert phase < 0.03 and alpha < 0.01 and delta < 0.005
 
 
+def test_progressive_stages_fit_crosstalk_at_n8():
+    """Crosstalk 0.01 between neighbouring heaters, stages only (no refinement): the stages estimate X
+    (own φ←θ and θ←φ, φ←θ' of the previous column, γ pairs) and model it in the prefix and in the
+    voltages. Checked against the truth after the fact."""
+    top = circuits.rectangular(8)
+    truth = AsBuilt.random(top, seed=5201, delta_sigma=0.03, crosstalk=0.01, tap_spread=0.05)
+    chip = VirtualChip(top, errors=truth, noise=Noise.realistic(), seed=5202)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        cal = calibrate(GuardedChip(chip), topology=top, seed=5203, progress=False,
+                        steps=("phase_voltage", "couplers", "crosstalk"))
+    phase, alpha, delta = errors_vs_truth(cal, truth)
+    x = cal.crosstalk
+    true_x = truth.crosstalk[x.rows, x.cols]
+    x_err = np.sqrt(np.mean((x.values - true_x) ** 2))
+    print(f"n=8 stages with crosstalk: φ0 rms {phase:.4f} rad, α rms {alpha:.3%}, δ rms {delta:.4f} rad, "
+          f"X {x.nnz}/{np.count_nonzero(truth.crosstalk)} pairs, rms error {x_err:.4f} "
+          f"(truth rms {np.sqrt(np.mean(true_x**2)):.4f}); {cal.n_measurements} frames")
+    assert "refine" not in cal.info["timings_s"]
+    assert phase < 0.02 and alpha < 0.01 and delta < 0.005
+    # X estimated only between neighbours, most pairs found, to a fraction of its size
+    assert np.all(truth.crosstalk[x.rows, x.cols] != 0)
+    assert x.nnz >= 0.9 * np.count_nonzero(truth.crosstalk)
+    assert x_err < 0.35 * np.sqrt(np.mean(true_x**2))
+    # the voltages it gives realize the phases on the true chip (crosstalk compensated)
+    target = np.random.default_rng(5204).uniform(0, 2 * np.pi, cal.n_heaters)
+    v = cal.voltages_for_phases(target)
+    assert np.sqrt(np.mean(wrapped(truth.phases(v) - target) ** 2)) < 0.03
+    u = circuits.haar_unitary(8, 5205)
+    assert fidelity(u, chip.unitary(cal.voltages_for(u))) > 0.99
+
+
 @pytest.mark.slow
 def test_progressive_recovers_the_truth_at_n32():
     # the default steps: at n = 32 the refinement would be too large and is skipped
