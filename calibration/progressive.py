@@ -351,10 +351,25 @@ class Progressive:
 
         return fringe_verdict(fringe, j, self.alpha_guess, self.vis_threshold)
 
+    def _apply_fringe(self, heater, fringe, j, phase_offset, readings):
+        """One heater's sweep verdict: dead → α = 0 (reported); ok/weak → its φ0 (``phase_offset``, rad) and
+        α from fringe ``j``; distorted → left for the stage's fit. The readings and fit are kept for plots."""
+        verdict = self._verdict(fringe, j)
+        if verdict == "dead":
+            self.dead.add(heater)
+            self.cal.alpha[heater] = 0.0
+        elif verdict in ("ok", "weak"):
+            self.cal.phase_offsets[heater] = np.mod(phase_offset, TWO_PI)
+            self.cal.alpha[heater] = fringe.alpha[j]
+        else:
+            self.unfitted.add(heater)
+        self.fits_y[heater] = readings
+        self.fits_m[heater] = readings - fringe.residuals[:, j]
+
     def _prefit_phi(self, members, readings):
         from calibration.procedure import fit_fringes
 
-        cal, k_all = self.cal, self.k_all
+        k_all = self.k_all
         fringe = fit_fringes(self.sweep_x, readings, self.alpha_guess)
         for j, k in enumerate(members):
             heater = k_all + k
@@ -362,19 +377,8 @@ class Progressive:
                 self.unfitted.add(heater)
                 self.notes.append(f"φ heater {heater}: its θ tap is dark, φ0 started from a scan")
                 continue
-            verdict = self._verdict(fringe, j)
-            if verdict == "dead":
-                self.dead.add(heater)
-                cal.alpha[heater] = 0.0
-                continue
             # equal in-phase inputs: reading = A + B sin(φ) → Bc = B sin φ0, Bs = B cos φ0
-            if verdict in ("ok", "weak"):
-                cal.phase_offsets[heater] = np.mod(np.arctan2(fringe.cos[j], fringe.sin[j]), TWO_PI)
-                cal.alpha[heater] = fringe.alpha[j]
-            else:
-                self.unfitted.add(heater)
-            self.fits_y[heater] = readings[:, j]
-            self.fits_m[heater] = readings[:, j] - fringe.residuals[:, j]
+            self._apply_fringe(heater, fringe, j, np.arctan2(fringe.cos[j], fringe.sin[j]), readings[:, j])
 
     def _prefit_delta1(self, members, p_top, p_bottom):
         cal, t = self.cal, self.cal.tap_fraction
@@ -387,7 +391,6 @@ class Progressive:
     def _prefit_theta(self, heaters, sweep, channels):
         from calibration.procedure import fit_fringes
 
-        cal = self.cal
         # read each MZI's fringe at its bottom-output channel, or at its top-output one if it has none
         use = [(0, bottom) if bottom >= 0 else (1, top) for bottom, top in channels]
         if all(tap < 0 for _, tap in use):
@@ -401,19 +404,9 @@ class Progressive:
                 self.unfitted.add(k)
                 self.notes.append(f"θ heater {k}: no tap downstream sees its outputs, θ0 started from a scan")
                 continue
-            verdict = self._verdict(fringe, j)
-            if verdict == "dead":
-                self.dead.add(k)
-                cal.alpha[k] = 0.0
-            elif verdict in ("ok", "weak"):
-                # bottom output A + B cos θ: Bc = B cos θ0, Bs = −B sin θ0 (top output: A − B cos θ)
-                sign = 1.0 if o == 0 else -1.0
-                cal.phase_offsets[k] = np.mod(np.arctan2(-sign * fringe.sin[j], sign * fringe.cos[j]), TWO_PI)
-                cal.alpha[k] = fringe.alpha[j]
-            else:
-                self.unfitted.add(k)
-            self.fits_y[k] = sweep[:, tap]
-            self.fits_m[k] = sweep[:, tap] - fringe.residuals[:, j]
+            # bottom output A + B cos θ: Bc = B cos θ0, Bs = −B sin θ0 (top output: A − B cos θ)
+            sign = 1.0 if o == 0 else -1.0
+            self._apply_fringe(k, fringe, j, np.arctan2(-sign * fringe.sin[j], sign * fringe.cos[j]), sweep[:, tap])
             j += 1
 
     # ---------------------------------------------------------------- the stage's least squares
@@ -422,7 +415,6 @@ class Progressive:
 
         model, res, jac = _stage_functions()
         cal, k_all, m_max = self.cal, self.k_all, self.m_max
-        mc = len(members)
         # the most (averaged) frames a stage takes: one shape for every stage
         f = 3 * self.s + 6 + ((self.s + 2 * self.s_moved) if self.fit_xt else 0)
         pad = f - len(volts)
@@ -577,7 +569,7 @@ class Progressive:
         x = self._deliver(f_all)[0]
         gam = 2 * k_all + np.arange(n)
         src = np.array([top._index_of.get((last, m), top._index_of.get((last, m - 1), -1)) for m in range(n)])
-        settings, own_sweep = [], {}
+        settings = []
         for parity in (0, 1):
             for s in range(self.s):
                 v = self.base_v.copy()
