@@ -202,6 +202,14 @@ def fit_fringes(x, readings, alpha_guess: float, iterations: int = 12) -> _Fring
     return _Fringe(p[:, 0], p[:, 1], p[:, 2], p[:, 3], np.sqrt(np.mean(r**2, axis=0)), r)
 
 
+def delta_from_split_ratio(ratio, max_delta: float) -> np.ndarray:
+    """Coupler error δ (rad) from measured cross/bar power ratios ``tan²(π/4 + δ)``; 0 where a ratio is
+    unknown (NaN) or the estimate is not below ``max_delta`` (rad)."""
+    ratio = np.asarray(ratio, dtype=float)
+    estimate = np.arctan(np.sqrt(np.clip(np.nan_to_num(ratio, nan=-1.0), 0, None))) - np.pi / 4
+    return np.where(np.isfinite(ratio) & (np.abs(estimate) < max_delta), estimate, 0.0)
+
+
 def _flat(fringe: _Fringe, j: int) -> bool:
     """No fringe at all: the fitted modulation is within noise (3× the fit's residual RMS). A dead heater
     gives this; light that reaches the tap poorly gives a weak fringe that is still well above noise."""
@@ -466,9 +474,7 @@ def calibrate(
                 residuals["sweeps"].append((fringe.residuals / max(power_mw * tap_guess, 1e-30)).ravel())
                 bar.update(1)
             if "couplers" in steps:
-                estimate = np.arctan(np.sqrt(np.clip(np.nan_to_num(top_only_ratio, nan=-1.0), 0, None))) - np.pi / 4
-                ok = np.isfinite(top_only_ratio) & (np.abs(estimate) < max_delta)
-                cal.delta[:, 1] = np.where(ok, estimate, 0.0)
+                cal.delta[:, 1] = delta_from_split_ratio(top_only_ratio, max_delta)
 
             # --- φ heaters, first column first, equal in-phase light on both inputs of each MZI
             in_ratio = np.full(k_all, np.nan)
@@ -515,9 +521,7 @@ def calibrate(
                 residuals["sweeps"].append((fringe.residuals / max(power_mw * tap_guess, 1e-30)).ravel())
                 bar.update(1)
             if "couplers" in steps:
-                estimate = np.arctan(np.sqrt(np.clip(np.nan_to_num(in_ratio, nan=-1.0), 0, None))) - np.pi / 4
-                ok = np.isfinite(in_ratio) & (np.abs(estimate) < max_delta)
-                cal.delta[:, 0] = np.where(ok, estimate, 0.0)
+                cal.delta[:, 0] = delta_from_split_ratio(in_ratio, max_delta)
 
             # --- γ heaters, from the coherent readout, even and odd modes apart (neighbours heat each other)
             try:

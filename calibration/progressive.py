@@ -381,12 +381,13 @@ class Progressive:
             self._apply_fringe(heater, fringe, j, np.arctan2(fringe.cos[j], fringe.sin[j]), readings[:, j])
 
     def _prefit_delta1(self, members, p_top, p_bottom):
+        from calibration.procedure import delta_from_split_ratio
+
         cal, t = self.cal, self.cal.tap_fraction
         for j, k in enumerate(members):
             if p_top[j] > 0 and p_bottom[j] > 0 and self.usable[0, k]:
                 ratio = p_bottom[j] / p_top[j] * (1 - t[self.k_all + k])
-                estimate = np.arctan(np.sqrt(ratio)) - np.pi / 4
-                cal.delta[k, 0] = estimate if abs(estimate) < self.max_delta else 0.0
+                cal.delta[k, 0] = delta_from_split_ratio(ratio, self.max_delta)
 
     def _prefit_theta(self, heaters, sweep, channels):
         from calibration.procedure import fit_fringes
