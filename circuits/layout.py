@@ -60,8 +60,10 @@ def heater_drawn(
     return M.thermo_optic_phase_shifter(wl, wl0, voltage, phase_offset, alpha, beta, neff, ng, length, loss_db_cm)
 
 
-def _scale(s: sax.SDict, factor) -> sax.SDict:
-    return {k: v * factor for k, v in s.items()}
+def _propagated(s: sax.SDict, wl, wl0, neff, ng, length, loss_db_cm) -> sax.SDict:
+    """``s`` times the propagation over ``length`` µm of drawn waveguide (one path through the device)."""
+    prop = M.waveguide(wl, wl0, neff, ng, length, loss_db_cm)[("o1", "o2")]
+    return {k: v * prop for k, v in s.items()}
 
 
 def grating_tap_drawn(
@@ -76,8 +78,8 @@ def grating_tap_drawn(
     loss_db_cm=2.0,
 ) -> sax.SDict:
     """Drawn grating tap: :func:`circuits.models.grating_tap` times the propagation over its bus length."""
-    prop = M.waveguide(wl, wl0, neff, ng, length, loss_db_cm)[("o1", "o2")]
-    return _scale(M.grating_tap(wl, wl0, tap_fraction, grating_efficiency, loss_db), prop)
+    tap = M.grating_tap(wl, wl0, tap_fraction, grating_efficiency, loss_db)
+    return _propagated(tap, wl, wl0, neff, ng, length, loss_db_cm)
 
 
 def coupler_drawn(
@@ -92,8 +94,7 @@ def coupler_drawn(
     loss_db_cm=2.0,
 ) -> sax.SDict:
     """Drawn directional coupler: :func:`circuits.models.coupler` times the propagation over one path."""
-    prop = M.waveguide(wl, wl0, neff, ng, length, loss_db_cm)[("o1", "o2")]
-    return _scale(M.coupler(wl, wl0, delta, kappa_dispersion, loss_db), prop)
+    return _propagated(M.coupler(wl, wl0, delta, kappa_dispersion, loss_db), wl, wl0, neff, ng, length, loss_db_cm)
 
 
 def mmi_drawn(
@@ -107,8 +108,7 @@ def mmi_drawn(
     loss_db_cm=2.0,
 ) -> sax.SDict:
     """Drawn 2x2 MMI with its fan-out bends: :func:`circuits.models.mmi2x2` times the propagation over one path."""
-    prop = M.waveguide(wl, wl0, neff, ng, length, loss_db_cm)[("o1", "o2")]
-    return _scale(M.mmi2x2(wl, wl0, delta, loss_db), prop)
+    return _propagated(M.mmi2x2(wl, wl0, delta, loss_db), wl, wl0, neff, ng, length, loss_db_cm)
 
 
 def grating_coupler(wl=M.WL0, wl0: float = M.WL0, peak_loss_db=3.0, bandwidth_1db=0.035, reflection=0.0) -> sax.SDict:
