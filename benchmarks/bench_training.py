@@ -75,7 +75,7 @@ def two_d_network(chip, cal):
 
 def section_2d(args):
     chip, cal, cal_s = calibrated_chip()
-    print(f"### 3-layer 4-port network, trained in situ on a calibrated as-built chip\n")
+    print("### 3-layer 4-port network, trained in situ on a calibrated as-built chip\n")
     print(f"Chip: rectangular 4×4, AsBuilt.random(seed=2), Noise.realistic(); calibrate(): {cal_s:.0f} s, "
           f"{cal.n_measurements} frames. One chip time-multiplexed over 3 layers, EO activation, "
           f"amplitude+phase encoding, Adam lr {args.lr} with cosine decay, batch 32, {args.epochs} epochs; test "
