@@ -84,6 +84,18 @@ def _fan_in(c, gc_ports, mesh_ports, side: str, radius: float, separation: float
         r3.connect("o1", b2.ports["o2"])
 
 
+def _pad_on_trace(c, pad, name: str, x: float, y_from: float, y_pad: float, trace_width: float, trace_layer,
+                  label: str | None, layer_label) -> None:
+    """A bond pad centred at (``x``, ``y_pad``) µm, fed by a vertical trace from ``y_from``; its port and
+    reference are named ``name``, with an optional text label on the pad."""
+    _rect(c, x - trace_width / 2, x + trace_width / 2, *sorted((y_from, y_pad)), trace_layer)
+    ref = c.add_ref(pad, name=name)
+    ref.dmove((x, y_pad))
+    c.ports.add_port(port=ref.ports["pad"], name=name)
+    if label is not None:
+        c.add_label(label, position=(x, y_pad), layer=layer_label)
+
+
 @gf.cell
 def chip(
     n: int = 4,
@@ -184,24 +196,16 @@ def chip(
         _rect(c, min(gnd_x) - tw, max(gnd_x) + tw, y_bus - bus_width / 2, y_bus + bus_width / 2, xl.layer)
         v = c << via_c
         v.dmove((x_gpad, y_bus))
-        _rect(c, x_gpad - tw / 2, x_gpad + tw / 2, *sorted((y_bus, y_pad)), xt.layer)
-        gp = c.add_ref(pad, name=f"pad_gnd_{side}")
-        gp.dmove((x_gpad, y_pad))
-        c.ports.add_port(port=gp.ports["pad"], name=f"pad_gnd_{side}")
-        if with_labels:
-            c.add_label(f"GND_{side.upper()}", position=(x_gpad, y_pad), layer=layer_label)
+        _pad_on_trace(c, pad, f"pad_gnd_{side}", x_gpad, y_bus, y_pad, tw, xt.layer,
+                      f"GND_{side.upper()}" if with_labels else None, layer_label)
     labels = [f"{name}{idx}" for name, idx in schedule.shifters(n, kind)]
     for h in range(n_heaters):
         p = mports[f"e{h + 1}"]
         x, y = p.dcenter
         sign = 1 if p.orientation == 90 else -1
         y_pad = y + sign * (pad_gap + ph / 2)
-        _rect(c, x - tw / 2, x + tw / 2, *sorted((y, y_pad)), xt.layer)
-        pr = c.add_ref(pad, name=f"pad_e{h + 1}")
-        pr.dmove((x, y_pad))
-        c.ports.add_port(port=pr.ports["pad"], name=f"pad_e{h + 1}")
-        if with_labels:
-            c.add_label(f"e{h + 1} {labels[h]}", position=(x, y_pad), layer=layer_label)
+        _pad_on_trace(c, pad, f"pad_e{h + 1}", x, y, y_pad, tw, xt.layer,
+                      f"e{h + 1} {labels[h]}" if with_labels else None, layer_label)
 
     # ---- fiber gratings: west inputs, east outputs, two loopback gratings above each array
     y_mid = (mports["o1"].dcenter[1] + mports[f"o{n}"].dcenter[1]) / 2
