@@ -124,10 +124,12 @@ def simulate_cmd(
 
 
 def _simulate(n, kind, wl_span, sax_check, out, seed):
-    from tapmesh import stages
-
+    _check_n(n)
+    _check_choice(kind, KINDS, "--kind")
     out = _check_out(out)
-    return stages.simulate(n=_check_n(n), kind=kind, wl_span=wl_span, sax_check=sax_check, out=out, seed=seed)
+    from tapmesh import stages  # after the checks: bad input fails at once, not after seconds of imports
+
+    return stages.simulate(n=n, kind=kind, wl_span=wl_span, sax_check=sax_check, out=out, seed=seed)
 
 
 KINDS = ("rectangular", "triangular")
@@ -158,15 +160,15 @@ def layout_cmd(
     beside each other instead. Lengths in µm."""
 
     def run(n, kind, png, out, seed):
-        from tapmesh import stages
-
         name = "chip"
         if Path(out).suffix.lower() == ".gds":
             out, name = Path(out).parent, Path(out).stem
-        out = _check_out(out)
         if n is not None:
             _check_n(n)
             _check_choice(kind, KINDS, "--kind")
+        out = _check_out(out)
+        from tapmesh import stages
+
         return stages.layout(out, n=n, kind=kind, demo=n is None, png=png, name=name)
 
     command("layout")(run)(n=n, kind=kind, png=png, out=out, seed=seed, as_json=as_json, debug=debug)
@@ -187,9 +189,9 @@ def calibrate_cmd(
     Writes calibration.json (versioned, checksummed, written atomically) and calibration_summary.json."""
 
     def run(driver, png, out, seed):
+        out = _check_out(out)
         from tapmesh import stages
 
-        out = _check_out(out)
         chip = stages.load_driver(driver) if driver else None
         if chip is None and not (out / "fabrication.json").exists():
             stages.fabricate(out, seed)
@@ -215,13 +217,13 @@ def train_cmd(
     Writes training.json, training_curves.png and (2-D tasks) decision_boundary.png."""
 
     def run(task, method, layers, epochs, png, out, seed):
-        from tapmesh import stages
-
         _check_choice(task, TASKS, "--task")
         _check_choice(method, METHODS, "--method")
         if layers < 1 or epochs < 1:
             raise UsageError("--layers and --epochs must be at least 1")
         out = _check_out(out)
+        from tapmesh import stages
+
         return stages.train(out, seed, task=task, method=method, layers=layers, epochs=epochs, png=png)
 
     command("train")(run)(task=task, method=method, layers=layers, epochs=epochs, png=png, out=out, seed=seed, as_json=as_json, debug=debug)
@@ -237,11 +239,11 @@ def report_cmd(
     """Write report.html: a self-contained page with every figure and table found in --out."""
 
     def run(out, seed):
-        from tapmesh import report
-
         out = Path(out)
         if not out.is_dir():
             raise FileNotFoundError(f"--out folder {out} does not exist: run a stage first")
+        from tapmesh import report
+
         path, status = report.build(out)
         return {"report": str(path), "sections": status}
 
@@ -265,14 +267,14 @@ def flow_cmd(
     calibrate → train in situ → report.html. Each stage writes its files into --out."""
 
     def run(n, kind, task, method, epochs, fast, out, seed):
-        from tapmesh import stages
-
-        out = _check_out(out)
         if n is not None:
             _check_n(n)
             _check_choice(kind, KINDS, "--kind")
         _check_choice(task, TASKS, "--task")
         _check_choice(method, METHODS, "--method")
+        out = _check_out(out)
+        from tapmesh import stages
+
         return stages.flow(out, seed, n=n, kind=kind, task=task, method=method, epochs=3 if fast else epochs, fast=fast)
 
     command("flow")(run)(n=n, kind=kind, task=task, method=method, epochs=epochs, fast=fast, out=out, seed=seed, as_json=as_json, debug=debug)
