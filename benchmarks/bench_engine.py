@@ -78,7 +78,12 @@ def layer_by_layer(top, params, x):
     from circuits import engine
 
     columns, _, _, post = engine._fused_columns(top, params, jnp.asarray(1.55, jnp.float32), x.dtype)
-    field, _ = jax.lax.scan(lambda f, c: (engine._mix(c, f), None), x.T, jax.tree_util.tree_map(lambda c: c[..., None], columns))
+
+    def step(field, col):
+        column, partner = col
+        return engine._apply_column(column, field, engine._partner_rows(field, partner)), None
+
+    field, _ = jax.lax.scan(step, x.T, (columns, jnp.asarray(engine._placement(top).partner)))
     return (field * post[:, None]).T
 
 

@@ -47,8 +47,7 @@ def _segment(wl, phase, loss_db):
 class _Placement(NamedTuple):
     """Where per-MZI values go in the engine's (C, n) per-column arrays (numpy index tables, static).
 
-    Every MZI couples a mode m to m + 1, so a column acts on the mode-major field f (n, …) as
-    ``a·f + up·f[m+1] + down·f[m−1]``: shifts by one mode, no gather inside the tap scan."""
+    A column acts on the mode-major field f (n, …) as ``a·f + b·f[partner]`` (:func:`_apply_column`)."""
 
     index: np.ndarray  # (C, n) into [top-mode values (K), bottom-mode values (K), default]
     partner: np.ndarray  # (C, n): the other mode of the MZI on mode m (m itself if none)
@@ -72,21 +71,19 @@ def _place(placement: _Placement, top_values=None, bottom_values=None, default=0
     return jnp.concatenate([*table, jnp.full((1,), default, dtype=values.dtype)])[placement.index]
 
 
-def _shift_up(field):
-    """``field[m + 1]`` along the mode axis 0 (zero past the last mode)."""
-    return jnp.concatenate([field[1:], jnp.zeros_like(field[:1])])
+def _partner_rows(field, partner):
+    """``field[partner]``: each mode's row replaced by its MZI partner's (mode-major field (n, …)).
+
+    A row gather is one contiguous copy per mode: on CPU 1.5–2x faster than gathering along the minor
+    axis, and 10–20 % faster than the shift form ``up·f[m+1] + down·f[m−1]`` (measured, n = 32/64)."""
+    return jnp.take(field, partner, axis=0, mode="clip")  # in bounds by construction: no fill mask
 
 
-def _shift_down(field):
-    """``field[m − 1]`` along the mode axis 0 (zero before the first mode)."""
-    return jnp.concatenate([jnp.zeros_like(field[:1]), field[:-1]])
-
-
-def _mix(coefficients, field):
-    """One column's ``a·f + up·f[m+1] + down·f[m−1]`` on a mode-major field (coefficients (n, 1)): one
-    fused elementwise pass, no gather (measured 25 % faster than gathering partners for the tap scan)."""
-    a, up, down = coefficients
-    return a * field + up * _shift_up(field) + down * _shift_down(field)
+def _apply_column(coefficients, field, other=None):
+    """One column, ``a·f + b·f[partner]``, on a mode-major field (n, …); ``coefficients = (a, b)``, (n,)
+    each. ``other`` is ``f[partner]`` when the caller already gathered it."""
+    a, b = coefficients
+    return a[:, None] * field + b[:, None] * other
 
 
 class _Stages(NamedTuple):
@@ -156,7 +153,7 @@ def _mzi_matrices(s: _Stages):
 
 
 def _fused_columns(topology: MeshTopology, params: MeshParams, wl, cdtype, direction: str = "forward"):
-    """Each column as one per-mode multiply-add ``(a, up, down)``, each (C, n) (:func:`_mix`), and the
+    """Each column as one per-mode multiply-add ``(a, b)``, each (C, n) (:func:`_apply_column`), and the
     stages and output segment they were built from.
 
     Each MZI's stages are multiplied into one 2x2 first (O(K) work), then placed, so composing the mesh
@@ -166,11 +163,7 @@ def _fused_columns(topology: MeshTopology, params: MeshParams, wl, cdtype, direc
     placement = _placement(topology)
     t00, t01, t10, t11 = _mzi_matrices(stages)
     up, down = (t01, t10) if direction == "forward" else (t10, t01)
-    columns = (
-        _place(placement, t00, t11, default=1.0),
-        _place(placement, top_values=up),
-        _place(placement, bottom_values=down),
-    )
+    columns = (_place(placement, t00, t11, default=1.0), _place(placement, up, down))
     return columns, stages, post, post_tapped
 
 
@@ -179,23 +172,20 @@ def _abs2(field):
 
 
 def _tap_columns(placement: _Placement, s: _Stages, direction: str):
-    """Per-column ``(a, up, down)`` giving every tap's field from the field entering its column: a θ tap
-    on its MZI's top-mode row, a φ tap on the bottom-mode row (zero elsewhere)."""
+    """Per-column ``(a, b)`` giving every tap's field from the field entering its column (the same
+    ``a·f + b·f[partner]`` as a column): a θ tap on its MZI's top-mode row, a φ tap on the bottom-mode
+    row (zero elsewhere)."""
     if direction == "forward":
         theta_self = s.in_tt * s.pre_t * s.tap_pre * s.mid_t  # light entering the top port
-        theta_up = s.in_bt * s.pre_b * s.mid_t  # ... and the bottom port
-        return (
-            _place(placement, top_values=theta_self),
-            _place(placement, top_values=theta_up),
-            _place(placement, bottom_values=s.pre_t),  # φ segment, on the top input
-        )
+        theta_other = s.in_bt * s.pre_b * s.mid_t  # ... and the bottom port
+        # the φ tap, on the bottom row, sees the top input: its partner's row
+        return _place(placement, top_values=theta_self), _place(placement, theta_other, s.pre_t)
     # backward: the θ tap sees the output coupler's transpose applied to the outputs; the φ tap the input
     # coupler's transpose applied to the arms after the θ heater/tap (top) and the bottom arm
     phi_top, phi_bottom = s.in_tt * s.tap_mid * s.mid_t, s.in_bt * s.mid_b
     return (
         _place(placement, s.out_tt, phi_top * s.out_bt + phi_bottom * s.out_bb),
-        _place(placement, top_values=s.out_bt),
-        _place(placement, bottom_values=phi_top * s.out_tt + phi_bottom * s.out_tb),
+        _place(placement, s.out_bt, phi_top * s.out_tt + phi_bottom * s.out_tb),
     )
 
 
@@ -203,18 +193,20 @@ def _scan_mesh(topology: MeshTopology, params: MeshParams, x, wl, direction: str
     """Scan the batch ``x`` (B, n) through the mesh, recording the field (or, with ``power``, the power)
     arriving at every tap.
 
-    The batch is scanned mode-major, (n, B). Each column is one fused multiply-add on the field, and the
-    column's taps are another on the field entering it (:func:`_mix`), recorded as one (n, B) block."""
+    The batch is scanned mode-major, (n, B). The partner rows are gathered once per column; the column
+    and its taps are then two fused multiply-adds on the field entering it (:func:`_apply_column`), the
+    taps recorded as one (n, B) block."""
     columns, stages, post, post_tapped = _fused_columns(topology, params, wl, x.dtype, direction)
     placement = _placement(topology)
     taps = _tap_columns(placement, stages, direction)
     record = _abs2 if power else (lambda field: field)
 
     def step(field, col):
-        column, tap = col
-        return _mix(column, field), record(_mix(tap, field))
+        column, tap, partner = col
+        other = _partner_rows(field, partner)
+        return _apply_column(column, field, other), record(_apply_column(tap, field, other))
 
-    scanned = jax.tree_util.tree_map(lambda c: c[..., None], (columns, taps))  # broadcast over the batch
+    scanned = (columns, taps, jnp.asarray(placement.partner))
     if direction == "forward":
         field, column_taps = jax.lax.scan(step, x.T, scanned)
         tap_gamma, field = field * post[:, None], field * post_tapped[:, None]
@@ -228,18 +220,16 @@ def _scan_mesh(topology: MeshTopology, params: MeshParams, x, wl, direction: str
 def _compose(topology: MeshTopology, params: MeshParams, wl, cdtype):
     """Transfer matrix U (n, n) at one wavelength: y = U @ x.
 
-    The identity is scanned row-wise, gathering partners along the mode axis: for an (n, n) field this
-    beats the shift form of :func:`_mix` by ~2x on CPU (measured)."""
-    (a, up, down), _, _, post_tapped = _fused_columns(topology, params, wl, cdtype)
-    partner = jnp.asarray(_placement(topology).partner)
+    The identity is scanned mode-major: rows are modes, so after the last column it is U itself."""
+    columns, _, _, post_tapped = _fused_columns(topology, params, wl, cdtype)
 
-    def step(rows, col):
-        a_c, b_c, partner_c = col
-        return a_c * rows + b_c * rows[:, partner_c], None
+    def step(field, col):
+        column, partner = col
+        return _apply_column(column, field, _partner_rows(field, partner)), None
 
     identity = jnp.eye(topology.n, dtype=cdtype)
-    rows, _ = jax.lax.scan(step, identity, (a, up + down, partner))  # unrolling is slower on CPU
-    return (rows * post_tapped).T  # row j is the output for input e_j, i.e. column j of U
+    field, _ = jax.lax.scan(step, identity, (columns, jnp.asarray(_placement(topology).partner)))  # unrolling is slower on CPU
+    return field * post_tapped[:, None]
 
 
 def _over_wavelengths(fn, wl):
