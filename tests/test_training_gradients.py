@@ -96,6 +96,8 @@ def test_methods_share_one_interface_and_count_passes():
         assert np.isfinite(result.loss)
     assert insitu(net, net.init(0), x, y, adjoint_power="forward").passes == 4 * l * b
     assert two_pass(net, net.init(0), x, y, mapping="insitu").passes == 4 * l * b
+    variant = two_pass(net, net.init(0), x, y, rng=np.random.default_rng(0), feedback="random", directional=True)
+    assert variant.passes == 2 * l * b  # the variant reads the same two passes
 
 
 def test_dfa_last_layer_is_the_exact_gradient_and_mappings_agree():
@@ -109,6 +111,30 @@ def test_dfa_last_layer_is_the_exact_gradient_and_mappings_agree():
         by_model = method(net, phases, x, y, mapping="model").grads
         in_situ = method(net, phases, x, y, mapping="insitu").grads
         assert max(relative_errors(by_model, in_situ)) < 1e-5
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_directional_two_pass_points_downhill_on_average(seed):
+    """With random modulation and the directional sign, each update is a forward-gradient estimate:
+    averaged over modulations, every hidden layer's update aligns with the true gradient (measured
+    cosines 0.37-0.94 on these seeds). Plain PEPITA has no such guarantee: its sign depends on F."""
+    net = PhotonicNetwork(circuits.rectangular(4), 3, 2, activation="eo", encoding="amplitude_phase")  # model only
+    ds = data.moons(n_samples=200)
+    x, y = ds.x_test[:32], ds.y_test[:32]
+    phases = net.init(seed)
+    exact = autodiff(net, phases, x, y).grads
+    rng = np.random.default_rng(seed)
+    draws = [two_pass(net, phases, x, y, rng=rng, feedback="random", feedback_scale=0.1, directional=True) for _ in range(100)]
+    assert all(d.passes == 0 and np.isfinite(d.loss) for d in draws)  # model-only network: no chip passes
+    for layer in range(net.n_layers - 1):
+        mean = np.mean([d.grads[layer] for d in draws], axis=0)
+        assert cosine_similarity([exact[layer]], [mean]) > 0.2, layer
+
+
+def test_two_pass_rejects_unknown_feedback():
+    net = PhotonicNetwork(circuits.rectangular(4), 2, 2)
+    with pytest.raises(ValueError, match="feedback"):
+        two_pass(net, net.init(0), np.full((2, 2), 0.5), [0, 1], feedback="learned")
 
 
 def test_spsa_estimate_points_along_the_gradient():

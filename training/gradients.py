@@ -222,6 +222,20 @@ def _map(net, layer, phases_l, x, c, mapping, fwd_taps=None):
     raise ValueError(f"mapping must be 'model' or 'insitu', got {mapping!r}")
 
 
+def _modulation(net, e, feedback, seed, scale, rng):
+    """The second pass's input offset ``F·e`` (B, n): PEPITA's fixed real F (``"fixed"``, drawn from
+    ``seed``), or a fresh complex F for every sample (``"random"``: the error modulated with noise)."""
+    if feedback == "fixed":
+        return e @ _feedback("pepita", net, seed, scale)
+    if feedback == "random":
+        bound = scale * np.sqrt(6.0 / net.n)
+        rng = rng if rng is not None else np.random.default_rng(seed)
+        shape = (e.shape[0], net.n_classes, net.n)
+        f = rng.uniform(-bound, bound, shape) + 1j * rng.uniform(-bound, bound, shape)
+        return np.einsum("bc,bcn->bn", e, f)
+    raise ValueError(f"feedback must be 'fixed' or 'random', got {feedback!r}")
+
+
 def two_pass(
     net: PhotonicNetwork,
     phases,
@@ -230,14 +244,18 @@ def two_pass(
     *,
     seed: int = 0,
     feedback_scale: float = 0.05,
+    feedback: str = "fixed",
+    directional: bool = False,
     mapping: str = "model",
     activity: str = "auto",
+    rng: np.random.Generator | None = None,
     **_,
 ) -> GradientResult:
     """Two-pass forward propagation (Ahmadnejad & Koohi 2024), the PEPITA rule (Dellaferrera & Kreiman 2022).
 
     Pass 1 on x gives the class error ``e = q − onehot(y)``; pass 2 on ``x + F·e`` (F fixed, uniform
-    in ±``feedback_scale``·√(6/n), drawn from ``seed``). Field-space updates, no backward pass and no
+    in ±``feedback_scale``·√(6/n), drawn from ``seed``; ``feedback="random"``: a fresh complex F for
+    every sample, real and imaginary parts uniform in the same range, drawn from ``rng``). Field-space updates, no backward pass and no
     activation derivative: hidden layer l gets ``ΔW_l = δ_l·x'_lᴴ`` with ``δ_l = z_l − z'_l`` (the
     difference of the two passes' coherent mesh outputs), the last layer the output error of pass 2 at
     its ports (``e'`` through the power readout). A mesh cannot apply ΔW, so ΔW is mapped to phases by
@@ -247,17 +265,26 @@ def two_pass(
     difference of the post-nonlinearity activities ``f(z) − f(z')`` (PEPITA's h, as the rule is written),
     ``"pre"`` that of the mesh outputs ``z − z'``; ``"auto"`` (default) is ``"post"`` for activations
     that keep the field's phase (``eo``, ``linear``) and ``"pre"`` for ``abs``/``abs2``, whose real
-    activities cannot steer a complex update (moons, EO, equal budget: post 89.7 %, pre 85.7 %).
+    activities cannot steer a complex update (moons, EO, equal budget: post 89.7 %, pre 85.7 %), and
+    ``"pre"`` with ``directional``.
+
+    ``directional=True`` (a variant, not PEPITA as written): each sample's hidden updates are multiplied
+    by ``−sign(ΔL_b)``, ``ΔL_b = Re Σ_m c_bm (y'_bm − y_bm)`` the first-order change of its loss from
+    pass 1 to pass 2, read from the two passes' coherent outputs y, y' (c: the output adjoint of pass
+    1). Moving a layer's pre-activation z toward z' changes the output by ∝ y' − y, so the signed
+    update points downhill along the probe ``z' − z`` to first order whatever the feedback: a forward
+    gradient in activity space whose probe is the error-scaled modulation. With a fixed F the probe of
+    the first layer is one direction, ``U₁F(e₀ − e₁)``, for every sample; ``feedback="random"`` makes it
+    a new one each sample. No extra passes.
     Needs, beyond forward passes: coherent
     readout of every layer's output and the input modulator to add F·e."""
-    f = _feedback("pepita", net, seed, feedback_scale)
     x0 = net.encode(features)
     batch = x0.shape[0]
     first = net.chip_forward(phases, x0, coherent=True) if net.on_chip else None
     zs1 = first["zs"] if first else net.model_fields(phases, x0)
-    loss, _ = net.output_adjoint(zs1[-1], labels)
+    loss, c_first = net.output_adjoint(zs1[-1], labels)
     e = _class_error(net, zs1[-1], labels)
-    x_mod = (x0 + e @ f).astype(net.dtype)
+    x_mod = (x0 + _modulation(net, e, feedback, seed, feedback_scale, rng)).astype(net.dtype)
     if mapping not in ("model", "insitu"):
         raise ValueError(f"mapping must be 'model' or 'insitu', got {mapping!r}")
     second = net.chip_forward(phases, x_mod, coherent=True, taps=mapping == "insitu") if net.on_chip else None
@@ -267,20 +294,25 @@ def two_pass(
         zs2 = [np.asarray(z) for z in net.model_fields(phases, x_mod)]
         xs2 = [x_mod] + [np.asarray(net.activation(jnp.asarray(z))) for z in zs2[:-1]]
     passes = (first["passes"] + second["passes"]) if first else 0
+    if directional:  # −sign of each sample's loss change from pass 1 to pass 2 (c_first is a batch mean)
+        loss_change = batch * np.real(np.sum(c_first * (np.asarray(zs2[-1]) - np.asarray(zs1[-1])), axis=1))
+        sample_weight = -np.sign(loss_change)[:, None]
+    else:
+        sample_weight = 1.0
     grads = []
     for l in range(net.n_layers):
         if l == net.n_layers - 1:
             _, c = net.output_adjoint(zs2[-1], labels)
         else:
             if activity == "auto":
-                activity = "pre" if net.activation.from_powers else "post"
+                activity = "pre" if net.activation.from_powers or directional else "post"
             if activity not in ("pre", "post"):
                 raise ValueError(f"activity must be 'auto', 'pre' or 'post', got {activity!r}")
             if activity == "pre":
                 delta = np.asarray(zs1[l]) - np.asarray(zs2[l])
             else:  # post-activation activities, taken as the field-space error as they are
                 delta = np.asarray(net.activation(jnp.asarray(zs1[l]))) - np.asarray(net.activation(jnp.asarray(zs2[l])))
-            c = np.conj(delta) / batch
+            c = sample_weight * np.conj(delta) / batch
         g, p = _map(net, l, phases[l], xs2[l], c, mapping, second["taps"][l] if mapping == "insitu" else None)
         grads.append(g)
         passes += p
