@@ -167,6 +167,9 @@ def _hidden_frozen(net, phases, features, labels, **options):
     return result
 
 
+DIRECTIONAL = {"mapping": "model", "feedback": "random", "feedback_scale": 0.2, "directional": True}
+
+
 def section_budget(args):
     chip, cal, _ = calibrated_chip()
     ds = data.moons()
@@ -178,14 +181,18 @@ def section_budget(args):
           f"batch 32. Seeds {seeds} (initial phases, batch order, and the feedback matrices of two_pass/dfa); "
           f"test accuracy on the chip at the epoch of lowest training loss, mean ± std over seeds. Learning "
           f"rates: the best mean training accuracy over seeds on a grid (0.02/0.05/0.1/0.2 for insitu, "
-          f"two_pass and autodiff; 0.05/0.1 for insitu_analog and the control, 0.05/0.1/0.2 for dfa, "
-          f"0.02/0.05/0.1 for spsa), see docs/training.md.\n")
+          f"two_pass, its directional variant and autodiff; 0.05/0.1 for insitu_analog and the control, "
+          f"0.05/0.1/0.2 for dfa, 0.02/0.05/0.1 for spsa; the two ablations at 0.1, untuned; the variant also on feedback_scale 0.1/0.2), see "
+          f"docs/training.md.\n")
     methods = [  # label, method, options, learning rate, chip passes per sample (3 layers)
         ("insitu (backprop)", "insitu", {}, 0.05, 9),
         ("insitu_analog", "insitu_analog", {}, 0.1, 12),
         ("two_pass (PEPITA), model mapping", "two_pass", {"mapping": "model"}, 0.1, 6),
         ("two_pass, pre-activation activities", "two_pass", {"mapping": "model", "activity": "pre"}, 0.1, 6),
         ("two_pass, hidden layers frozen (control)", _hidden_frozen, {"mapping": "model"}, 0.1, 6),
+        ("two_pass + directional sign, random modulation", "two_pass", DIRECTIONAL, 0.1, 6),
+        ("  ablation: fixed F + directional sign", "two_pass", {"mapping": "model", "directional": True}, 0.1, 6),
+        ("  ablation: random modulation, no sign", "two_pass", {**DIRECTIONAL, "directional": False}, 0.1, 6),
         ("dfa, model mapping", "dfa", {"mapping": "model"}, 0.1, 3),
         ("spsa (ε = 0.05 rad)", "spsa", {"perturbation": 0.05}, 0.05, 6),
         ("autodiff on the twin (0 passes)", "autodiff", {}, 0.2, None),
@@ -335,7 +342,7 @@ def main(argv=None):
     p.add_argument("--epochs", type=int, default=30)
     p.add_argument("--lr", type=float, default=0.05)
     p.add_argument("--budget-epochs", type=int, default=10)
-    p.add_argument("--seeds", type=int, default=3, help="seeds of the budget comparison")
+    p.add_argument("--seeds", type=int, default=8, help="seeds of the budget comparison")
     p.add_argument("--budget-methods", nargs="*", default=None, help="only budget rows whose label contains one")
     p.add_argument("--digits-epochs", type=int, default=12)
     p.add_argument("--digits-lr", type=float, default=0.02)
