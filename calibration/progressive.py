@@ -40,9 +40,9 @@ whole mesh at its calibrated bar state.
 (:func:`calibration.virtual.neighbour_pairs`): in a rectangular mesh φ and θ of one MZI, θ of column c−1
 and the φ of column c it sits next to, γ and the last column's θ, neighbouring γ. Each stage adds:
 
-* a **θ sweep with both inputs lit**, each φ held where the first fit of the φ sweep puts its θ tap at
-  mid-fringe: the heat of θ shifts φ, seen at the own θ tap to first order (X φ←θ; at a fringe peak it
-  would show to second order only, blind to the sign of X);
+* a **θ sweep with both inputs lit**, in every other setting each φ held where the first fit of the φ
+  sweep puts its θ tap at mid-fringe: the heat of θ shifts φ, seen at the own θ tap to first order (X
+  φ←θ; at a fringe peak it would show to second order only, blind to the sign of X);
 * two shorter **φ sweeps with every other θ of column c−1 moved by 2π** (the prefix routes the same
   light, but its heat on the φ of column c changes by 2π/α): X φ←θ' of the previous column;
 * a short **φ sweep with every θ' of column c−1 at mid-fringe** and light on the top input of every
@@ -256,14 +256,16 @@ class Progressive:
         self._prefit_phi(members, phi_readings)
         measured: set = set()
         if self.fit_xt:
-            # (1b) θ sweep with both inputs lit: the heat of θ reaches φ (X φ←θ), seen at the θ tap. Each φ
-            # is held where the first fit puts its θ tap at mid-fringe (reading A + B sin(φ + Δ)): at a
-            # peak the shift shows only to second order, the sign of X is lost and the fit can land on −X
+            # (1b) θ sweep with both inputs lit: the heat of θ reaches φ (X φ←θ), seen at the θ tap. In
+            # every other setting each φ is held where the first fit puts its θ tap at mid-fringe (reading
+            # A + B sin(φ + Δ)): at a peak the shift shows only to second order, the sign of X is lost and
+            # the fit can land on −X. The other settings keep φ at 0 V, where the arms are unequally lit
+            # and the outputs also show δ2
             v_mid = self.base_v.copy()
             fitted = [k_all + k for k in members if k_all + k not in self.unfitted | self.dead]
             v_mid[fitted] = self._volts_for(fitted, 0.0, period=np.pi)
             for s in range(self.s):
-                v = v_mid.copy()
+                v = (v_mid if s % 2 else self.base_v).copy()
                 v[th] = self.sweep_v[s]
                 take(v, f_both, everyone, False)
             # (1c) shorter φ sweeps with the prefix in state 1, 2 (X φ←θ' of the previous column)
