@@ -40,19 +40,29 @@ whole mesh at its calibrated bar state.
 (:func:`calibration.virtual.neighbour_pairs`): in a rectangular mesh φ and θ of one MZI, θ of column c−1
 and the φ of column c it sits next to, γ and the last column's θ, neighbouring γ. Each stage adds:
 
-* a **θ sweep with both inputs lit**: the heat of θ shifts φ, seen at the own θ tap (X φ←θ);
+* a **θ sweep with both inputs lit**, in every other setting each φ held where the first fit of the φ
+  sweep puts its θ tap at mid-fringe: the heat of θ shifts φ, seen at the own θ tap to first order (X
+  φ←θ; at a fringe peak it would show to second order only, blind to the sign of X);
 * two shorter **φ sweeps with every other θ of column c−1 moved by 2π** (the prefix routes the same
   light, but its heat on the φ of column c changes by 2π/α): X φ←θ' of the previous column;
+* a short **φ sweep with every θ' of column c−1 at mid-fringe** and light on the top input of every
+  MZI of column c−1 only (delivered through the prefix before it): the heat of the φ of column c moves
+  the θ' beside it, whose bottom output is read alone at that φ's own tap, to first order; a
+  two-parameter fit per pair on the one-MZI model of column c−1 gives X θ'←φ (:meth:`_reverse_pairs`);
 * the φ sweep itself shows X θ←φ at the outputs.
 
 The local model gets three more parameters (X φ←θ, X φ←θ', X θ←φ: 12 in all) and the heater powers of
 every frame; the field that arrives in each frame is computed through column c−1 of the calibrated
-prefix at that frame's voltages (its crosstalk included), and the prefix, the bar-state voltages and
-:meth:`Calibration.voltages_for_phases` use the crosstalk found so far. X θ'←φ (the φ of column c warming
-the θ of column c−1) is not separable in these frames and is taken equal to X φ←θ' (reciprocity); a
-first fit of the stage provides it, a second fit uses it. γ: least squares on the coherent phases of
-the parity sweeps plus one setting with the last column's θ moved by 2π (X γ←θ, its reverse by
-reciprocity, and the sum of X γ←γ±1, split equally). Cost: 6·s + 6 settings a stage instead of 3·s + 6.
+prefix at that frame's voltages (its crosstalk included: the swept φ of column c warm the θ' beside them
+by the measured X θ'←φ), and the prefix, the bar-state voltages and
+:meth:`Calibration.voltages_for_phases` use the crosstalk found so far. Where X θ'←φ cannot be measured
+(a dead heater, a dark φ tap) it is taken equal to X φ←θ' (reciprocity): a first fit of the stage
+provides it, a second fit uses it. That reciprocity assumption was the largest error left at depth: with
+X θ'←φ off by 0.003, the φ sweep's heat bends the light arriving at every MZI, and α, δ and θ at the bar
+state absorb it (φ0 at n = 32 0.039 rad, 0.007 with the measured pairs). γ: least squares on the
+coherent phases of the parity sweeps plus one setting with the last column's θ moved by 2π (X γ←θ, its
+reverse by reciprocity, and the sum of X γ←γ±1, split equally). Cost: 5.5·s + 6 settings a stage instead
+of 3·s + 6.
 Not modelled: β, loss (use the global refinement of :mod:`calibration.refine` on top where the mesh is
 small enough).
 """
@@ -243,10 +253,19 @@ class Progressive:
             v[ph] = self.sweep_v[s]
             take(v, f_both, everyone, False)
         phi_readings = np.asarray(frames_taps[-self.s:])[:, th]
+        self._prefit_phi(members, phi_readings)
+        measured: set = set()
         if self.fit_xt:
-            # (1b) θ sweep with both inputs lit: the heat of θ reaches φ (X φ←θ), seen at the θ tap
+            # (1b) θ sweep with both inputs lit: the heat of θ reaches φ (X φ←θ), seen at the θ tap. In
+            # every other setting each φ is held where the first fit puts its θ tap at mid-fringe (reading
+            # A + B sin(φ + Δ)): at a peak the shift shows only to second order, the sign of X is lost and
+            # the fit can land on −X. The other settings keep φ at 0 V, where the arms are unequally lit
+            # and the outputs also show δ2
+            v_mid = self.base_v.copy()
+            fitted = [k_all + k for k in members if k_all + k not in self.unfitted | self.dead]
+            v_mid[fitted] = self._volts_for(fitted, 0.0, period=np.pi)
             for s in range(self.s):
-                v = self.base_v.copy()
+                v = (v_mid if s % 2 else self.base_v).copy()
                 v[th] = self.sweep_v[s]
                 take(v, f_both, everyone, False)
             # (1c) shorter φ sweeps with the prefix in state 1, 2 (X φ←θ' of the previous column)
@@ -255,6 +274,9 @@ class Progressive:
                     v = states[state].copy()
                     v[ph] = vs
                     take(v, f_both, everyone, False)
+            # (1d) X θ'←φ, measured: the θ' of column c−1 at mid-fringe, the φ of column c swept
+            if c >= 1:
+                measured = self._reverse_pairs(c, members, prev)
         # (2) split frames: top only, bottom only
         f_top = np.zeros(n, dtype=np.complex128)
         f_top[tops] = amp
@@ -263,7 +285,6 @@ class Progressive:
         take(self.base_v, f_top, everyone, False)
         take(self.base_v, f_bottom, everyone, False)
         split = np.asarray(frames_taps[-2:])[:, th]
-        self._prefit_phi(members, phi_readings)
         self._prefit_delta1(members, split[0], split[1])
         # (3) per group: θ sweep with top-only light, then arm-only frames
         channels = np.full((mc, 2), -1)
@@ -297,18 +318,112 @@ class Progressive:
                 take(self.base_v, f_arm, group, True)
         frames_v, frames_f = np.asarray(frames_v), np.asarray(frames_f)
         data = (np.asarray(frames_taps), np.asarray(lit), np.asarray(group_frame), prev)
-        if self.fit_xt and c >= 1:
+        unmeasured = [j for j in range(mc) if prev[j] >= 0 and (int(prev[j]), k_all + members[j]) not in measured]
+        if self.fit_xt and unmeasured:
             # the fields that arrived: the frames' heat reaches column c−1 (moved θ heat their φ; the swept
-            # φ of column c heat the θ of column c−1), through the crosstalk known so far. A first fit
-            # gives this column's X(φ←θ'), which (reciprocity) stands for X(θ'←φ); then the final fit.
+            # φ of column c heat the θ of column c−1), through the crosstalk known so far. Where (1d) could
+            # not measure X(θ'←φ), a first fit gives this column's X(φ←θ'), which (reciprocity) stands for
+            # it; then the final fit.
             self._fit(c, members, tops, channels, frames_v, self._arrivals(c, frames_v, frames_f), *data,
-                      final=False)
-        self._fit(c, members, tops, channels, frames_v, self._arrivals(c, frames_v, frames_f), *data)
+                      measured=measured, final=False)
+        self._fit(c, members, tops, channels, frames_v, self._arrivals(c, frames_v, frames_f), *data,
+                  measured=measured)
         # column c joins the prefix: θ at the bar state, φ at 0 V (where the stage's frames pinned its phase)
         alive_theta = [k for k in members if k not in self.dead]
         self.base_v[alive_theta] = self._volts_for(alive_theta, np.pi)
         self.w_prev = self.w
         self.w = _transfer(cal, cal.phases_for_voltages(self.base_v), [c]) @ self.w
+
+    def _reverse_pairs(self, c: int, members, prev) -> set:
+        """(1d): X(θ'←φ), the φ of column c warming the θ' of column c−1 beside it. Every θ' of column
+        c−1 is set to mid-fringe (θ' = π/2 mod π, from its stage's fit), every MZI of column c−1 gets light
+        on its top input only (through the prefix before column c−1), and the φ of column c are swept
+        (``s/2`` settings). The bottom output of the MZI of θ' is the top input of the φ's own MZI, read
+        alone at that φ's tap, and at mid-fringe it moves with θ' to first order: the heat of φ shows
+        directly, whatever φ itself does (its phase does not change a power). Per pair, on the one-MZI
+        model of column c−1 (φ' is irrelevant with one input lit), the reading is η·P(θ0' + αθ'(Pθ' +
+        X Pφ)); Gauss–Newton on X with the efficiency η solved in closed form (it absorbs the injected
+        power and the grating's gain). Stored in ``self.xt``; returns the pairs measured."""
+        cal, top, k_all, n = self.cal, self.top, self.k_all, self.n
+        sel = [j for j in range(len(members))
+               if prev[j] >= 0 and int(prev[j]) not in self.dead and k_all + members[j] not in self.dead
+               and cal.alpha[int(prev[j])] > 0 and self.usable[0, k_all + members[j]]]
+        if not sel:
+            return set()
+        recv = np.array([int(prev[j]) for j in sel])  # θ' of column c−1 (its MZI index)
+        src = np.array([k_all + members[j] for j in sel])  # φ of column c: its tap reads θ''s bottom output
+        before = [k for k in self.top.columns[c - 1] if k not in self.dead and cal.alpha[k] > 0]
+        v_mid = self.base_v.copy()
+        v_mid[before] = self._volts_for(before, np.pi / 2, period=np.pi)
+        f = np.zeros(n, dtype=np.complex128)
+        amp = np.sqrt(self.power)
+        tops_before = np.array([top.mzis[k][1] for k in top.columns[c - 1]])
+        f[tops_before] = amp
+        x = np.linalg.solve(self.w_prev, f[:, None]).T
+        phi_all = np.array([k_all + k for k in members if k_all + k not in self.dead])
+        sweep_v = self.sweep_v[::2]
+        readings = []
+        for vs in sweep_v:
+            v = v_mid.copy()
+            v[phi_all] = vs
+            taps = self.bench.measure(v, np.repeat(x, self.r, axis=0), "input", taps="forward")["taps"]
+            readings.append((taps - self.offsets[0]).mean(0)[src])
+        readings = np.asarray(readings).T  # (M, S)
+        heat = sweep_v[None, :] ** 2 * np.ones((len(sel), 1))  # (M, S) power of the swept φ
+        # the one-MZI model of column c−1 at its stage's parameters, batched and padded to one shape
+        model = _stage_functions()[0]
+        import jax.numpy as jnp
+
+        m_max, s = self.m_max, len(sweep_v)
+        p = np.zeros((m_max, N_PARAMS))
+        alive = np.zeros((m_max, 2))
+        base = np.zeros((m_max, s, 3))
+        arrival = np.zeros((m_max, s, 2), dtype=np.complex128)
+        taps_t = np.full((m_max, 2), 0.02)
+        t = np.asarray(cal.tap_fraction)
+        for i, k in enumerate(recv):
+            phi_h = k_all + k
+            alive[i] = [phi_h not in self.dead and cal.alpha[phi_h] > 0, 1.0]
+            p[i, :6] = [cal.phase_offsets[phi_h], np.log(max(cal.alpha[phi_h], 1e-9)), cal.phase_offsets[k],
+                        np.log(cal.alpha[k]), cal.delta[k, 0], cal.delta[k, 1]]
+            base[i, :, 1] = v_mid[k] ** 2
+            arrival[i, :, 0] = amp
+            taps_t[i] = [t[phi_h], t[k]]
+        # the other X of that MZI act on heaters at fixed power here: φ' at 0 V, θ'' at its base
+        args = [jnp.asarray(a) for a in (alive, arrival, taps_t)]
+
+        def bottom(xv):
+            v2 = base.copy()
+            v2[: len(sel), :, 1] += xv[:, None] * heat
+            return np.asarray(model(jnp.asarray(p), args[0], jnp.asarray(v2), args[1], args[2]))[: len(sel), :, 1]
+
+        xv = np.array([self.xt.get((int(r), int(q)), 0.0) for r, q in zip(recv, src)])
+        step = 1e-3
+        with np.errstate(divide="ignore", invalid="ignore"):  # a pair without light ends as nan
+            for _ in range(4):
+                g0 = bottom(xv)
+                dg = (bottom(xv + step) - g0) / step
+                # readings ≈ η g0 + (η ΔX) dg: linear least squares in (η, η ΔX), per pair
+                a = np.stack([g0, dg], axis=2)  # (M, S, 2)
+                ata = np.einsum("msi,msj->mij", a, a) + 1e-300 * np.eye(2)
+                sol = np.linalg.solve(ata, np.einsum("msi,ms->mi", a, readings)[..., None])[..., 0]
+                xv = xv + sol[:, 1] / sol[:, 0]
+            g0 = bottom(xv)
+            eta = np.sum(g0 * readings, axis=1) / np.sum(g0 * g0, axis=1)
+            resid = readings - eta[:, None] * g0
+            dof = max(s - 2, 1)
+            cov = np.linalg.pinv(ata) * (np.sum(resid**2, axis=1) / dof)[:, None, None]
+            sigma = np.sqrt(np.clip(cov[:, 1, 1], 0, None)) / np.abs(eta)
+        measured = set()
+        for r, q, value, sig in zip(recv, src, xv, sigma):
+            if not (np.isfinite(value) and np.isfinite(sig)):
+                continue  # left to reciprocity in the stage's fit
+            pair = (int(r), int(q))
+            self.xt[pair] = float(value)
+            self.xt_sigma[pair] = float(sig)
+            measured.add(pair)
+        self._publish_crosstalk()
+        return measured
 
     def _arrivals(self, c: int, volts, fields):
         """The field (F, n) at column c's inputs in each frame, per the calibrated model: the designed
@@ -335,13 +450,14 @@ class Progressive:
             out[i] = cache[key] @ fields[i]
         return out
 
-    def _volts_for(self, heaters, target, near: float = 0.0):
-        """Voltages putting ``heaters`` at ``target`` (mod 2π), on the branch whose V² is nearest ``near``."""
+    def _volts_for(self, heaters, target, near: float = 0.0, period: float = TWO_PI):
+        """Voltages putting ``heaters`` at ``target`` (mod ``period``), on the branch whose V² is nearest
+        ``near``."""
         cal = self.cal
         alpha = np.where(cal.alpha[heaters] > 0, cal.alpha[heaters], np.inf)
-        need = np.mod(target - cal.phase_offsets[heaters], TWO_PI)
-        wraps = np.clip(np.round((near * alpha - need) / TWO_PI), 0, None)
-        x = (need + TWO_PI * wraps) / alpha
+        need = np.mod(target - cal.phase_offsets[heaters], period)
+        wraps = np.clip(np.round((near * alpha - need) / period), 0, None)
+        x = (need + period * wraps) / alpha
         x = np.where(x > self.sweep_x[-1] * 1.2, need / alpha, x)
         return np.sqrt(x)
 
@@ -411,7 +527,8 @@ class Progressive:
             j += 1
 
     # ---------------------------------------------------------------- the stage's least squares
-    def _fit(self, c, members, tops, channels, volts, fields, taps, lit, group_frame, prev, final=True):
+    def _fit(self, c, members, tops, channels, volts, fields, taps, lit, group_frame, prev, measured=frozenset(),
+             final=True):
         import jax.numpy as jnp
 
         model, res, jac = _stage_functions()
@@ -517,8 +634,10 @@ class Progressive:
             if self.fit_xt:
                 found = [((phi_h, k), 9), ((k, phi_h), 11)]
                 if movable[j, 10]:
-                    # the reverse pair (θ' ← φ) is not measured: taken equal (thermal reciprocity)
-                    found += [((phi_h, int(prev[j])), 10), ((int(prev[j]), phi_h), 10)]
+                    found.append(((phi_h, int(prev[j])), 10))
+                    if (int(prev[j]), phi_h) not in measured:
+                        # the reverse pair (θ' ← φ) not measured by (1d): taken equal (thermal reciprocity)
+                        found.append(((int(prev[j]), phi_h), 10))
                 for pair, col in found:
                     if movable[j, col]:
                         self.xt[pair] = float(p[j, col])
