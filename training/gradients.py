@@ -255,8 +255,8 @@ def two_pass(
 
     Pass 1 on x gives the class error ``e = q − onehot(y)``; pass 2 on ``x + F·e`` (F fixed, uniform
     in ±``feedback_scale``·√(6/n), drawn from ``seed``; ``feedback="random"``: a fresh complex F for
-    every sample, real and imaginary parts uniform in the same range, drawn from ``rng``). Field-space updates, no backward pass and no
-    activation derivative: hidden layer l gets ``ΔW_l = δ_l·x'_lᴴ`` with ``δ_l = z_l − z'_l`` (the
+    every sample, real and imaginary parts uniform in the same range, drawn from ``rng``). Field-space
+    updates, no backward pass and no activation derivative: hidden layer l gets ``ΔW_l = δ_l·x'_lᴴ`` with ``δ_l = z_l − z'_l`` (the
     difference of the two passes' coherent mesh outputs), the last layer the output error of pass 2 at
     its ports (``e'`` through the power readout). A mesh cannot apply ΔW, so ΔW is mapped to phases by
     the projection ``g_i = Re⟨∂U/∂θ_i, ΔW⟩`` (the gradient of ``Re Σ_b c_b·U x'_b`` with
@@ -278,6 +278,8 @@ def two_pass(
     a new one each sample. No extra passes.
     Needs, beyond forward passes: coherent
     readout of every layer's output and the input modulator to add F·e."""
+    if feedback not in ("fixed", "random"):  # before any chip pass
+        raise ValueError(f"feedback must be 'fixed' or 'random', got {feedback!r}")
     x0 = net.encode(features)
     batch = x0.shape[0]
     first = net.chip_forward(phases, x0, coherent=True) if net.on_chip else None
