@@ -78,12 +78,7 @@ def layer_by_layer(top, params, x):
     from circuits import engine
 
     columns, _, _, post = engine._fused_columns(top, params, jnp.asarray(1.55, jnp.float32), x.dtype)
-
-    def step(field, col):
-        column, partner = col
-        return engine._apply_column(column, field, engine._partner_rows(field, partner)), None
-
-    field, _ = jax.lax.scan(step, x.T, (columns, jnp.asarray(engine._placement(top).partner)))
+    field, _ = jax.lax.scan(engine._column_step, x.T, (columns, jnp.asarray(engine._placement(top).partner)))
     return (field * post[:, None]).T
 
 

@@ -79,11 +79,17 @@ def _partner_rows(field, partner):
     return jnp.take(field, partner, axis=0, mode="clip")  # in bounds by construction: no fill mask
 
 
-def _apply_column(coefficients, field, other=None):
+def _apply_column(coefficients, field, other):
     """One column, ``a·f + b·f[partner]``, on a mode-major field (n, …); ``coefficients = (a, b)``, (n,)
-    each. ``other`` is ``f[partner]`` when the caller already gathered it."""
+    each; ``other`` is ``f[partner]`` (:func:`_partner_rows`), gathered once by the caller."""
     a, b = coefficients
     return a[:, None] * field + b[:, None] * other
+
+
+def _column_step(field, column):
+    """``lax.scan`` step through one column, nothing recorded; ``column = ((a, b), partner)``."""
+    coefficients, partner = column
+    return _apply_column(coefficients, field, _partner_rows(field, partner)), None
 
 
 class _Stages(NamedTuple):
@@ -222,13 +228,8 @@ def _compose(topology: MeshTopology, params: MeshParams, wl, cdtype):
 
     The identity is scanned mode-major: rows are modes, so after the last column it is U itself."""
     columns, _, _, post_tapped = _fused_columns(topology, params, wl, cdtype)
-
-    def step(field, col):
-        column, partner = col
-        return _apply_column(column, field, _partner_rows(field, partner)), None
-
     identity = jnp.eye(topology.n, dtype=cdtype)
-    field, _ = jax.lax.scan(step, identity, (columns, jnp.asarray(_placement(topology).partner)))  # unrolling is slower on CPU
+    field, _ = jax.lax.scan(_column_step, identity, (columns, jnp.asarray(_placement(topology).partner)))  # unrolling is slower on CPU
     return field * post_tapped[:, None]
 
 
