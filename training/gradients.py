@@ -224,16 +224,15 @@ def _map(net, layer, phases_l, x, c, mapping, fwd_taps=None):
 
 def _modulation(net, e, feedback, seed, scale, rng):
     """The second pass's input offset ``F·e`` (B, n): PEPITA's fixed real F (``"fixed"``, drawn from
-    ``seed``), or a fresh complex F for every sample (``"random"``: the error modulated with noise)."""
+    ``seed``), or a fresh complex F for every sample (``"random"``: the error modulated with noise).
+    ``feedback`` is validated by :func:`two_pass` before any chip pass."""
     if feedback == "fixed":
         return e @ _feedback("pepita", net, seed, scale)
-    if feedback == "random":
-        bound = scale * np.sqrt(6.0 / net.n)
-        rng = rng if rng is not None else np.random.default_rng(seed)
-        shape = (e.shape[0], net.n_classes, net.n)
-        f = rng.uniform(-bound, bound, shape) + 1j * rng.uniform(-bound, bound, shape)
-        return np.einsum("bc,bcn->bn", e, f)
-    raise ValueError(f"feedback must be 'fixed' or 'random', got {feedback!r}")
+    bound = scale * np.sqrt(6.0 / net.n)
+    rng = rng if rng is not None else np.random.default_rng(seed)
+    shape = (e.shape[0], net.n_classes, net.n)
+    f = rng.uniform(-bound, bound, shape) + 1j * rng.uniform(-bound, bound, shape)
+    return np.einsum("bc,bcn->bn", e, f)
 
 
 def two_pass(
