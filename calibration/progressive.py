@@ -206,9 +206,15 @@ class Progressive:
         tap = 2 * k_all + mode
         return tap if self.usable[0, tap] else None
 
-    def _deliver(self, f):
-        """Input fields (B, n) that put the fields ``f`` (B, n) at the inputs of the current column."""
-        return np.linalg.solve(self.w, np.atleast_2d(f).T).T
+    def _deliver(self, f, prefix=None):
+        """Input fields (B, n) that put the fields ``f`` (B, n) at the inputs of the current column (or
+        after ``prefix``, a calibrated transfer matrix of the columns before another one)."""
+        return np.linalg.solve(self.w if prefix is None else prefix, np.atleast_2d(f).T).T
+
+    def _mean_taps(self, volts, x):
+        """Forward tap readings at ``volts`` for the input fields ``x`` (B, n): dark offsets removed,
+        averaged over the B frames."""
+        return (self.bench.measure(volts, x, "input", taps="forward")["taps"] - self.offsets[0]).mean(0)
 
     # ---------------------------------------------------------------- one column
     def column(self, c: int) -> None:
@@ -235,11 +241,9 @@ class Progressive:
 
         def take(v, f, lit_mask, is_group):
             """``repeat_frames`` camera frames of one setting and one field, averaged."""
-            x = self._deliver(np.repeat(np.atleast_2d(f), self.r, axis=0))
-            taps = self.bench.measure(v, x, "input", taps="forward")["taps"] - self.offsets[0]
+            frames_taps.append(self._mean_taps(v, self._deliver(np.repeat(np.atleast_2d(f), self.r, axis=0))))
             frames_v.append(v.copy())
             frames_f.append(np.asarray(f, dtype=np.complex128))
-            frames_taps.append(taps.mean(0))
             lit.append(lit_mask.copy())
             group_frame.append(is_group)
 
@@ -359,15 +363,14 @@ class Progressive:
         amp = np.sqrt(self.power)
         tops_before = np.array([top.mzis[k][1] for k in top.columns[c - 1]])
         f[tops_before] = amp
-        x = np.linalg.solve(self.w_prev, f[:, None]).T
+        x = self._deliver(np.repeat(f[None], self.r, axis=0), prefix=self.w_prev)  # at column c−1's inputs
         phi_all = np.array([k_all + k for k in members if k_all + k not in self.dead])
         sweep_v = self.sweep_v[::2]
         readings = []
         for vs in sweep_v:
             v = v_mid.copy()
             v[phi_all] = vs
-            taps = self.bench.measure(v, np.repeat(x, self.r, axis=0), "input", taps="forward")["taps"]
-            readings.append((taps - self.offsets[0]).mean(0)[src])
+            readings.append(self._mean_taps(v, x)[src])
         readings = np.asarray(readings).T  # (M, S)
         heat = sweep_v[None, :] ** 2 * np.ones((len(sel), 1))  # (M, S) power of the swept φ
         # the one-MZI model of column c−1 at its stage's parameters, batched and padded to one shape
