@@ -12,6 +12,7 @@ constants, which a stub provides.
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import subprocess
 import sys
@@ -162,17 +163,24 @@ def measure_case(model: str, n: int, wavelengths: int, gradient: bool) -> tuple[
     return first_call(lambda: fn(phases)), timeit(lambda: fn(phases), repeat=5, min_time=0.1)
 
 
+# XLA's CPU JIT splits a large module into parts and compiles them as tasks that dispatch one another
+# recursively on its compile threads, whose stacks are ~512 KiB whatever the ulimit: SAX's n = 32 circuit
+# overflowed them (segfault; gdb: llvm::orc::ExecutionSession::dispatchOutstandingMUs, dozens deep).
+# One part per module avoids the recursion; it changes how the code is compiled, not the code.
+ONE_CODEGEN_PART = "--xla_cpu_parallel_codegen_split_count=1"
+
+
 def _measure_in_child(model: str, n: int, wavelengths: int, gradient: bool) -> tuple[float, float] | str:
-    """:func:`measure_case` in a fresh process with a 1 GiB stack (compiling SAX's unrolled trace at n = 32
-    recurses deeply); returns the reason instead if the child dies (SAX has segfaulted here). The limit
-    is finite on purpose: glibc gives threads the soft limit as their stack size, but only 2 MiB when it
-    is unlimited."""
+    """:func:`measure_case` in a fresh process, with the same XLA flags for SAX and the engine
+    (:data:`ONE_CODEGEN_PART`) and a 1 GiB main-thread stack (tracing SAX's unrolled circuit recurses
+    deeply); returns the reason instead if the child dies, so one crash does not end the benchmark."""
     import json
 
+    env = dict(os.environ, XLA_FLAGS=f"{os.environ.get('XLA_FLAGS', '')} {ONE_CODEGEN_PART}".strip())
     # through a shell: a preexec_fn would fork the multithreaded JAX process
     command = ["bash", "-c", 'ulimit -S -s 1048576 2>/dev/null; exec "$0" "$@"', sys.executable, __file__,
                "--case", model, str(n), str(wavelengths), str(int(gradient))]
-    result = subprocess.run(command, capture_output=True, text=True)
+    result = subprocess.run(command, capture_output=True, text=True, env=env)
     if result.returncode != 0:
         return f"crashed (exit {result.returncode})"
     return tuple(json.loads(result.stdout.strip().splitlines()[-1]))
