@@ -25,6 +25,8 @@ import jax.numpy as jnp
 import numpy as np
 import sax
 
+from circuits.trig import cos_sin
+
 WL0 = 1.55
 """Design wavelength in µm."""
 
@@ -49,15 +51,15 @@ def _amplitude(loss_db):
 
 def _phasor(phase):
     """``exp(iφ)`` from cos and sin of a real phase (radians): a complex exp would also evaluate exp(0)."""
-    phase = jnp.asarray(phase)
-    return jax.lax.complex(jnp.cos(phase), jnp.sin(phase))
+    return jax.lax.complex(*cos_sin(phase))
 
 
 def _two_by_two(kappa, loss_db) -> sax.SDict:
     """Reciprocal 2x2 coupler S-dict from the coupling angle κ (radians)."""
     amp = _amplitude(loss_db)
-    through = amp * jnp.cos(kappa) + 0j
-    cross = 1j * amp * jnp.sin(kappa)
+    cos_kappa, sin_kappa = cos_sin(kappa)
+    through = amp * cos_kappa + 0j
+    cross = 1j * amp * sin_kappa
     return sax.reciprocal(
         {
             ("o2", "o3"): through,
