@@ -249,6 +249,19 @@ def _sweep_heaters(bench, base_v, heaters, sweep_x, x, side: str, offset, read_t
 
 
 # ============================================================================= the procedure
+PRIOR_MAX_COLUMNS = 8
+"""Deepest mesh (in MZI columns) whose refinement takes the stages' estimates as a prior. Each stage's
+uncertainty is its own local fit's: it leaves out what the column inherits from the columns before it,
+which grows with depth. Measured (crosstalk 0.01): at n = 4 and 8 the prior lowered the φ0 error on
+every chip; at n = 16 it pulled φ0 toward the stages' worse values (0.0063 → 0.0120 and 0.0049 →
+0.0077 rad, corrected F 0.9983 either way)."""
+
+
+def _stage_prior(uncertainties: dict) -> dict:
+    """The progressive stages' 1σ of φ0, α and δ, as the refinement's prior (:func:`refine.refine`)."""
+    return {name: uncertainties[name] for name in ("phase_offsets", "alpha", "delta") if name in uncertainties}
+
+
 def calibrate(
     chip,
     steps=STEPS,
@@ -269,6 +282,7 @@ def calibrate(
     visibility_threshold: float = 0.25,
     max_delta: float = 0.2,
     max_refine_parameters: int = 6000,
+    refine_prior: bool = True,
 ) -> Calibration:
     """Calibrate ``chip`` (any :class:`calibration.Chip`) and return a :class:`Calibration`.
 
@@ -307,6 +321,11 @@ def calibrate(
             ``"progressive"``, a refinement of more parameters than this (crosstalk and efficiencies
             included: n ≳ 24) is skipped, with a note: the stages' result is better than what a cut-down
             global fit reaches in minutes.
+        refine_prior: after ``"progressive"`` on meshes of at most :data:`PRIOR_MAX_COLUMNS` columns, the
+            refinement takes the stages' φ0, α and δ, with their uncertainties, as a Gaussian prior (a MAP
+            fit). Without it the refinement's random settings alone decide the phase offsets, and they pin
+            them less well than the stages' targeted readings: over 12 chips at n = 4 and 8 the prior
+            lowered the φ0 error by 1.1–6x and never lowered the corrected fidelity.
 
     Raises:
         MeasurementError: the chip returned NaN/inf or a wrongly shaped reading.
@@ -592,6 +611,8 @@ def calibrate(
             unswept=~swept,
             max_parameters=max_refine_parameters,
             power_mw=refine_power_mw,
+            prior=_stage_prior(uncertainties) if refine_prior and method == "progressive" and do_sweeps
+            and n_cols <= PRIOR_MAX_COLUMNS else None,
         )
         uncertainties.update(result["uncertainties"])
         residuals["refine"] = result["residuals"]

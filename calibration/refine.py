@@ -33,7 +33,15 @@ def refine(
     unswept: np.ndarray,
     max_parameters: int,
     power_mw: float,
+    prior: dict | None = None,
 ) -> dict:
+    """Refine ``cal`` in place on fresh random settings; returns uncertainties, residuals and notes.
+
+    ``prior``: 1σ uncertainties of the estimates already in ``cal`` (``"phase_offsets"``, ``"alpha"``,
+    ``"delta"``, arrays shaped like them; NaN where there is none). Each estimate with a finite σ then
+    enters the fit as a Gaussian prior centred on it (the refinement's data alone pin the phase offsets
+    less well than the progressive stages' targeted readings did). The data are fitted alone first, to
+    learn their noise level, which then weights the prior (:func:`_with_prior`)."""
     import jax
     import jax.numpy as jnp
     from scipy.optimize import least_squares
@@ -210,7 +218,9 @@ def refine(
     if dense:
         jac_jit = jax.jit(jax.jacfwd(residual))
         jac = lambda p: np.asarray(jac_jit(jnp.asarray(p)), dtype=float)  # noqa: E731
-        result = _levenberg_marquardt(fun, jac, p0, scale)
+
+        def solve(fun, jac, start):
+            return _levenberg_marquardt(fun, jac, start, scale)
     else:
         @jax.jit
         def jvp(p, v):
@@ -229,8 +239,20 @@ def refine(
                 dtype=float,
             )
 
-        result = least_squares(fun, p0, jac=jac, method="trf", tr_solver="lsmr", x_scale=scale, max_nfev=40,
-                               xtol=1e-10, ftol=1e-12)
+        def solve(fun, jac, start):
+            return least_squares(fun, start, jac=jac, method="trf", tr_solver="lsmr", x_scale=scale, max_nfev=40,
+                                 xtol=1e-10, ftol=1e-12)
+
+    result = solve(fun, jac, p0)
+    prior_index, prior_sigma = _prior_rows(prior, slices, alive_idx, cal, fit_couplers)
+    if len(prior_index):
+        # weighted by the data's noise level from the fit without the prior, so that both parts of the
+        # cost are in units of their own σ: the result is the MAP estimate, its (JᵀJ)⁻¹ the posterior
+        data = fun(result.x)
+        weight = np.sqrt(np.sum(data**2) / max(m_rows - n_params, 1)) / prior_sigma
+        fun_prior, jac_prior = _with_prior(fun, jac, prior_index, p0[prior_index], weight, n_params)
+        result = solve(fun_prior, jac_prior, result.x)
+        notes.append(f"refine: the stages' estimates of {len(prior_index)} parameters entered as a prior")
     p = result.x
     phi0, alpha, delta, eff, xt, beta = (np.asarray(a) for a in unpack(jnp.asarray(p)))
     cal.phase_offsets = np.mod(phi0, TWO_PI)
@@ -244,7 +266,7 @@ def refine(
     # ------------------------------------------------------------------ uncertainties
     uncertainties: dict[str, np.ndarray] = {}
     if dense:
-        jm = np.asarray(result.jac)
+        jm = np.asarray(result.jac)  # data rows, then the prior's: a posterior covariance
         dof = max(m_rows - n_params, 1)
         s2 = float(np.sum(final**2) / dof)
         jtj = jm.T @ jm if result.jtj is None else result.jtj
@@ -273,6 +295,60 @@ def refine(
         f"rms {np.sqrt(np.mean(final**2)):.3g} (start {np.sqrt(np.mean(fun(p0) ** 2)):.3g})"
     )
     return {"uncertainties": uncertainties, "residuals": final, "notes": notes}
+
+
+def _prior_rows(prior: dict | None, slices: dict, alive_idx: np.ndarray, cal: Calibration, fit_couplers: bool):
+    """Parameter indices and prior σ (in the fit's variables: φ0, log α, δ) of every estimate whose
+    uncertainty in ``prior`` is finite and positive (none without a prior)."""
+    index, sigma = [np.zeros(0, dtype=int)], [np.zeros(0)]
+    if prior is None:
+        return index[0], sigma[0]
+
+    def add(sl, values_sigma):
+        values_sigma = np.asarray(values_sigma, dtype=float).ravel()
+        ok = np.isfinite(values_sigma) & (values_sigma > 0)
+        index.append(np.arange(sl.start, sl.stop)[ok])
+        sigma.append(values_sigma[ok])
+
+    if "phase_offsets" in prior:
+        add(slices["phi0"], prior["phase_offsets"])
+    if "alpha" in prior:
+        alpha = np.asarray(cal.alpha, dtype=float)[alive_idx]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            add(slices["log_alpha"], np.asarray(prior["alpha"], dtype=float)[alive_idx] / alpha)
+    if fit_couplers and "delta" in prior:
+        add(slices["delta"], prior["delta"])
+    return np.concatenate(index), np.concatenate(sigma)
+
+
+def _with_prior(fun, jac, index: np.ndarray, centre: np.ndarray, weight: np.ndarray, n_params: int):
+    """``fun`` and ``jac`` with the prior's rows ``weight·(p[index] − centre)`` appended; ``jac`` may
+    return a dense array or a ``LinearOperator``."""
+    from scipy.sparse.linalg import LinearOperator
+
+    rows = np.arange(len(index))
+
+    def fun_prior(p):
+        return np.concatenate([fun(p), weight * (p[index] - centre)])
+
+    def jac_prior(p):
+        j = jac(p)
+        if not isinstance(j, LinearOperator):
+            prior_jac = np.zeros((len(index), n_params))
+            prior_jac[rows, index] = weight
+            return np.vstack([j, prior_jac])
+        m = j.shape[0]
+
+        def rmatvec(u):
+            u = np.ravel(u)
+            out = np.array(j.rmatvec(u[:m]), dtype=float).ravel()
+            np.add.at(out, index, weight * u[m:])
+            return out
+
+        return LinearOperator((m + len(index), n_params), dtype=float, rmatvec=rmatvec,
+                              matvec=lambda v: np.concatenate([np.ravel(j.matvec(v)), weight * np.ravel(v)[index]]))
+
+    return fun_prior, jac_prior
 
 
 class _Result:
