@@ -225,7 +225,7 @@ def _map(net, layer, phases_l, x, c, mapping, fwd_taps=None):
 def _modulation(net, e, feedback, seed, scale, rng):
     """The second pass's input offset ``F·e`` (B, n): PEPITA's fixed real F (``"fixed"``, drawn from
     ``seed``), or a fresh complex F for every sample (``"random"``: the error modulated with noise).
-    ``feedback`` is validated by :func:`two_pass` before any chip pass."""
+    ``feedback`` is checked by :func:`two_pass` before any chip pass."""
     if feedback == "fixed":
         return e @ _feedback("pepita", net, seed, scale)
     bound = scale * np.sqrt(6.0 / net.n)
@@ -277,8 +277,15 @@ def two_pass(
     a new one each sample. No extra passes.
     Needs, beyond forward passes: coherent
     readout of every layer's output and the input modulator to add F·e."""
-    if feedback not in ("fixed", "random"):  # before any chip pass
+    # every option is checked before the first chip pass
+    if feedback not in ("fixed", "random"):
         raise ValueError(f"feedback must be 'fixed' or 'random', got {feedback!r}")
+    if mapping not in ("model", "insitu"):
+        raise ValueError(f"mapping must be 'model' or 'insitu', got {mapping!r}")
+    if activity == "auto":
+        activity = "pre" if net.activation.from_powers or directional else "post"
+    if activity not in ("pre", "post"):
+        raise ValueError(f"activity must be 'auto', 'pre' or 'post', got {activity!r}")
     x0 = net.encode(features)
     batch = x0.shape[0]
     first = net.chip_forward(phases, x0, coherent=True) if net.on_chip else None
@@ -286,8 +293,6 @@ def two_pass(
     loss, c_first = net.output_adjoint(zs1[-1], labels)
     e = _class_error(net, zs1[-1], labels)
     x_mod = (x0 + _modulation(net, e, feedback, seed, feedback_scale, rng)).astype(net.dtype)
-    if mapping not in ("model", "insitu"):
-        raise ValueError(f"mapping must be 'model' or 'insitu', got {mapping!r}")
     second = net.chip_forward(phases, x_mod, coherent=True, taps=mapping == "insitu") if net.on_chip else None
     if second:
         zs2, xs2 = second["zs"], second["xs"]
@@ -305,10 +310,6 @@ def two_pass(
         if l == net.n_layers - 1:
             _, c = net.output_adjoint(zs2[-1], labels)
         else:
-            if activity == "auto":
-                activity = "pre" if net.activation.from_powers or directional else "post"
-            if activity not in ("pre", "post"):
-                raise ValueError(f"activity must be 'auto', 'pre' or 'post', got {activity!r}")
             if activity == "pre":
                 delta = np.asarray(zs1[l]) - np.asarray(zs2[l])
             else:  # post-activation activities, taken as the field-space error as they are
