@@ -326,7 +326,8 @@ def _with_prior(fun, jac, index: np.ndarray, centre: np.ndarray, weight: np.ndar
     return a dense array or a ``LinearOperator``."""
     from scipy.sparse.linalg import LinearOperator
 
-    rows = np.arange(len(index))
+    prior_jac = np.zeros((len(index), n_params))  # constant: d(prior rows)/dp
+    prior_jac[np.arange(len(index)), index] = weight
 
     def fun_prior(p):
         return np.concatenate([fun(p), weight * (p[index] - centre)])
@@ -334,8 +335,6 @@ def _with_prior(fun, jac, index: np.ndarray, centre: np.ndarray, weight: np.ndar
     def jac_prior(p):
         j = jac(p)
         if not isinstance(j, LinearOperator):
-            prior_jac = np.zeros((len(index), n_params))
-            prior_jac[rows, index] = weight
             return np.vstack([j, prior_jac])
         m = j.shape[0]
 
