@@ -26,8 +26,8 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 import numpy as np  # noqa: E402
 
-import circuits  # noqa: E402
-from calibration import AsBuilt, Noise, VirtualChip, calibrate  # noqa: E402
+from tapmesh import circuits  # noqa: E402
+from tapmesh.calibration import AsBuilt, Noise, VirtualChip, calibrate  # noqa: E402
 
 BASELINE_PER_HEATER = 1000
 

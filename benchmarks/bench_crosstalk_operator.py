@@ -21,9 +21,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import circuits  # noqa: E402
-from calibration import AsBuilt  # noqa: E402
-from calibration.calibration import Calibration  # noqa: E402
+from tapmesh import circuits  # noqa: E402
+from tapmesh.calibration import AsBuilt  # noqa: E402
+from tapmesh.calibration.calibration import Calibration  # noqa: E402
 
 
 def load_reference(path: str):

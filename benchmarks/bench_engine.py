@@ -25,9 +25,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-import circuits
-from circuits import MeshParams, propagate, unitary
-from circuits.reference import instance_settings, sax_circuit
+from tapmesh import circuits
+from tapmesh.circuits import MeshParams, propagate, unitary
+from tapmesh.circuits.reference import instance_settings, sax_circuit
 
 
 def timeit(fn, repeat: int = 20, min_time: float = 0.2) -> float:
@@ -76,7 +76,7 @@ def load_neurophox():
 def layer_by_layer(top, params, x):
     """A plain layer-by-layer forward pass (the batch scanned column by column, nothing recorded): the
     reference against which recording every tap costs extra."""
-    from circuits import engine
+    from tapmesh.circuits import engine
 
     columns, _, _, post = engine._fused_columns(top, params, jnp.asarray(1.55, jnp.float32), x.dtype)
     field, _ = jax.lax.scan(engine._column_step, x.T, (columns, jnp.asarray(engine._placement(top).partner)))

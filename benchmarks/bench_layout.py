@@ -20,7 +20,7 @@ CHILD = r"""
 import json, sys, time, warnings
 warnings.filterwarnings("ignore")
 t0 = time.perf_counter()
-import pcells
+from tapmesh import pcells
 t1 = time.perf_counter()
 n, kind, path = int(sys.argv[1]), sys.argv[2], sys.argv[3]
 c = pcells.chip(n=n, kind=kind)

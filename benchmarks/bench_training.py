@@ -22,9 +22,9 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
-import circuits  # noqa: E402
-from calibration import AsBuilt, Calibration, Noise, VirtualChip, calibrate  # noqa: E402
-from training import (  # noqa: E402
+from tapmesh import circuits  # noqa: E402
+from tapmesh.calibration import AsBuilt, Calibration, Noise, VirtualChip, calibrate  # noqa: E402
+from tapmesh.training import (  # noqa: E402
     FieldNoise,
     PhotonicNetwork,
     autodiff,

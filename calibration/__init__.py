@@ -1,9 +1,9 @@
 """calibration: the Chip interface, an as-built virtual chip, and calibration of fabricated meshes."""
 
-from calibration.calibration import FORMAT_VERSION, Calibration, Correction
-from calibration.chip import Chip
-from calibration.crosstalk import Crosstalk
-from calibration.errors import (
+from tapmesh.calibration.calibration import FORMAT_VERSION, Calibration, Correction
+from tapmesh.calibration.chip import Chip
+from tapmesh.calibration.crosstalk import Crosstalk
+from tapmesh.calibration.errors import (
     CalibrationError,
     CalibrationFileError,
     CalibrationVersionError,
@@ -12,10 +12,10 @@ from calibration.errors import (
     MeasurementError,
     VoltageError,
 )
-from calibration.plots import plot_fits, plot_residuals
-from calibration.procedure import STEPS, FaultWarning, calibrate
-from calibration.virtual import AsBuilt, Noise, VirtualChip, neighbour_pairs
-from circuits import fidelity
+from tapmesh.calibration.plots import plot_fits, plot_residuals
+from tapmesh.calibration.procedure import STEPS, FaultWarning, calibrate
+from tapmesh.calibration.virtual import AsBuilt, Noise, VirtualChip, neighbour_pairs
+from tapmesh.circuits import fidelity
 
 __all__ = [
     "FORMAT_VERSION",

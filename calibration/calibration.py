@@ -1,7 +1,7 @@
 """The calibrated model of a chip: heater laws, coupler errors, tap efficiencies, and what to do with them.
 
 A :class:`Calibration` is a digital twin. It turns phases into heater voltages (crosstalk-compensated) and
-back, builds the :class:`circuits.MeshParams` of the chip at any phases, finds error-corrected voltages
+back, builds the :class:`tapmesh.circuits.MeshParams` of the chip at any phases, finds error-corrected voltages
 for a target unitary (:meth:`Calibration.voltages_for`), and saves itself to a checksummed JSON file.
 """
 
@@ -15,11 +15,11 @@ from pathlib import Path
 
 import numpy as np
 
-import circuits
-from circuits.io import atomic_write_text
-from calibration.crosstalk import Crosstalk
-from calibration.heater import heater_phases
-from calibration.errors import (
+from tapmesh import circuits
+from tapmesh.circuits.io import atomic_write_text
+from tapmesh.calibration.crosstalk import Crosstalk
+from tapmesh.calibration.heater import heater_phases
+from tapmesh.calibration.errors import (
     CalibrationError,
     CalibrationFileError,
     CalibrationVersionError,
@@ -55,7 +55,7 @@ class Calibration:
         alpha: (H,) rad/V² (0 for a dead heater).
         beta: (H,) rad/V³.
         crosstalk: X acting on heater powers (zero diagonal), a sparse (H, H)
-            :class:`calibration.crosstalk.Crosstalk` operator: only neighbouring heaters couple. Assigning
+            :class:`tapmesh.calibration.crosstalk.Crosstalk` operator: only neighbouring heaters couple. Assigning
             a dense (H, H) array or a scipy sparse matrix converts it.
         delta: (K, 2) coupler splitting errors, rad.
         loss_db: (K, 4); output_loss_db: (n,) (nominal 0: losses are not fitted).
@@ -187,7 +187,7 @@ class Calibration:
 
     # ------------------------------------------------------------------ digital twin
     def mesh_params(self, phases) -> circuits.MeshParams:
-        """:class:`circuits.MeshParams` of the calibrated chip at ``phases`` (canonical order)."""
+        """:class:`tapmesh.circuits.MeshParams` of the calibrated chip at ``phases`` (canonical order)."""
         phases = np.asarray(phases, dtype=float)
         if phases.shape != (self.n_heaters,):
             raise VoltageError(f"phases must have shape ({self.n_heaters},), got {phases.shape}")

@@ -1,7 +1,7 @@
 """The ``Chip`` protocol: everything calibration and training may do to a mesh chip.
 
 Calibration and training talk to hardware only through this protocol, so the same code drives the
-simulated as-built chip (:class:`calibration.VirtualChip`) and a lab bench. To drive a real chip, write
+simulated as-built chip (:class:`tapmesh.calibration.VirtualChip`) and a lab bench. To drive a real chip, write
 a class with these members around your DAC (heater voltages), your input-field source (a generator mesh
 or an external modulator array) and your IR camera (grating taps) and output detectors; nothing needs
 to subclass anything.
@@ -9,7 +9,7 @@ to subclass anything.
 Units: voltages in V; fields in √mW (|x|² is mW at the chip's input); powers in mW.
 
 Heater / tap order is the canonical phase-shifter order of the mesh topology
-(:attr:`circuits.MeshTopology.phase_shifters`): θ heaters of MZIs 0..K−1, then φ heaters of MZIs
+(:attr:`tapmesh.circuits.MeshTopology.phase_shifters`): θ heaters of MZIs 0..K−1, then φ heaters of MZIs
 0..K−1, then the n output γ heaters; tap i is the grating tap on the segment of heater i.
 """
 

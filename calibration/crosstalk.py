@@ -1,12 +1,12 @@
 """Thermal crosstalk as a sparse operator.
 
-Thermal crosstalk couples only neighbouring heaters (:func:`calibration.virtual.neighbour_pairs`: about 2
+Thermal crosstalk couples only neighbouring heaters (:func:`tapmesh.calibration.virtual.neighbour_pairs`: about 2
 per heater), so the (H, H) matrix X of the heater law ``φ_i = φ0_i + α_i (P_i + Σ_j X_ij P_j) + β_i V_i³``
 is almost all zeros: at n = 64 (H = 4096) a dense X is 134 MB and a dense product costs milliseconds,
 while its ~8 200 nonzeros take ~0.2 MB and a product microseconds.
 
 :class:`Crosstalk` holds X as (rows, cols, values) in row-major order (the order of the on-disk format of
-:meth:`calibration.Calibration.save`) with a CSR matrix for the products. It is immutable. It behaves like
+:meth:`tapmesh.calibration.Calibration.save`) with a CSR matrix for the products. It is immutable. It behaves like
 the dense matrix where code needs one: ``X @ p``, ``X[i, j]``, ``np.asarray(X)`` (a dense copy: avoid at
 large H), ``X.toarray()``, ``np.array_equal(X, Y)``.
 """

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from calibration.calibration import Calibration
+from tapmesh.calibration.calibration import Calibration
 
 
 def _figure(*args, **kwargs):

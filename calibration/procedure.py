@@ -1,11 +1,11 @@
-"""Calibration of a mesh chip through the :class:`calibration.Chip` protocol only.
+"""Calibration of a mesh chip through the :class:`tapmesh.calibration.Chip` protocol only.
 
 Steps (``calibrate(chip, steps=...)``):
 
 0. **camera** (always): dark frames give every grating's offset and read noise; a few frames of random
    light find dark taps (gratings that never see light while the others do).
 1. **phase_voltage** and **couplers**, default ``method="progressive"``
-   (:mod:`calibration.progressive`): column by column from the first, the calibrated earlier columns
+   (:mod:`tapmesh.calibration.progressive`): column by column from the first, the calibrated earlier columns
    deliver designed fields to the column's inputs; φ and θ sweeps, split and arm-only frames; each MZI's
    φ0, α (both heaters) and δ (both couplers) from one small least-squares problem on a local model;
    γ from the coherent output readout. Dead heaters (no fringe) and dark taps are reported, not fitted.
@@ -28,11 +28,11 @@ Steps (``calibrate(chip, steps=...)``):
    A heater whose fringe has no visibility is reported as dead, not fitted (:func:`fringe_verdict`).
 3. **crosstalk**: thermal crosstalk between neighbouring heaters. With the progressive method the stages
    estimate it (paired sweeps: a heater swept while its neighbour is held at two powers; see
-   :mod:`calibration.progressive`) and model it in the prefix; the refinement, where it runs, starts from
+   :mod:`tapmesh.calibration.progressive`) and model it in the prefix; the refinement, where it runs, starts from
    those values and fits X from settings in which every heater is driven independently.
 4. **refine** (where it has at most ``max_refine_parameters`` parameters; after the progressive method
    it is skipped above, n ≳ 24): nonlinear least squares (``scipy.optimize.least_squares``, Jacobian from JAX) of all
-   parameters on the differentiable model (:func:`circuits.propagate` with taps) against tap and output
+   parameters on the differentiable model (:func:`tapmesh.circuits.propagate` with taps) against tap and output
    readings at random voltages and random input fields, forward and backward; 1σ uncertainties from the
    Jacobian.
 """
@@ -45,10 +45,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-import circuits
-from calibration.calibration import Calibration
-from calibration.errors import CalibrationError, MeasurementError
-from calibration.virtual import neighbour_pairs
+from tapmesh import circuits
+from tapmesh.calibration.calibration import Calibration
+from tapmesh.calibration.errors import CalibrationError, MeasurementError
+from tapmesh.calibration.virtual import neighbour_pairs
 
 STEPS = ("phase_voltage", "couplers", "crosstalk", "refine")
 TWO_PI = 2 * np.pi
@@ -284,7 +284,7 @@ def calibrate(
     max_refine_parameters: int = 6000,
     refine_prior: bool = True,
 ) -> Calibration:
-    """Calibrate ``chip`` (any :class:`calibration.Chip`) and return a :class:`Calibration`.
+    """Calibrate ``chip`` (any :class:`tapmesh.calibration.Chip`) and return a :class:`Calibration`.
 
     Args:
         chip: the chip; touched only through the ``Chip`` protocol.
@@ -298,7 +298,7 @@ def calibrate(
         passes: times the θ/φ/γ sweeps are repeated (``method="sweeps"``); each pass routes light through
             the model of the previous one.
         method: ``"progressive"`` (default: column by column, each MZI fitted on a local model fed by the
-            calibrated earlier columns; see :mod:`calibration.progressive`; works to n = 64 and beyond) or
+            calibrated earlier columns; see :mod:`tapmesh.calibration.progressive`; works to n = 64 and beyond) or
             ``"sweeps"`` (the older bar-state routing with bare sin² fits; reliable to n ≈ 16 only, and
             only with the refinement). ``"sweeps"`` does not model crosstalk in its sweeps (the
             refinement does); ``"progressive"`` does when ``"crosstalk"`` is in ``steps``.
@@ -413,7 +413,7 @@ def calibrate(
         fits["sweep_model"][heaters] = model.T
 
     if do_sweeps and method == "progressive":
-        from calibration.progressive import Progressive
+        from tapmesh.calibration.progressive import Progressive
 
         start, f0 = time.perf_counter(), bench.frames
         stages = Progressive(bench, cal, offsets, usable, sweep_x, alpha_guess, power_mw, repeat_frames,
@@ -595,7 +595,7 @@ def calibrate(
         bar.update(1)
     elif "refine" in steps:
         start, f0 = time.perf_counter(), bench.frames
-        from calibration import refine as _refine
+        from tapmesh.calibration import refine as _refine
 
         result = _refine.refine(
             bench,

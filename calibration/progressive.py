@@ -37,7 +37,7 @@ The output phases γ are read last, through the coherent output readout (if the 
 whole mesh at its calibrated bar state.
 
 **Thermal crosstalk** (``crosstalk=True``, the ``"crosstalk"`` step). A heater warms its neighbours
-(:func:`calibration.virtual.neighbour_pairs`): in a rectangular mesh φ and θ of one MZI, θ of column c−1
+(:func:`tapmesh.calibration.virtual.neighbour_pairs`): in a rectangular mesh φ and θ of one MZI, θ of column c−1
 and the φ of column c it sits next to, γ and the last column's θ, neighbouring γ. Each stage adds:
 
 * a **θ sweep with both inputs lit**, in every other setting each φ held where the first fit of the φ
@@ -63,7 +63,7 @@ state absorb it (φ0 at n = 32 0.039 rad, 0.007 with the measured pairs). γ: le
 coherent phases of the parity sweeps plus one setting with the last column's θ moved by 2π (X γ←θ, its
 reverse by reciprocity, and the sum of X γ←γ±1, split equally). Cost: 5.5·s + 6 settings a stage instead
 of 3·s + 6.
-Not modelled: β, loss (use the global refinement of :mod:`calibration.refine` on top where the mesh is
+Not modelled: β, loss (use the global refinement of :mod:`tapmesh.calibration.refine` on top where the mesh is
 small enough).
 """
 
@@ -71,8 +71,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from calibration.calibration import Calibration
-from calibration.crosstalk import Crosstalk
+from tapmesh.calibration.calibration import Calibration
+from tapmesh.calibration.crosstalk import Crosstalk
 
 TWO_PI = 2 * np.pi
 N_PARAMS = 12
@@ -157,7 +157,7 @@ def batched_levenberg_marquardt(fun, jac, p0, movable, scale, iterations: int = 
 
 
 class Progressive:
-    """Runs the stages of :mod:`calibration.progressive` against a bench (see :mod:`calibration.procedure`)."""
+    """Runs the stages of :mod:`tapmesh.calibration.progressive` against a bench (see :mod:`tapmesh.calibration.procedure`)."""
 
     def __init__(self, bench, cal: Calibration, offsets, usable, sweep_x, alpha_guess, power_mw, repeats,
                  visibility_threshold, max_delta, crosstalk: bool = True, max_voltage: float = 5.0):
@@ -237,7 +237,7 @@ class Progressive:
         if self.fit_xt and c >= 1:
             before = list(top.columns[c - 1])
             states += [self._moved(self.base_v, before[g::2]) for g in (0, 1)]
-        from calibration.procedure import _transfer
+        from tapmesh.calibration.procedure import _transfer
 
         def take(v, f, lit_mask, is_group):
             """``repeat_frames`` camera frames of one setting and one field, averaged."""
@@ -434,7 +434,7 @@ class Progressive:
         differs from the base (through its heaters and their crosstalk)."""
         if not self.fit_xt or c == 0:
             return fields
-        from calibration.procedure import _transfer
+        from tapmesh.calibration.procedure import _transfer
 
         cal, top, k_all = self.cal, self.top, self.k_all
         cols = np.array(top.columns[c - 1])
@@ -466,7 +466,7 @@ class Progressive:
 
     # ---------------------------------------------------------------- first fits (starting points)
     def _verdict(self, fringe, j) -> str:
-        from calibration.procedure import fringe_verdict
+        from tapmesh.calibration.procedure import fringe_verdict
 
         return fringe_verdict(fringe, j, self.alpha_guess, self.vis_threshold)
 
@@ -486,7 +486,7 @@ class Progressive:
         self.fits_m[heater] = readings - fringe.residuals[:, j]
 
     def _prefit_phi(self, members, readings):
-        from calibration.procedure import fit_fringes
+        from tapmesh.calibration.procedure import fit_fringes
 
         k_all = self.k_all
         fringe = fit_fringes(self.sweep_x, readings, self.alpha_guess)
@@ -500,7 +500,7 @@ class Progressive:
             self._apply_fringe(heater, fringe, j, np.arctan2(fringe.cos[j], fringe.sin[j]), readings[:, j])
 
     def _prefit_delta1(self, members, p_top, p_bottom):
-        from calibration.procedure import delta_from_split_ratio
+        from tapmesh.calibration.procedure import delta_from_split_ratio
 
         cal, t = self.cal, self.cal.tap_fraction
         for j, k in enumerate(members):
@@ -509,7 +509,7 @@ class Progressive:
                 cal.delta[k, 0] = delta_from_split_ratio(ratio, self.max_delta)
 
     def _prefit_theta(self, heaters, sweep, channels):
-        from calibration.procedure import fit_fringes
+        from tapmesh.calibration.procedure import fit_fringes
 
         # read each MZI's fringe at its bottom-output channel, or at its top-output one if it has none
         use = [(0, bottom) if bottom >= 0 else (1, top) for bottom, top in channels]
@@ -683,7 +683,7 @@ class Progressive:
         squares gives γ0, α, Xθ (its θ neighbour; the reverse pair is taken equal) and Xγ (the sum over
         both γ neighbours, split equally between them: the parity sweeps heat both alike). Twice: the
         second pass models the heat of γ on the last column with the first pass's X."""
-        from calibration.procedure import _transfer
+        from tapmesh.calibration.procedure import _transfer
 
         cal, k_all, n, top = self.cal, self.k_all, self.n, self.top
         last = top.n_columns - 1

@@ -1,6 +1,6 @@
 """Global refinement: nonlinear least squares of every calibration parameter on the differentiable model.
 
-Used by :func:`calibration.calibrate`; talks to the chip only through the procedure's bench wrapper.
+Used by :func:`tapmesh.calibration.calibrate`; talks to the chip only through the procedure's bench wrapper.
 Small problems use a dense Jacobian (``jax.jacfwd``) and give 1σ uncertainties from ``(JᵀJ)⁻¹``; large
 ones a matrix-free Jacobian (JVP/VJP as a ``LinearOperator``, LSMR trust-region steps) without uncertainties.
 """
@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import numpy as np
 
-import circuits
-from calibration.crosstalk import Crosstalk
-from calibration.calibration import Calibration
-from calibration.virtual import neighbour_pairs
+from tapmesh import circuits
+from tapmesh.calibration.crosstalk import Crosstalk
+from tapmesh.calibration.calibration import Calibration
+from tapmesh.calibration.virtual import neighbour_pairs
 
 TWO_PI = 2 * np.pi
 DENSE_LIMIT = 3e7

@@ -1,7 +1,7 @@
 """An as-built virtual chip: a mesh with hidden fabrication errors and a noisy camera.
 
-:class:`VirtualChip` implements the :class:`calibration.Chip` protocol on top of the JAX engine
-(:func:`circuits.propagate` with ``taps="power"``). Its hidden truth (:class:`AsBuilt`) is for tests to compare
+:class:`VirtualChip` implements the :class:`tapmesh.calibration.Chip` protocol on top of the JAX engine
+(:func:`tapmesh.circuits.propagate` with ``taps="power"``). Its hidden truth (:class:`AsBuilt`) is for tests to compare
 a calibration against; calibration and training code must never read it.
 
 Heater model (per heater i, canonical shifter order θ…, φ…, γ…)::
@@ -40,10 +40,10 @@ import jax.numpy as jnp
 import numpy as np
 from numpy.typing import ArrayLike
 
-import circuits
-from calibration.crosstalk import Crosstalk
-from calibration.errors import ChipStateError, FieldError, VoltageError
-from calibration.heater import heater_phases
+from tapmesh import circuits
+from tapmesh.calibration.crosstalk import Crosstalk
+from tapmesh.calibration.errors import ChipStateError, FieldError, VoltageError
+from tapmesh.calibration.heater import heater_phases
 
 
 # ----------------------------------------------------------------------------- layout of heaters
@@ -237,10 +237,10 @@ def _apply(matrix, x):
 
 
 class VirtualChip:
-    """A simulated fabricated mesh with hidden errors and a noisy camera; implements :class:`calibration.Chip`.
+    """A simulated fabricated mesh with hidden errors and a noisy camera; implements :class:`tapmesh.calibration.Chip`.
 
     Args:
-        topology: the mesh (:class:`circuits.MeshTopology`).
+        topology: the mesh (:class:`tapmesh.circuits.MeshTopology`).
         errors: its hidden truth; default ``AsBuilt.random(topology, seed=seed)``.
         noise: detector noise; default :meth:`Noise.none`.
         seed: seeds the default errors, the per-grating gains/offsets and the noise stream.

@@ -4,8 +4,8 @@ Conventions (``DESIGN.md``): lengths and wavelength in µm, phases in radians, m
 fields as column vectors ``y = U @ x`` (batches as rows, ``y = x @ U.T``).
 """
 
-from circuits import models
-from circuits.decompositions import (
+from tapmesh.circuits import models
+from tapmesh.circuits.decompositions import (
     analyzer_settings,
     check_unitary,
     clements,
@@ -16,8 +16,8 @@ from circuits.decompositions import (
     mzi_matrix,
     reck,
 )
-from circuits.engine import propagate, unitary
-from circuits.errors import (
+from tapmesh.circuits.engine import propagate, unitary
+from tapmesh.circuits.errors import (
     CircuitsError,
     DTypeError,
     NonFiniteError,
@@ -27,9 +27,9 @@ from circuits.errors import (
     ShapeError,
     TopologyError,
 )
-from circuits.params import MeshParams
-from circuits.reference import instance_settings, mesh_netlist, reference_unitary, sax_circuit
-from circuits.topology import (
+from tapmesh.circuits.params import MeshParams
+from tapmesh.circuits.reference import instance_settings, mesh_netlist, reference_unitary, sax_circuit
+from tapmesh.circuits.topology import (
     KINDS,
     MeshTopology,
     PhaseShifter,

@@ -17,9 +17,9 @@ from __future__ import annotations
 import jax.numpy as jnp
 import numpy as np
 
-from circuits.errors import NotRealizableError, NotUnitaryError, ShapeError
-from circuits.params import MeshParams
-from circuits.topology import MeshTopology, analyzer, generator, rectangular, triangular
+from tapmesh.circuits.errors import NotRealizableError, NotUnitaryError, ShapeError
+from tapmesh.circuits.params import MeshParams
+from tapmesh.circuits.topology import MeshTopology, analyzer, generator, rectangular, triangular
 
 UNITARITY_TOLERANCE = 1e-8
 
@@ -110,7 +110,7 @@ def place(topology: MeshTopology, sequence, gamma) -> MeshParams:
 
 
 def clements(u) -> MeshParams:
-    """Phases of the rectangular mesh :func:`circuits.rectangular` (n) that realize the unitary ``u``."""
+    """Phases of the rectangular mesh :func:`tapmesh.circuits.rectangular` (n) that realize the unitary ``u``."""
     u = check_unitary(u).copy()
     n = u.shape[0]
     right: list[tuple[int, float, float]] = []
@@ -137,7 +137,7 @@ def clements(u) -> MeshParams:
 
 
 def reck(u) -> MeshParams:
-    """Phases of the triangular mesh :func:`circuits.triangular` (n) that realize the unitary ``u``."""
+    """Phases of the triangular mesh :func:`tapmesh.circuits.triangular` (n) that realize the unitary ``u``."""
     u = check_unitary(u).copy()
     n = u.shape[0]
     left: list[tuple[int, float, float]] = []
@@ -178,7 +178,7 @@ def _check_vector(v) -> np.ndarray:
 
 
 def analyzer_settings(v) -> MeshParams:
-    """Phases of :func:`circuits.analyzer` (n) that send all of the (normalized) vector ``v`` to mode 0.
+    """Phases of :func:`tapmesh.circuits.analyzer` (n) that send all of the (normalized) vector ``v`` to mode 0.
 
     Reading the analyzer's settings back gives v's amplitudes and relative phases: the coherent readout.
     """
@@ -196,7 +196,7 @@ def analyzer_settings(v) -> MeshParams:
 
 
 def generator_settings(v) -> MeshParams:
-    """Phases of :func:`circuits.generator` (n) that turn unit power in mode 0 into the normalized ``v``."""
+    """Phases of :func:`tapmesh.circuits.generator` (n) that turn unit power in mode 0 into the normalized ``v``."""
     v = _check_vector(v)
     n = v.shape[0]
     field = np.zeros(n, dtype=np.complex128)

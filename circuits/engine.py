@@ -2,7 +2,7 @@
 
 Fields are row-major batches ``x`` of shape ``(batch, n)``; for one vector, ``y = U @ x`` as in
 ``DESIGN.md``, for a batch ``y = x @ U.T``. The engine evaluates the same SAX component models as the
-reference circuit (:mod:`circuits.models`) for every MZI at once, so the two share their physics.
+reference circuit (:mod:`tapmesh.circuits.models`) for every MZI at once, so the two share their physics.
 
 Two evaluation paths:
 
@@ -30,10 +30,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from circuits import models
-from circuits.errors import DTypeError, NonFiniteError, ShapeError
-from circuits.params import MeshParams
-from circuits.topology import MeshTopology
+from tapmesh.circuits import models
+from tapmesh.circuits.errors import DTypeError, NonFiniteError, ShapeError
+from tapmesh.circuits.params import MeshParams
+from tapmesh.circuits.topology import MeshTopology
 
 Direction = Literal["forward", "backward"]
 HIGHEST = jax.lax.Precision.HIGHEST

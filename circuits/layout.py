@@ -1,7 +1,7 @@
 """Layout → SAX: the circuit model of a drawn mesh (or chip), built from its own recursive netlist.
 
 :func:`sax_circuit_from_component` walks ``component.get_netlist(recursive=True)``: every leaf cell of
-``pcells`` (and the gdsfactory waveguides and gratings they use) gets a model from :mod:`circuits.models`
+``pcells`` (and the gdsfactory waveguides and gratings they use) gets a model from :mod:`tapmesh.circuits.models`
 whose parameters come from the drawn geometry (``info["length"]``, ``info["path_length"]``,
 ``info["tap_fraction"]``); purely electrical cells (vias, pads) are dropped; every other cell stays a SAX
 sub-circuit. Drawn lengths and bends therefore count: the path-length phases are the drawn ones.
@@ -40,7 +40,7 @@ ELECTRICAL_PREFIXES = ("e", "r", "gnd", "pad")
 
 
 def waveguide(wl=M.WL0, wl0: float = M.WL0, neff=2.34, ng=4.2, length=10.0, loss_db_cm=2.0) -> sax.SDict:
-    """Drawn waveguide (straight or bend): :func:`circuits.models.waveguide` over the drawn length (µm)."""
+    """Drawn waveguide (straight or bend): :func:`tapmesh.circuits.models.waveguide` over the drawn length (µm)."""
     return M.waveguide(wl, wl0, neff, ng, length, loss_db_cm)
 
 
@@ -56,7 +56,7 @@ def heater_drawn(
     length=100.0,
     loss_db_cm=2.0,
 ) -> sax.SDict:
-    """Drawn heater: :func:`circuits.models.thermo_optic_phase_shifter` over its drawn length."""
+    """Drawn heater: :func:`tapmesh.circuits.models.thermo_optic_phase_shifter` over its drawn length."""
     return M.thermo_optic_phase_shifter(wl, wl0, voltage, phase_offset, alpha, beta, neff, ng, length, loss_db_cm)
 
 
@@ -77,7 +77,7 @@ def grating_tap_drawn(
     length=29.0,
     loss_db_cm=2.0,
 ) -> sax.SDict:
-    """Drawn grating tap: :func:`circuits.models.grating_tap` times the propagation over its bus length."""
+    """Drawn grating tap: :func:`tapmesh.circuits.models.grating_tap` times the propagation over its bus length."""
     tap = M.grating_tap(wl, wl0, tap_fraction, grating_efficiency, loss_db)
     return _propagated(tap, wl, wl0, neff, ng, length, loss_db_cm)
 
@@ -93,7 +93,7 @@ def coupler_drawn(
     length=100.0,
     loss_db_cm=2.0,
 ) -> sax.SDict:
-    """Drawn directional coupler: :func:`circuits.models.coupler` times the propagation over one path."""
+    """Drawn directional coupler: :func:`tapmesh.circuits.models.coupler` times the propagation over one path."""
     return _propagated(M.coupler(wl, wl0, delta, kappa_dispersion, loss_db), wl, wl0, neff, ng, length, loss_db_cm)
 
 
@@ -107,12 +107,12 @@ def mmi_drawn(
     length=100.0,
     loss_db_cm=2.0,
 ) -> sax.SDict:
-    """Drawn 2x2 MMI with its fan-out bends: :func:`circuits.models.mmi2x2` times the propagation over one path."""
+    """Drawn 2x2 MMI with its fan-out bends: :func:`tapmesh.circuits.models.mmi2x2` times the propagation over one path."""
     return _propagated(M.mmi2x2(wl, wl0, delta, loss_db), wl, wl0, neff, ng, length, loss_db_cm)
 
 
 def grating_coupler(wl=M.WL0, wl0: float = M.WL0, peak_loss_db=3.0, bandwidth_1db=0.035, reflection=0.0) -> sax.SDict:
-    """Fiber (or camera) grating: :func:`circuits.models.grating_coupler`."""
+    """Fiber (or camera) grating: :func:`tapmesh.circuits.models.grating_coupler`."""
     return M.grating_coupler(wl, wl0, peak_loss_db, bandwidth_1db, reflection)
 
 
@@ -313,7 +313,7 @@ def sax_circuit_from_component(
     """Build the SAX circuit of a ``pcells`` mesh or chip from its drawn, recursive netlist.
 
     Args:
-        component: a :func:`pcells.mesh` (ports ``o1..o2n``) or a :func:`pcells.chip` (fiber ports).
+        component: a :func:`tapmesh.pcells.mesh` (ports ``o1..o2n``) or a :func:`tapmesh.pcells.chip` (fiber ports).
         wl0, neff, ng, loss_db_cm: waveguide model parameters applied to every drawn length.
         alpha: heater efficiency, rad/V².
         grating_efficiency: tap grating efficiency.
@@ -334,7 +334,7 @@ def sax_circuit_from_component(
 
     prefix, mesh_cell = _find_mesh(component)
     n, kind = int(mesh_cell.info["n"]), str(mesh_cell.info["kind"])
-    from pcells import schedule
+    from tapmesh.pcells import schedule
 
     mzis = schedule.mzis(n, kind)
     shifters = tuple(schedule.shifters(n, kind))

@@ -25,7 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 import sax
 
-from circuits.trig import cos_sin
+from tapmesh.circuits.trig import cos_sin
 
 WL0 = 1.55
 """Design wavelength in µm."""

@@ -9,8 +9,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from circuits.errors import NonFiniteError, ParamsError
-from circuits.topology import MeshTopology
+from tapmesh.circuits.errors import NonFiniteError, ParamsError
+from tapmesh.circuits.topology import MeshTopology
 
 SEGMENT_NAMES = ("top_in", "bottom_in", "top_arm", "bottom_arm")
 """Order of the per-MZI loss segments in :attr:`MeshParams.loss_db`."""

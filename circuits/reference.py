@@ -1,11 +1,11 @@
 """The reference model: a mesh as a SAX netlist and circuit.
 
 ``sax_circuit(topology)`` writes the mesh as a hierarchical SAX netlist — one ``mzi_tapped`` sub-circuit
-per MZI (the components of :func:`circuits.models.mzi_netlist` plus a grating tap on the φ and θ
+per MZI (the components of :func:`tapmesh.circuits.models.mzi_netlist` plus a grating tap on the φ and θ
 segments), one heated, tapped output segment per mode — and compiles it with SAX's ``klu`` backend.
 It is slow (see ``benchmarks/bench_engine.py``) and exists to check the engine against an independent
 solver of the same component models. ``sax_circuit(component)`` extracts the circuit from a gdsfactory
-layout instead (:mod:`circuits.layout`).
+layout instead (:mod:`tapmesh.circuits.layout`).
 
 External ports: ``in{m}`` / ``out{m}`` for mode m, and for every phase shifter ``s`` (canonical order)
 its two tap gratings ``{s.name}_fwd`` / ``{s.name}_bwd`` (e.g. ``theta3_fwd``).
@@ -20,9 +20,9 @@ import jax.numpy as jnp
 import numpy as np
 import sax
 
-from circuits import models
-from circuits.params import MeshParams
-from circuits.topology import MeshTopology
+from tapmesh.circuits import models
+from tapmesh.circuits.params import MeshParams
+from tapmesh.circuits.topology import MeshTopology
 
 MZI_CELL = "mzi_tapped"
 
@@ -60,7 +60,7 @@ def mesh_netlist(topology: MeshTopology, taps: bool = True) -> dict[str, Any]:
     """SAX netlist of the whole mesh.
 
     With ``taps`` (default): hierarchical, ``{"top_level": ..., "mzi_tapped": ...}``, every heated segment
-    tapped and every tap grating a port. Without: flat, one analytic :func:`circuits.models.mzi` per MZI
+    tapped and every tap grating a port. Without: flat, one analytic :func:`tapmesh.circuits.models.mzi` per MZI
     and the output heaters (the cheapest faithful SAX description of a mesh, used as the speed reference).
     """
     instances: dict[str, Any] = {}
@@ -112,14 +112,14 @@ def _compiled(topology: MeshTopology, backend: str, taps: bool):
 def sax_circuit(obj, backend: str = "klu", taps: bool = True, **options) -> Callable[..., sax.SDict]:
     """The SAX circuit function of a mesh topology (or of a gdsfactory layout).
 
-    For a :class:`~circuits.MeshTopology` the returned function takes ``wl`` and per-instance settings
+    For a :class:`~tapmesh.circuits.MeshTopology` the returned function takes ``wl`` and per-instance settings
     (see :func:`instance_settings`) and returns an S-dict over the ports documented in this module.
     ``taps=False`` gives the flat, tap-free netlist (see :func:`mesh_netlist`). Compiled circuits are
     cached per topology.
     """
     if isinstance(obj, MeshTopology):
         return _compiled(obj, backend, taps)
-    from circuits.layout import sax_circuit_from_component  # needs gdsfactory: import on demand
+    from tapmesh.circuits.layout import sax_circuit_from_component  # needs gdsfactory: import on demand
 
     return sax_circuit_from_component(obj, backend=backend, **options)
 

@@ -20,7 +20,7 @@ from typing import Literal
 import networkx as nx
 import numpy as np
 
-from circuits.errors import TopologyError
+from tapmesh.circuits.errors import TopologyError
 
 Kind = Literal["rectangular", "triangular", "generator", "analyzer"]
 KINDS: tuple[str, ...] = ("rectangular", "triangular", "generator", "analyzer")

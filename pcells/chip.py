@@ -128,7 +128,7 @@ def chip(
     ``pad_e{h+1}`` for shifter h (canonical order) and ``pad_gnd_top`` / ``pad_gnd_bot``.
 
     Args:
-        n, kind, pitch, coupler, heater_length, tap_fraction: the mesh (see :func:`pcells.mesh`).
+        n, kind, pitch, coupler, heater_length, tap_fraction: the mesh (see :func:`tapmesh.pcells.mesh`).
         pad_pitch: bond-pad pitch, µm (the mesh's track slots follow it).
         pad_size: pad size, µm (must be smaller than ``pad_pitch``).
         pad_gap: distance from the mesh edge to the pad row, µm.
@@ -141,7 +141,7 @@ def chip(
         io_margin: extra distance between the grating arrays and the mesh, µm.
         route_separation: waveguide separation in the fan-in bundles, µm.
         with_labels: add text labels to pads and gratings.
-        cross_section*, via: as in :func:`pcells.mesh`.
+        cross_section*, via: as in :func:`tapmesh.pcells.mesh`.
         layer_label: layer of the text labels.
     """
     if pad_size[0] + 10 > pad_pitch:

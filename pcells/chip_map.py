@@ -260,7 +260,7 @@ def chip_map(
     conductors: tuple = ("M2", "M3"),
     vias: tuple = ("VIA2",),
 ) -> ChipMap:
-    """Derive the :class:`ChipMap` of a :func:`pcells.chip` (or :func:`pcells.mesh`) from its layout.
+    """Derive the :class:`ChipMap` of a :func:`tapmesh.pcells.chip` (or :func:`tapmesh.pcells.mesh`) from its layout.
 
     Args:
         component: the chip (or a bare mesh: then only taps and mesh ports are mapped).

@@ -9,7 +9,7 @@ the shared return (ground) track of that column and edge. The output phase shift
 
 Ports: optical inputs ``o1..on`` (west, mode 0..n−1) and outputs ``o{n+1}..o{2n}`` (east, mode 0..n−1); tap
 gratings ``tap_<theta|phi|gamma><index>_<fwd|bwd>``; heater tracks ``e{h+1}`` for shifter h in the canonical
-order of :func:`pcells.schedule.shifters`, and return tracks ``gnd_top<c>`` / ``gnd_bot<c>``. With
+order of :func:`tapmesh.pcells.schedule.shifters`, and return tracks ``gnd_top<c>`` / ``gnd_bot<c>``. With
 ``route_heaters=False`` the heater ports are the lane ends ``e{h+1}`` (signal) and ``r{h+1}`` (return).
 """
 
@@ -85,7 +85,7 @@ def mesh(
         heater_length: heater length, µm.
         tap_fraction: power fraction of every grating tap (0.01–0.05).
         route_heaters: draw track zones carrying every heater to the top/bottom edge.
-        track_pitch: slot pitch of the tracks, µm; :func:`pcells.chip` puts one pad per slot, so this is the pad pitch.
+        track_pitch: slot pitch of the tracks, µm; :func:`tapmesh.pcells.chip` puts one pad per slot, so this is the pad pitch.
         track_width: width of a vertical track, µm.
         via_size: lane-to-track via size, µm.
         cross_section*: waveguide, heater, lane (lower metal) and track (top metal) cross-sections.

@@ -12,7 +12,7 @@ def _cells() -> dict:
 
     out = {}
     # import the modules by name: ``pcells.mesh`` / ``pcells.chip`` are also the cell functions' names
-    for mod in (importlib.import_module(f"pcells.{m}") for m in ("cells", "mesh", "chip")):
+    for mod in (importlib.import_module(f"tapmesh.pcells.{m}") for m in ("cells", "mesh", "chip")):
         for name in getattr(mod, "PDK_CELLS", ()):
             out[name] = getattr(mod, name)
     return out

@@ -24,7 +24,7 @@ def plot_layout(component: gf.Component, path_png=None, chip_map=None, ax=None, 
     Args:
         component: the layout.
         path_png: output PNG path (``None``: do not save).
-        chip_map: a :class:`pcells.ChipMap` to overlay (pads labelled with their shifter, taps as markers).
+        chip_map: a :class:`tapmesh.pcells.ChipMap` to overlay (pads labelled with their shifter, taps as markers).
         ax: axes to draw into (default: a new figure).
         dpi: resolution of the PNG.
         bbox: ``(xmin, ymin, xmax, ymax)`` µm to zoom into.

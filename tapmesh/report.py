@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from circuits.io import atomic_write_text
+from tapmesh.circuits.io import atomic_write_text
 
 SECTIONS: tuple[tuple[str, str, tuple[str, ...], tuple[str, ...]], ...] = (
     # (id, title, summary json files, figures)

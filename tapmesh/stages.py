@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from circuits.io import atomic_write_bytes, atomic_write_json
+from tapmesh.circuits.io import atomic_write_bytes, atomic_write_json
 
 SAX_CHECK_MAX_N = 8
 """Largest mesh the CLI checks against SAX by default (the reference compile grows super-linearly)."""
@@ -35,7 +35,7 @@ def simulate(n: int, kind: str, out: Path, seed: int = 0, wl_span: float = 0.1, 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    import circuits
+    from tapmesh import circuits
 
     topology = circuits.topology(n, kind)
     params = circuits.MeshParams.random(topology, seed=seed, delta_sigma=0.02, loss_db_sigma=0.05, tap_fraction=0.02)
@@ -77,7 +77,7 @@ def simulate(n: int, kind: str, out: Path, seed: int = 0, wl_span: float = 0.1, 
 
 # ------------------------------------------------------------------------------------------ layout
 def _build_chip(n: int | None, kind: str, demo: bool):
-    import pcells
+    from tapmesh import pcells
 
     return pcells.demo_chip() if demo else pcells.chip(n=n, kind=kind)
 
@@ -87,7 +87,7 @@ def layout(
 ) -> dict[str, Any]:
     """Lay out the chip: ``{name}.gds``, ``{name}.png`` (the layout with the chip map overlaid) and
     chip_map.json in ``out``."""
-    import pcells
+    from tapmesh import pcells
 
     start = time.perf_counter()
     component = _build_chip(n, kind, demo)
@@ -133,7 +133,7 @@ def read_layout(out: Path) -> dict[str, Any]:
 
 def extract(out: Path, png: bool = True) -> dict[str, Any]:
     """Extract the SAX model from the laid-out chip's own netlist and check it against the engine."""
-    import circuits
+    from tapmesh import circuits
 
     chosen = read_layout(out)
     component = _build_chip(chosen["n"], chosen["kind"], chosen["demo"])
@@ -192,8 +192,8 @@ def virtual_chip(out: Path, seed: int | None = None):
     """The VirtualChip recorded in fabrication.json (made with ``seed`` if none was recorded)."""
     import json
 
-    import circuits
-    from calibration import AsBuilt, Noise, VirtualChip
+    from tapmesh import circuits
+    from tapmesh.calibration import AsBuilt, Noise, VirtualChip
 
     path = out / "fabrication.json"
     if path.exists():
@@ -220,8 +220,8 @@ def load_driver(name: str):
 # -------------------------------------------------------------------------------------- calibration
 def calibrate(out: Path, seed: int, chip=None, targets: int = 3, progress: bool = True, png: bool = True) -> dict[str, Any]:
     """Calibrate the chip, save calibration.json (+ plots), and report fidelity before/after correction."""
-    import calibration
-    import circuits
+    from tapmesh import calibration
+    from tapmesh import circuits
 
     chip = chip if chip is not None else virtual_chip(out, seed)
     start = time.perf_counter()
@@ -274,8 +274,8 @@ def train(
     png: bool = True,
 ) -> dict[str, Any]:
     """Train a network in situ on the calibrated chip next to its digital twin; curves and boundary."""
-    import calibration
-    import training
+    from tapmesh import calibration
+    from tapmesh import training
 
     path = out / "calibration.json"
     if not path.exists():

@@ -5,8 +5,8 @@ import warnings
 import numpy as np
 import pytest
 
-import circuits
-from calibration import (
+from tapmesh import circuits
+from tapmesh.calibration import (
     STEPS,
     AsBuilt,
     Calibration,
@@ -360,7 +360,7 @@ def test_prior_rows_act_the_same_on_dense_and_matrix_free_jacobians():
     Jacobian is a dense array or a LinearOperator (the matrix-free path of large meshes)."""
     from scipy.sparse.linalg import aslinearoperator
 
-    from calibration.refine import _with_prior
+    from tapmesh.calibration.refine import _with_prior
 
     rng = np.random.default_rng(3)
     jacobian = rng.normal(size=(6, 4))

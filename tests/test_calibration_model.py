@@ -5,10 +5,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-import circuits
-from calibration import AsBuilt, CalibrationFileError, CalibrationVersionError, VoltageError
-from calibration.calibration import Calibration
-from calibration.virtual import neighbour_pairs
+from tapmesh import circuits
+from tapmesh.calibration import AsBuilt, CalibrationFileError, CalibrationVersionError, VoltageError
+from tapmesh.calibration.calibration import Calibration
+from tapmesh.calibration.virtual import neighbour_pairs
 
 
 def random_calibration(n=4, seed=201, crosstalk=0.02, beta=0.01):
@@ -117,7 +117,7 @@ def test_failed_save_leaves_the_old_file_untouched(tmp_path, monkeypatch):
     def boom(*args, **kwargs):
         raise OSError("disk full")
 
-    monkeypatch.setattr("circuits.io.os.replace", boom)  # the shared atomic writer
+    monkeypatch.setattr("tapmesh.circuits.io.os.replace", boom)  # the shared atomic writer
     with pytest.raises(OSError):
         cal.save(path)
     assert path.read_bytes() == before
@@ -135,7 +135,7 @@ def test_neighbours_are_local():
 # ----------------------------------------------------------------------------- sparse crosstalk
 from pathlib import Path  # noqa: E402
 
-from calibration import Crosstalk  # noqa: E402
+from tapmesh.calibration import Crosstalk  # noqa: E402
 
 DATA = Path(__file__).parent / "data"
 

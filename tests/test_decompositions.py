@@ -3,8 +3,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-import circuits
-from circuits import NotUnitaryError, ShapeError, clements, haar_unitary, reck, unitary
+from tapmesh import circuits
+from tapmesh.circuits import NotUnitaryError, ShapeError, clements, haar_unitary, reck, unitary
 
 
 # a few sizes: each new size compiles the engine once

@@ -5,8 +5,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-import circuits
-from circuits import MeshParams, propagate, unitary
+from tapmesh import circuits
+from tapmesh.circuits import MeshParams, propagate, unitary
 
 KINDS = ["rectangular", "triangular"]
 

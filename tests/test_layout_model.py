@@ -7,9 +7,9 @@ import warnings
 import numpy as np
 import pytest
 
-import pcells
-from circuits.layout import LayoutCircuit, sax_circuit_from_component
-from pcells import schedule
+from tapmesh import pcells
+from tapmesh.circuits.layout import LayoutCircuit, sax_circuit_from_component
+from tapmesh.pcells import schedule
 
 warnings.filterwarnings("ignore", message="Unconnected ports")
 
@@ -115,7 +115,7 @@ def test_extracted_chip_fiber_to_fiber():
 @pytest.mark.parametrize("wl", [1.55, 1.565])
 def test_extracted_matches_engine(lc4, wl):
     """Against the JAX engine (``circuits.unitary``/``propagate``) on the matching topology, with taps."""
-    import circuits
+    from tapmesh import circuits
 
     if not hasattr(circuits, "unitary"):
         pytest.skip("circuits engine not on this branch yet")
@@ -138,7 +138,7 @@ def test_extracted_matches_engine(lc4, wl):
 
 
 def test_circuits_sax_circuit_dispatches_to_layout():
-    import circuits
+    from tapmesh import circuits
 
     lc = circuits.sax_circuit(pcells.mesh(n=2), loss_db_cm=0.0)
     assert isinstance(lc, LayoutCircuit)
@@ -148,7 +148,7 @@ def test_circuits_sax_circuit_dispatches_to_layout():
 
 def test_schedule_matches_circuits_topology():
     """pcells' schedule and circuits' topology must agree (skipped until circuits.rectangular lands)."""
-    import circuits
+    from tapmesh import circuits
 
     if not hasattr(circuits, "rectangular") or not hasattr(circuits, "triangular"):
         pytest.skip("circuits.rectangular/triangular not on this branch yet")

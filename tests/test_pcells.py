@@ -9,9 +9,9 @@ import gdsfactory as gf
 import klayout.db as kdb
 import pytest
 
-import pcells
-from pcells import schedule
-from pcells.chip_map import ChipMap
+from tapmesh import pcells
+from tapmesh.pcells import schedule
+from tapmesh.pcells.chip_map import ChipMap
 
 warnings.filterwarnings("ignore", message="Unconnected ports")
 

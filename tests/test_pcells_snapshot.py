@@ -13,7 +13,7 @@ import warnings
 
 import pytest
 
-import pcells
+from tapmesh import pcells
 
 warnings.filterwarnings("ignore", message="Unconnected ports")
 DATA = pathlib.Path(__file__).parent / "data"

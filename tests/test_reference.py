@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-import circuits
-from circuits import MeshParams, models, propagate, unitary
-from circuits.reference import mesh_netlist, reference_taps, reference_unitary
+from tapmesh import circuits
+from tapmesh.circuits import MeshParams, models, propagate, unitary
+from tapmesh.circuits.reference import mesh_netlist, reference_taps, reference_unitary
 
 CASES = [(n, kind) for n in (2, 3, 4, 5, 8) for kind in ("rectangular", "triangular")]
 

@@ -1,8 +1,8 @@
 import networkx as nx
 import pytest
 
-import circuits
-from circuits import TopologyError
+from tapmesh import circuits
+from tapmesh.circuits import TopologyError
 
 
 @pytest.mark.parametrize("n", [2, 3, 4, 5, 8, 17, 64, 256])

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from training import data
+from tapmesh.training import data
 
 
 @pytest.mark.parametrize("name", sorted(data.LOADERS))

@@ -7,9 +7,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import circuits
-from calibration import AsBuilt, Noise, VirtualChip
-from training import (
+from tapmesh import circuits
+from tapmesh.calibration import AsBuilt, Noise, VirtualChip
+from tapmesh.training import (
     METHODS,
     FieldNoise,
     PhotonicNetwork,

@@ -5,8 +5,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-import circuits
-from training import Activation, Encoding, PhotonicNetwork, data, port_groups
+from tapmesh import circuits
+from tapmesh.training import Activation, Encoding, PhotonicNetwork, data, port_groups
 from test_training_support import ideal_chip
 
 

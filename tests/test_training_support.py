@@ -1,6 +1,6 @@
 """Shared helpers of the training tests (no tests here): ideal chips with their nominal calibrations."""
 
-from calibration import AsBuilt, Calibration, Noise, VirtualChip
+from tapmesh.calibration import AsBuilt, Calibration, Noise, VirtualChip
 
 # A tap fraction small enough that the time-reversed adjoint of the sum pass equals the backward one to
 # ~1e-8: the in-situ identities are exact only for a lossless mesh (see docs/training.md).

@@ -4,9 +4,9 @@ import numpy as np
 import optax
 import pytest
 
-import circuits
-from calibration import AsBuilt, Noise, VirtualChip, calibrate
-from training import (
+from tapmesh import circuits
+from tapmesh.calibration import AsBuilt, Noise, VirtualChip, calibrate
+from tapmesh.training import (
     FieldNoise,
     PhotonicNetwork,
     autodiff,

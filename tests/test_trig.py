@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from circuits.trig import VECTORIZED_FROM, cos_sin
+from tapmesh.circuits.trig import VECTORIZED_FROM, cos_sin
 
 # two ulp of 1.0, the largest |cos|, |sin|: the bound holds for every x checked below
 TOLERANCE = 2.3e-16

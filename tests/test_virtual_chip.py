@@ -3,8 +3,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-import circuits
-from calibration import AsBuilt, Chip, ChipStateError, FieldError, Noise, VirtualChip, VoltageError
+from tapmesh import circuits
+from tapmesh.calibration import AsBuilt, Chip, ChipStateError, FieldError, Noise, VirtualChip, VoltageError
 
 
 def test_virtual_chip_is_a_chip():

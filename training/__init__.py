@@ -5,12 +5,12 @@
     result.history.plot("curves.png")
 
 Every gradient method has one interface, ``method(net, phases, features, labels) -> GradientResult``
-(phase gradients per layer, chip passes used, the loss); see :mod:`training.gradients`.
+(phase gradients per layer, chip passes used, the loss); see :mod:`tapmesh.training.gradients`.
 """
 
-from training import data
-from training.data import Dataset
-from training.gradients import (
+from tapmesh.training import data
+from tapmesh.training.data import Dataset
+from tapmesh.training.gradients import (
     METHODS,
     GradientResult,
     autodiff,
@@ -22,9 +22,9 @@ from training.gradients import (
     spsa,
     two_pass,
 )
-from training.network import Activation, Encoding, PhotonicNetwork, port_groups
-from training.noise import FieldNoise
-from training.train import History, TrainResult, plot_decision_boundary, plot_histories, train
+from tapmesh.training.network import Activation, Encoding, PhotonicNetwork, port_groups
+from tapmesh.training.noise import FieldNoise
+from tapmesh.training.train import History, TrainResult, plot_decision_boundary, plot_histories, train
 
 __all__ = [
     "METHODS",

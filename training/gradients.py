@@ -5,7 +5,7 @@
 ``grads`` holds one (n_phases,) array per layer: ∂loss/∂phase (or the method's estimate of it; the
 optimizer steps against it), ``passes`` the chip passes used: one *pass* is one sample's field sent once through one mesh
 (a batch of B through L layers forward is B·L passes). Measuring methods touch the chip only through
-the :class:`calibration.Chip` protocol (set voltages, inject, read taps / outputs), with its noise.
+the :class:`tapmesh.calibration.Chip` protocol (set voltages, inject, read taps / outputs), with its noise.
 
 =================  ===========================================================  ==================
 method             what it measures on hardware                                  passes / sample
@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 import jax.numpy as jnp
 import numpy as np
 
-from training.network import PhotonicNetwork, _device
+from tapmesh.training.network import PhotonicNetwork, _device
 
 
 @dataclass

@@ -8,10 +8,10 @@ A :class:`PhotonicNetwork` of ``L`` layers on ``n``-mode meshes computes, for en
     P_k = Σ_{j ∈ group k} |z_L,j|²     (readout: grouped output-port powers)
     loss = CE(P / ΣP, y)  or  MSE(P / ΣP, onehot(y))
 
-Each layer is a mesh on a :class:`calibration.Chip` (one chip per layer, or one chip time-multiplexed
+Each layer is a mesh on a :class:`tapmesh.calibration.Chip` (one chip per layer, or one chip time-multiplexed
 over all layers as in the seed paper: it is reprogrammed before each layer's pass). The *digital twin*
 of layer l is the calibrated model ``calibration.mesh_params(θ_l)`` evaluated with
-:func:`circuits.propagate`; with no calibration it is the ideal mesh.
+:func:`tapmesh.circuits.propagate`; with no calibration it is the ideal mesh.
 
 Adjoint convention (used by every gradient method): for a real loss L of a complex field z, the
 adjoint ``c = ∂L/∂Re z − i ∂L/∂Im z`` so that ``dL = Re(Σ c·dz)``; for ``z = U x`` the adjoint of ``x``
@@ -27,8 +27,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-import circuits
-from circuits import MeshParams, MeshTopology
+from tapmesh import circuits
+from tapmesh.circuits import MeshParams, MeshTopology
 
 # --------------------------------------------------------------------------------------------- encoding
 
@@ -222,12 +222,12 @@ class PhotonicNetwork:
     """``n_layers`` meshes of one topology with digital nonlinearities between them.
 
     Args:
-        topology: the mesh of every layer (:func:`circuits.rectangular` / :func:`circuits.triangular`).
+        topology: the mesh of every layer (:func:`tapmesh.circuits.rectangular` / :func:`tapmesh.circuits.triangular`).
         n_layers: number of meshes.
         n_classes: number of classes; output ports are split into ``n_classes`` contiguous groups.
         chips: ``None`` (a model-only network: only ``autodiff`` and model evaluation), one
-            :class:`calibration.Chip` time-multiplexed over all layers, or one chip per layer.
-        calibrations: the :class:`calibration.Calibration` of each chip (same count as ``chips``); it
+            :class:`tapmesh.calibration.Chip` time-multiplexed over all layers, or one chip per layer.
+        calibrations: the :class:`tapmesh.calibration.Calibration` of each chip (same count as ``chips``); it
             converts phases to heater voltages and is the digital twin. ``None``: the ideal mesh model.
         activation: an :class:`Activation` or its kind (``"abs"``, ``"abs2"``, ``"eo"``, ``"linear"``).
         encoding: an :class:`Encoding` or its kind (``"amplitude"``, ``"amplitude_phase"``).

@@ -1,10 +1,10 @@
 """Field noise of a chip's input modulators and coherent readout, as a Chip wrapper.
 
 The seed paper's simulated 64-port network adds amplitude and phase noise to the fields (σ_A = 0.05
-relative amplitude, σ_φ = 0.05π) on top of tap shot noise; :class:`calibration.Noise` models the camera
+relative amplitude, σ_φ = 0.05π) on top of tap shot noise; :class:`tapmesh.calibration.Noise` models the camera
 and detectors, :class:`FieldNoise` adds the field part: every injected field and every coherent readout
 is multiplied, mode by mode and sample by sample, by ``(1 + σ_A·N(0,1))·exp(iσ_φ·N(0,1))``. It wraps
-any :class:`calibration.Chip` and is one itself.
+any :class:`tapmesh.calibration.Chip` and is one itself.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import numpy as np
 
 
 class FieldNoise:
-    """A :class:`calibration.Chip` whose injected and coherently read fields carry amplitude/phase noise."""
+    """A :class:`tapmesh.calibration.Chip` whose injected and coherently read fields carry amplitude/phase noise."""
 
     def __init__(self, chip, amplitude: float = 0.05, phase: float = 0.05 * np.pi, seed: int = 0):
         self.inner = chip

@@ -11,9 +11,9 @@ import numpy as np
 import optax
 from tqdm.auto import tqdm
 
-from training.data import Dataset
-from training.gradients import METHODS, GradientResult
-from training.network import PhotonicNetwork
+from tapmesh.training.data import Dataset
+from tapmesh.training.gradients import METHODS, GradientResult
+from tapmesh.training.network import PhotonicNetwork
 
 
 @dataclass
@@ -116,7 +116,7 @@ def train(
     """Train ``net`` on ``dataset`` with a gradient ``method`` and an optax optimizer.
 
     Args:
-        method: a name in :data:`training.gradients.METHODS` or a callable with their interface.
+        method: a name in :data:`tapmesh.training.gradients.METHODS` or a callable with their interface.
         optimizer: default ``optax.adam(learning_rate)``, or with ``schedule="cosine"`` Adam whose rate
             decays from ``learning_rate`` to 0 over ``epochs`` (steadier ends on noisy chips).
         seed: seeds the initial phases (unless ``phases`` is given), batch order and the method's rng.
