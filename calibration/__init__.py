@@ -1,6 +1,13 @@
 """calibration: the Chip interface, an as-built virtual chip, and calibration of fabricated meshes."""
 
 from tapmesh.calibration.calibration import FORMAT_VERSION, Calibration, Correction
+from tapmesh.calibration.capabilities import (
+    BenchCosts,
+    Capabilities,
+    CapabilitiesError,
+    MissingCapabilityError,
+    capabilities_of,
+)
 from tapmesh.calibration.chip import Chip
 from tapmesh.calibration.crosstalk import Crosstalk
 from tapmesh.calibration.errors import (
@@ -21,6 +28,11 @@ __all__ = [
     "FORMAT_VERSION",
     "Calibration",
     "Correction",
+    "BenchCosts",
+    "Capabilities",
+    "CapabilitiesError",
+    "MissingCapabilityError",
+    "capabilities_of",
     "Crosstalk",
     "AsBuilt",
     "CalibrationError",
