@@ -313,6 +313,7 @@ def train(
             "best_test_accuracy": history.best_test_acc,
             "final_test_accuracy": history.final_test_acc,
             "chip_passes": int(history.passes[-1]) if history.passes else 0,
+            "bench_seconds": float(history.bench_seconds[-1]) if history.bench_seconds else 0.0,
             "seconds": round(seconds, 1),
             "history": history.as_dict(),
         }
