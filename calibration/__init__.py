@@ -8,6 +8,13 @@ One module per job: :mod:`~tapmesh.calibration.procedure` (:func:`calibrate`), t
 
 from tapmesh.calibration.asbuilt import AsBuilt
 from tapmesh.calibration.calibration import Calibration
+from tapmesh.calibration.capabilities import (
+    BenchCosts,
+    Capabilities,
+    CapabilitiesError,
+    MissingCapabilityError,
+    capabilities_of,
+)
 from tapmesh.calibration.chip import Chip
 from tapmesh.calibration.correction import Correction
 from tapmesh.calibration.crosstalk import Crosstalk, neighbour_pairs
@@ -31,6 +38,11 @@ __all__ = [
     "FORMAT_VERSION",
     "Calibration",
     "Correction",
+    "BenchCosts",
+    "Capabilities",
+    "CapabilitiesError",
+    "MissingCapabilityError",
+    "capabilities_of",
     "Crosstalk",
     "AsBuilt",
     "CalibrationError",
