@@ -69,3 +69,29 @@ def test_program_needs_a_coherent_readout_and_checks_its_arguments(chip8):
         program(chip, u, calibration=cal, iterations=-1)
     with pytest.raises(Exception, match="4x4"):
         program(chip, circuits.haar_unitary(4, 1), calibration=cal)
+
+
+@pytest.mark.slow
+def test_program_reaches_the_ceiling_of_a_calibrated_n32_chip():
+    """Calibrated by the progressive stages (not from the truth), then programmed in situ: at least what the
+    true errors give the local correction (the tap loss caps both near 0.994 at n = 32)."""
+    import warnings
+
+    from tapmesh.calibration import calibrate
+
+    top = circuits.rectangular(32)
+    truth = AsBuilt.random(top, seed=4911, delta_sigma=0.03, crosstalk=0.01, tap_spread=0.05)
+    chip = VirtualChip(top, errors=truth, noise=Noise.realistic(), seed=4912)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        cal = calibrate(chip, seed=4913, progress=False)
+    exact = Calibration.nominal(top)
+    for name in ("phase_offsets", "alpha", "delta", "tap_fraction"):
+        setattr(exact, name, np.asarray(getattr(truth, name)).copy())
+    exact.crosstalk = truth.crosstalk
+    u = circuits.haar_unitary(32, 4914)
+    f_local = float(fidelity(u, chip.unitary(cal.voltages_for(u, polish=False))))
+    f_exact = float(fidelity(u, chip.unitary(exact.voltages_for(u, polish=False))))
+    f_situ = float(fidelity(u, chip.unitary(program(chip, u, calibration=cal))))
+    assert f_situ > f_exact - 1e-4 and f_situ > f_local + 5e-4
+    assert cal.bench_seconds < 3600
