@@ -176,7 +176,10 @@ def layout_cmd(
 
 @app.command("calibrate")
 def calibrate_cmd(
-    driver: Optional[str] = typer.Option(None, "--driver", help="A Chip driver registered under the 'tapmesh.chips' entry points (a real bench). Default: a VirtualChip fabricated from --seed."),
+    driver: Optional[str] = typer.Option(None, "--driver", help="'scpi' (the reference PyVISA bench driver, with --config) or a Chip driver registered under the 'tapmesh.chips' entry points. Default: a VirtualChip fabricated from --seed."),
+    config: Optional[Path] = typer.Option(None, "--config", help="Bench config TOML for --driver scpi."),
+    archive: Optional[Path] = typer.Option(None, "--archive", help="Raw-measurement archive (HDF5); default --out/calibration_archive.h5 with --driver scpi."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the interrupted calibration recorded in --archive."),
     png: bool = typer.Option(True, "--png/--no-png", help="Also plot residuals and fitted curves."),
     out: Path = OutOption,
     seed: int = SeedOption,
@@ -188,16 +191,47 @@ def calibrate_cmd(
 
     Writes calibration.json (versioned, checksummed, written atomically) and calibration_summary.json."""
 
-    def run(driver, png, out, seed):
+    def run(driver, config, archive, resume, png, out, seed):
         out = _check_out(out)
+        if driver == "scpi":
+            from tapmesh.bench.commands import calibrate_scpi
+
+            return calibrate_scpi(config, out, seed, archive=archive, resume=resume, png=png)
+        if resume and archive is None:
+            raise UsageError("--resume needs --archive (or --driver scpi, whose archive is --out/calibration_archive.h5)")
         from tapmesh import stages
 
         chip = stages.load_driver(driver) if driver else None
         if chip is None and not (out / "fabrication.json").exists():
             stages.fabricate(out, seed)
-        return stages.calibrate(out, seed, chip=chip, png=png)
+        return stages.calibrate(out, seed, chip=chip, png=png, archive=archive, resume=resume)
 
-    command("calibrate")(run)(driver=driver, png=png, out=out, seed=seed, as_json=as_json, debug=debug)
+    command("calibrate")(run)(driver=driver, config=config, archive=archive, resume=resume, png=png, out=out, seed=seed, as_json=as_json, debug=debug)
+
+
+@app.command("bench-emulator")
+def bench_emulator_cmd(
+    port: int = typer.Option(0, "--port", help="TCP port on 127.0.0.1 (0: a free one, printed)."),
+    n: int = typer.Option(4, "--n", help="Number of modes."),
+    kind: str = typer.Option("rectangular", "--kind", help="rectangular | triangular"),
+    chip_map: Optional[Path] = typer.Option(None, "--chip-map", help="chip_map.json of the chip (default: lay it out)."),
+    write_config: Optional[Path] = typer.Option(None, "--write-config", help="Write the bench config TOML that reaches this emulator."),
+    fault: list[str] = typer.Option([], "--fault", help="Inject a fault at a query number: drop@N, stall@N, garble@N, trip:CH@N (repeatable)."),
+    coherent: bool = typer.Option(True, "--coherent/--no-coherent", help="Emulate a coherent output analyzer."),
+    seed: int = SeedOption,
+    debug: bool = DebugOption,
+) -> None:
+    """Serve a SCPI bench emulator backed by a VirtualChip fabricated from --seed (until Ctrl-C)."""
+
+    def run(port, n, kind, chip_map, write_config, fault, coherent, seed):
+        _check_n(n)
+        _check_choice(kind, KINDS, "--kind")
+        from tapmesh.bench.commands import bench_emulator
+
+        bench_emulator(port, n, kind, seed, chip_map, write_config, fault, coherent=coherent)
+        return {}
+
+    command("bench-emulator")(run)(port=port, n=n, kind=kind, chip_map=chip_map, write_config=write_config, fault=fault, coherent=coherent, seed=seed, debug=debug)
 
 
 @app.command("train")

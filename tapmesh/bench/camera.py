@@ -38,6 +38,17 @@ def to_pixels(transform: np.ndarray, positions_um: np.ndarray) -> np.ndarray:
     return p @ a[:, :2].T + a[:, 2]
 
 
+def check_windows(taps_um, transform, window_px: int) -> None:
+    """Raise :class:`BenchConfigError` where the windows of two spots (half-width ``window_px``) overlap."""
+    centres = np.rint(to_pixels(transform, taps_um)).reshape(-1, 2)
+    gap = np.abs(centres[:, None, :] - centres[None, :, :]).max(axis=2)
+    np.fill_diagonal(gap, np.inf)
+    if gap.min() <= 2 * window_px:
+        i, j = np.unravel_index(np.argmin(gap), gap.shape)
+        raise BenchConfigError(f"bench config [camera]: windows of ±{window_px} px around tap spots {i} "
+                               f"and {j} overlap ({gap.min():.0f} px apart); lower window_px or magnify the image")
+
+
 class SpotReadout:
     """Frame → tap powers for one chip map and camera geometry.
 
@@ -68,12 +79,8 @@ class SpotReadout:
                 f"bench config [camera]: a tap window of ±{w} px falls outside the {self.shape[0]}×{self.shape[1]} "
                 "frame (check transform)"
             )
-        flat = (rows * self.shape[1] + cols).reshape(2, centres.shape[1], -1)
-        seen = np.bincount(flat.ravel(), minlength=self.shape[0] * self.shape[1])
-        if seen.max() > 1:
-            raise BenchConfigError(f"bench config [camera]: windows of ±{w} px around two tap spots overlap; "
-                                   "lower window_px or magnify the image")
-        self._flat = flat  # (2, H, (2w+1)²) flat pixel indices
+        check_windows(taps_um, transform, w)
+        self._flat = (rows * self.shape[1] + cols).reshape(2, centres.shape[1], -1)  # (2, H, (2w+1)²) flat pixel indices
         self.dark = np.zeros(self.shape)
 
     def set_dark(self, frames: np.ndarray) -> None:

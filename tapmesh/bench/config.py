@@ -191,6 +191,9 @@ def parse_config(data: dict, base: Path = Path("."), path: Path | None = None) -
     )
     if camera.window_px < 0 or camera.mw_per_count <= 0 or camera.dark_frames < 1:
         raise BenchConfigError("bench config [camera] needs window_px ≥ 0, mw_per_count > 0, dark_frames ≥ 1")
+    from tapmesh.bench.camera import check_windows
+
+    check_windows(geometry.taps, transform, camera.window_px)
 
     caps = data.get("capabilities", {})
     costs = data.get("costs", {})

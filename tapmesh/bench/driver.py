@@ -52,7 +52,8 @@ class BenchChip:
         config: a :class:`tapmesh.bench.config.BenchConfig` or the path of its TOML file.
         visa_library: the PyVISA backend: ``"@py"`` (pyvisa-py, TCPIP SOCKET) or ``"file.yaml@sim"``.
         drive_max: a lower drive limit than the config's, V or mA (wider: :class:`BenchConfigError`).
-        dark_frames: override the config's number of dark frames.
+        dark_frames: override the config's number of dark frames taken on connect (0: none; call
+            :meth:`take_dark` before reading taps).
 
     Raises (on construction, before any voltage is set):
         BenchConfigError: bad config, or an instrument whose range is narrower than the config's limits.
@@ -103,7 +104,9 @@ class BenchChip:
             except (OSError, ValueError) as error:
                 raise BenchUnreachableError(f"instrument at {link.address} cannot be reached: {error}") from None
         self._check_instruments()
-        self._take_dark(dark_frames or cfg.camera.dark_frames)
+        dark_frames = cfg.camera.dark_frames if dark_frames is None else int(dark_frames)
+        if dark_frames:
+            self.take_dark(dark_frames)
 
     # ------------------------------------------------------------------ connection and retries
     def _open(self, link: _Link, restore: bool = True) -> None:
@@ -197,7 +200,10 @@ class BenchChip:
     # ------------------------------------------------------------------ start-up checks
     def _check_instruments(self) -> None:
         cfg = self.config
-        self.identity = {role: self._call(role, lambda r: r.query("*IDN?").strip()) for role in self._role}
+        try:
+            self.identity = {role: self._call(role, lambda r: r.query("*IDN?").strip()) for role in self._role}
+        except (BenchConnectionError, BenchTimeoutError) as error:
+            raise BenchUnreachableError(f"instrument cannot be reached: {error}") from None
         kind = "VOLT" if cfg.drive == "voltage" else "CURR"
         text = self._call("source", lambda r: r.query(f"SOUR:{kind}:RANG?"))
         try:
@@ -215,8 +221,9 @@ class BenchChip:
         self.readout = SpotReadout(cfg.geometry.taps, cfg.camera.transform, (rows, cols), cfg.camera.window_px,
                                    cfg.camera.mw_per_count)
 
-    def _take_dark(self, count: int) -> None:
-        """Dark frames (laser shutter closed), averaged into the frame subtracted from every frame."""
+    def take_dark(self, count: int) -> None:
+        """Take ``count`` dark frames (laser shutter closed), averaged into the frame subtracted from every
+        frame; the tap read noise they show becomes ``capabilities.tap_noise_mw`` unless the config sets it."""
         self._light = False
         self._send("light", "LIGH OFF")
         zeros = np.zeros((count, self.n_modes), dtype=complex)

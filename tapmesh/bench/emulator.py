@@ -12,7 +12,9 @@ by ``DIAG:FAULT``. docs/bench.md describes the camera model and each fault.
 
 from __future__ import annotations
 
+import socket
 import socketserver
+import struct
 import threading
 import time
 from dataclasses import dataclass
@@ -167,7 +169,7 @@ class EmulatedBench:
         is_query = header.split(" ")[0].endswith("?")
         with self.lock:
             fault = None
-            if is_query:
+            if is_query and not header.upper().startswith("DIAG:"):  # debug commands neither count nor fault
                 self.queries += 1
                 fault = self._due_fault()
                 if fault is not None and fault.kind == "trip":
@@ -268,8 +270,10 @@ class EmulatedBench:
             return self._read(command, int(args))
         if command == "DIAG:FAULT":
             kind, _, arg = args.partition(",")
-            self.faults.insert(0, Fault(kind.strip().lower(), None, int(arg) if arg.strip() else None))
+            self.faults.append(Fault(kind.strip().lower(), None, int(arg) if arg.strip() else None))
             return None
+        if command == "DIAG:FAULT:COUN?":
+            return str(len(self.faults)).encode()
         self.errors.append((p.ERROR_UNDEFINED, f"undefined header {command}"))
         return b"" if command.endswith("?") else None
 
@@ -334,8 +338,10 @@ class _Handler(socketserver.BaseRequestHandler):
                 if not message.strip():
                     continue
                 action, reply = bench.handle(message)
-                if action == "drop":
-                    return  # the server closes the socket: the connection is lost mid-query
+                if action == "drop":  # the connection is lost mid-query: reset (RST), as a rebooted instrument does
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                    sock.close()
+                    return
                 if action == "stall":
                     time.sleep(bench.stall_s)
                     try:

@@ -26,7 +26,7 @@ table with the reasons. Commands:
 ``MEAS:FIEL? <tag>``                   coherent output analyzer, block of float64 (batch, n_modes, 2), √mW;
                                        error ``-241`` when the bench has none
 ``DIAG:FAULT <kind>[,<arg>]``          emulator only: arm a fault on the next query (drop, stall, garble,
-                                       trip,<ch>)
+                                       trip,<ch>); ``DIAG:FAULT:COUN?`` the faults still armed
 ====================================  ==========================================================================
 """
 

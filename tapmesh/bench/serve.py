@@ -60,7 +60,17 @@ def make_bench(n: int = 4, kind: str = "rectangular", seed: int = 0, chip_map=No
     bench = EmulatedBench(virtual_chip(n, kind, seed), geometry, channel_map(geometry, seed), seed=seed,
                           coherent=coherent, faults=faults, stall_s=stall_s, camera=camera)
     bench.chip_map_json = data
+    warm_up(bench.chip)
     return bench, data
+
+
+def warm_up(chip) -> None:
+    """Compile the chip's simulations once, so the first frame a driver asks for is not a JIT compile."""
+    for side, direction in (("input", "forward"), ("output", "backward")):
+        for batch in (1, 2, 4, 8, 16):
+            chip.inject(np.zeros((batch, chip.n_modes), dtype=complex), side=side)
+            chip.read_taps(direction)
+            chip.read_outputs_coherent()
 
 
 def config_tables(bench: EmulatedBench, address: str, chip_map_file: str, timeout_ms: int = 2000,
@@ -112,9 +122,13 @@ def start_server(bench: EmulatedBench, port: int = 0) -> tuple[BenchServer, thre
 
 
 def run_emulator(port: int = 0, n: int = 4, kind: str = "rectangular", seed: int = 0, chip_map=None,
-                 write_config_to=None, faults=(), coherent: bool = True, stall_s: float = 3.0,
-                 timeout_ms: int = 2000) -> None:
-    """Serve an emulated bench until interrupted; print ``listening on TCPIP::127.0.0.1::PORT::SOCKET``."""
+                 write_config_to=None, faults=(), coherent: bool = True, stall_s: float | None = None,
+                 timeout_ms: int = 5000) -> None:
+    """Serve an emulated bench until interrupted; print ``listening on TCPIP::127.0.0.1::PORT::SOCKET``.
+
+    The config it writes gives the driver ``timeout_ms``; a ``stall`` fault holds its reply ``stall_s``
+    (default 2.5 × that timeout, so it is always a timeout)."""
+    stall_s = 2.5 * timeout_ms / 1000 if stall_s is None else stall_s
     bench, _ = make_bench(n, kind, seed, chip_map, faults, coherent, stall_s)
     server = BenchServer(bench, port)
     if write_config_to:
