@@ -111,6 +111,7 @@ class ReplayChip:
     def __init__(self, archive: Archive, live=None, images: bool = False):
         self.archive, self.live, self.images = archive, live, images
         self.cursor = 0
+        self.end = archive.n_calls  # the recorded prefix (the archive grows past it once live)
         self._recorder = None
         self._single = True
         self._last_v = self._last_x = None
@@ -136,21 +137,21 @@ class ReplayChip:
 
     @property
     def replaying(self) -> bool:
-        return self.cursor < self.archive.n_calls
+        return self.cursor < self.end
 
     def _target(self):
         """The live recorder, once the archive is used up (restoring the live chip's state first)."""
         if self._recorder is None:
             if self.live is None:
                 raise ArchiveExhaustedError(
-                    f"archive {self.archive.path} ends after {self.archive.n_calls} calls and the run asks for more; "
+                    f"archive {self.archive.path} ends after {self.end} calls and the run asks for more; "
                     "resume it on a chip (calibrate(chip, archive=..., resume=True))")
             if self._last_v is not None:
                 self.live.set_voltages(self._last_v)
             if self._last_x is not None:
                 self.live.inject(self._last_x[0] if self._single else self._last_x, side=self._last_side)
-            if self.archive.n_calls and _frame_index(self.live) >= 0:
-                last = self.archive.call(self.archive.n_calls - 1)["frame_index"]
+            if self.end and _frame_index(self.live) >= 0:
+                last = self.archive.call(self.end - 1)["frame_index"]
                 if last >= 0:
                     self.live.frame_index = last
             self._recorder = ArchivingChip(self.live, self.archive, images=self.images)
@@ -239,3 +240,71 @@ def archive_session(chip, path, resume: bool, options: dict, images: bool = Fals
         raise ArchiveError(f"archive {path} exists; pass resume=True to continue it, or choose a new path")
     archive = Archive.create(path, int(chip.n_modes), int(chip.n_heaters), _meta(chip, options))
     return ArchivingChip(chip, archive, images=images), archive
+
+
+# ============================================================================= calibrate(archive=...) and refit
+SESSION_ARGUMENTS = ("chip", "archive", "resume", "archive_images", "progress")
+"""Arguments of ``calibrate`` that are not options of the run (a resumed run may change them)."""
+
+
+def _json_options(arguments: dict) -> dict:
+    options = {}
+    for name, value in arguments.items():
+        if name in SESSION_ARGUMENTS:
+            continue
+        if hasattr(value, "n_shifters"):  # a MeshTopology
+            value = {"n": int(value.n), "kind": str(value.kind)}
+        elif isinstance(value, tuple):
+            value = list(value)
+        options[name] = value
+    return options
+
+
+def _call_options(options: dict) -> dict:
+    kwargs = dict(options)
+    if isinstance(kwargs.get("topology"), dict):
+        from tapmesh import circuits
+
+        kwargs["topology"] = circuits.topology(kwargs["topology"]["n"], kwargs["topology"]["kind"])
+    return kwargs
+
+
+def _note(cal, archive: Archive, resumed_at: int | None) -> None:
+    cal.info["archive"] = {"path": str(archive.path), "calls": archive.n_calls, "readings": archive.n_readings,
+                           **({"resumed_at_call": resumed_at} if resumed_at is not None else {})}
+
+
+def archived_run(calibrate, arguments: dict):
+    """Run ``calibrate`` with ``arguments`` (its own, as :func:`locals` gave them) on a chip that records
+    into ``arguments["archive"]`` (or replays it and continues, with ``resume``)."""
+    import inspect
+
+    arguments = {k: v for k, v in arguments.items() if k in inspect.signature(calibrate).parameters}
+    options = _json_options(arguments)
+    wrapped, archive = archive_session(arguments["chip"], arguments["archive"], bool(arguments["resume"]), options,
+                                       images=bool(arguments.get("archive_images")))
+    resumed_at = archive.n_calls if isinstance(wrapped, ReplayChip) else None
+    try:
+        cal = calibrate(wrapped, progress=arguments.get("progress", True), **_call_options(options))
+        _note(cal, archive, resumed_at)
+    finally:
+        archive.close()
+    return cal
+
+
+def refit(path, **changes):
+    """Re-run the recorded calibration's fits on its archive, with no chip (``Calibration.refit``).
+
+    ``changes`` override recorded options; one that changes what the run measures makes the replay
+    raise :class:`ReplayMismatchError` at the first call that differs."""
+    from tapmesh.calibration.procedure import calibrate
+
+    with Archive.open(path) as archive:
+        options = {**archive.meta.get("options", {}), **changes}
+        replay = ReplayChip(archive)
+        cal = calibrate(replay, progress=False, **_call_options(options))
+        if replay.cursor != archive.n_calls:
+            raise ReplayMismatchError(f"the refit used {replay.cursor} of the {archive.n_calls} recorded calls: "
+                                      "it is not the recorded run (other options or code)")
+        _note(cal, archive, None)
+    return cal

@@ -119,12 +119,11 @@ WRITER = textwrap.dedent("""
 """)
 
 
-@pytest.mark.parametrize("delay", [0.3, 0.77])
-def test_archive_survives_sigkill_mid_write(tmp_path, delay):
+def test_archive_survives_sigkill_mid_write(tmp_path):
     path = tmp_path / "killed.h5"
     proc = subprocess.Popen([sys.executable, "-c", WRITER, str(path)], stdout=subprocess.PIPE, text=True)
     assert proc.stdout.readline().strip() == "started"
-    time.sleep(delay)
+    time.sleep(float(np.random.default_rng().uniform(0.05, 1.0)))  # at a random record, mid-write or not
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     with Archive.open(path, "a") as archive:
