@@ -33,6 +33,7 @@ FLAG_SINGLE, FLAG_NOT_IMPLEMENTED = 1, 2
 TABLES = {"settings": "set_voltages", "injections": "inject", "taps": "read_taps", "outputs": "read_outputs",
           "coherent": "read_outputs_coherent"}
 CALL_COLUMNS = ("op", "arg", "start", "count", "flags", "frame_index")
+CALL_DTYPE = np.dtype([(c, "<i8") for c in CALL_COLUMNS])
 
 
 class ArchiveError(CalibrationError):
@@ -50,8 +51,8 @@ class ArchiveExhaustedError(ArchiveError):
 class Archive:
     """An append-only HDF5 store of Chip calls (see the module doc). Open with :meth:`create` or :meth:`open`.
 
-    Layout: ``calls/<column>`` (one row per call: op, arg (side / direction index), start and count of its
-    rows in its table, flags, the chip's ``frame_index`` after it); tables ``settings`` (S, H) V,
+    Layout: ``calls`` (one compound row per call: op, arg (side / direction index), start and count of
+    its rows in its table, flags, the chip's ``frame_index`` after it); tables ``settings`` (S, H) V,
     ``injections`` (F, n) √mW, ``taps`` (T, H) mW, ``outputs`` (P, n) mW, ``coherent`` (Q, n) √mW;
     ``images`` (T, rows, cols) raw frames when recorded. ``attrs["meta"]`` (JSON) holds the chip's size,
     topology, capabilities and the run's options; ``attrs["n_calls"]`` the committed count.
@@ -60,7 +61,9 @@ class Archive:
     def __init__(self, path, handle, meta: dict):
         self.path, self._f, self.meta = Path(path), handle, meta
         self.n_calls = int(handle.attrs["n_calls"])
-        self._calls = {c: handle["calls"][c][: self.n_calls].tolist() for c in CALL_COLUMNS}
+        self._d = {name: handle[name] for name in ("calls", *TABLES) if name in handle}
+        recorded = handle["calls"][: self.n_calls]
+        self._calls = {c: recorded[c].tolist() for c in CALL_COLUMNS}
         self._length = {name: 0 for name in (*TABLES, "images")}
         for name, op in TABLES.items():
             mine = np.flatnonzero(np.asarray(self._calls["op"], dtype=int) == OPS.index(op))
@@ -82,9 +85,7 @@ class Archive:
         meta = {"n_modes": int(n_modes), "n_heaters": int(n_heaters), **(meta or {})}
         f = h5py.File(path, "w")
         f.attrs.update(format=FORMAT, version=VERSION, meta=json.dumps(meta), n_calls=0)
-        calls = f.create_group("calls")
-        for column in CALL_COLUMNS:
-            calls.create_dataset(column, shape=(0,), maxshape=(None,), chunks=(4096,), dtype="i8")
+        f.create_dataset("calls", shape=(0,), maxshape=(None,), chunks=(1024,), dtype=CALL_DTYPE)
         shapes = {"settings": (n_heaters, "f8"), "injections": (n_modes, "c16"), "taps": (n_heaters, "f8"),
                   "outputs": (n_modes, "f8"), "coherent": (n_modes, "c16")}
         for name, (width, dtype) in shapes.items():
@@ -118,8 +119,7 @@ class Archive:
 
     def _truncate(self) -> None:
         f = self._f
-        for column in CALL_COLUMNS:
-            f["calls"][column].resize((self.n_calls,))
+        f["calls"].resize((self.n_calls,))
         for name in TABLES:
             f[name].resize(self._length[name], axis=0)
         if "images" in f:
@@ -138,7 +138,7 @@ class Archive:
 
     # ------------------------------------------------------------------ writing
     def _rows(self, name: str, rows: np.ndarray) -> int:
-        d = self._f[name]
+        d = self._d.get(name) or self._d.setdefault(name, self._f[name])
         start = self._length[name]
         if d.shape[0] < start + len(rows):
             d.resize(max(start + len(rows), 2 * d.shape[0], 256), axis=0)
@@ -161,11 +161,11 @@ class Archive:
             self._rows("images", images)
         values = (OPS.index(op), arg, start, len(rows), flags, frame_index)
         i = self._call_rows
+        d = self._d["calls"]
+        if d.shape[0] <= i:
+            d.resize((max(2 * d.shape[0], 1024),))
+        d[i] = np.array(values, dtype=np.int64).view(CALL_DTYPE)
         for column, value in zip(CALL_COLUMNS, values):
-            d = f["calls"][column]
-            if d.shape[0] <= i:
-                d.resize((max(2 * d.shape[0], 4096),))
-            d[i] = value
             self._calls[column].append(int(value))
         self._call_rows = self.n_calls = i + 1
         f.attrs["n_calls"] = self.n_calls  # the commit point
@@ -179,7 +179,7 @@ class Archive:
         c = {column: int(self._calls[column][i]) for column in CALL_COLUMNS}
         op = OPS[c["op"]]
         table = next(name for name, o in TABLES.items() if o == op)
-        rows = self._f[table][c["start"] : c["start"] + c["count"]]
+        rows = self._d[table][c["start"] : c["start"] + c["count"]]
         return {"op": op, "arg": c["arg"], "flags": c["flags"], "frame_index": c["frame_index"], "rows": rows}
 
     @property

@@ -159,9 +159,10 @@ class BenchChip:
         named = {"timeout": BenchTimeoutError, "connection": BenchConnectionError, "protocol": BenchProtocolError}
         raise named[last_kind](f"{role} at {link.address}: {last_kind} on each of {retries + 1} tries ({last_message})")
 
-    def _errors(self, r) -> None:
-        """Drain the error queue; a trip raises :class:`HeaterTripError`, anything else BenchInstrumentError."""
-        tripped = r.query("OUTP:TRIP?").strip() if "source" in self._link_roles(r) else ""
+    def _errors(self, r, trips: bool = False) -> None:
+        """Drain the error queue (and, with ``trips``, ask the source for tripped channels); a trip raises
+        :class:`HeaterTripError`, anything else :class:`BenchInstrumentError`."""
+        tripped = r.query("OUTP:TRIP?").strip() if trips else ""
         messages = []
         for _ in range(32):
             reply = r.query("SYST:ERR?").strip()
@@ -184,12 +185,20 @@ class BenchChip:
         if messages:
             raise BenchInstrumentError("instrument error: " + "; ".join(messages))
 
-    def _link_roles(self, r) -> list[str]:
-        return next((link.roles for link in self._links.values() if link.resource is r), [])
-
     def _block(self, r, query: str, expected_bytes: int) -> bytes:
-        raw = r.query_binary_values(query, datatype="B", container=bytes)
-        payload, ok = p.split_crc(bytes(raw))
+        """Query a definite-length block, read by its length (not by termination character: the payload
+        holds any byte), and check its CRC."""
+        r.write(query)
+        head = r.read_bytes(2)
+        if head[:1] != b"#" or not head[1:2].isdigit() or head[1:2] == b"0":
+            raise _Garbled(f"{query}: reply starts {head!r}, not a definite-length block")
+        length_text = r.read_bytes(int(head[1:2]))
+        if not length_text.isdigit():
+            raise _Garbled(f"{query}: block length {length_text!r}")
+        raw = r.read_bytes(int(length_text) + 1, chunk_size=1 << 20)
+        if raw[-1:] != b"\n":
+            raise _Garbled(f"{query}: block not followed by the termination")
+        payload, ok = p.split_crc(raw[:-1])
         if ok and len(payload) == expected_bytes:
             return payload
         if ok and not payload:
@@ -255,7 +264,7 @@ class BenchChip:
     def _send(self, role: str, command: str) -> None:
         def exchange(r):
             r.write(command)
-            self._errors(r)
+            self._errors(r, trips=role == "source")
         self._call(role, exchange)
 
     def set_voltages(self, voltages) -> None:
@@ -281,7 +290,7 @@ class BenchChip:
             def exchange(r):
                 for ch, value in zip(self.config.channels, v):
                     r.write(f"SOUR:{kind} {ch},{value:.9g}")
-                self._errors(r)
+                self._errors(r, trips=True)
             self._call("source", exchange)
         if self.config.settle_s:
             time.sleep(self.config.settle_s)

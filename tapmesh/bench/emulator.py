@@ -103,7 +103,8 @@ class SpotRenderer:
 
         weights = integrated(rows, centres[:, 1])[:, :, None] * integrated(cols, centres[:, 0])[:, None, :]
         rows, cols = np.clip(rows, 0, self.shape[0] - 1), np.clip(cols, 0, self.shape[1] - 1)
-        self._index = (rows[:, :, None] * self.shape[1] + cols[:, None, :]).reshape(len(centres), -1)
+        index = (rows[:, :, None] * self.shape[1] + cols[:, None, :]).ravel()
+        self._pixels, self._inverse = np.unique(index, return_inverse=True)  # pixels any spot reaches
         self._weights = weights.reshape(len(centres), -1)
         pattern = np.random.default_rng([self.seed, 0]).normal(0.0, model.dark_pattern_counts, self.shape)
         self._dark = (model.dark_counts + pattern).ravel()
@@ -116,11 +117,11 @@ class SpotRenderer:
         frames = np.empty((len(powers), npx), dtype=np.uint16)
         for k, row in enumerate(np.asarray(powers, dtype=float)):
             rng = np.random.default_rng([self.seed, 1, _tag_key(tag + k)])
-            signal = np.bincount(self._index.ravel(), (self._weights * (np.clip(row, 0, None) * model.counts_per_mw)[:, None]).ravel(),
-                                 minlength=npx)
-            shot = np.sqrt(signal / model.electrons_per_count) * rng.normal(size=npx)
-            frame = self._dark + signal + shot + model.read_counts * rng.normal(size=npx)
-            frames[k] = np.clip(np.rint(frame), 0, full).astype(np.uint16)
+            counts = (self._weights * (np.clip(row, 0, None) * model.counts_per_mw)[:, None]).ravel()
+            signal = np.bincount(self._inverse, counts, minlength=len(self._pixels))
+            frame = self._dark + model.read_counts * rng.standard_normal(npx)
+            frame[self._pixels] += signal + np.sqrt(signal / model.electrons_per_count) * rng.standard_normal(len(signal))
+            frames[k] = np.clip(np.rint(frame), 0, full)
         return frames.reshape(len(powers), *self.shape)
 
 
