@@ -112,18 +112,23 @@ def _get(table: dict, key: str, kind, where: str, default=None):
     return value
 
 
+def _check_pads(table: dict, geometry: ChipGeometry, where: str, missing_says: str) -> None:
+    """Every key of ``table`` a pad of the chip map that drives a heater, and every such pad a key."""
+    unknown = sorted(set(table) - set(geometry.pads))
+    if unknown:
+        raise BenchConfigError(f"bench config [{where}] names pads the chip map lacks: {unknown[:6]}")
+    missing = sorted(set(geometry.pads) - set(table))
+    if missing:
+        raise BenchConfigError(f"bench config [{where}] {missing_says} pads {missing[:6]}")
+
+
 def _per_heater(value, geometry: ChipGeometry, where: str) -> np.ndarray:
     """A scalar, or a table pad name → value, as a (H,) array."""
     h = geometry.n_heaters
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return np.full(h, float(value))
     if isinstance(value, dict):
-        unknown = sorted(set(value) - set(geometry.pads))
-        if unknown:
-            raise BenchConfigError(f"bench config [{where}] names pads the chip map lacks: {unknown[:6]}")
-        missing = sorted(set(geometry.pads) - set(value))
-        if missing:
-            raise BenchConfigError(f"bench config [{where}] gives no value for pads {missing[:6]}")
+        _check_pads(value, geometry, where, "gives no value for")
         out = np.zeros(h)
         for pad, v in value.items():
             out[geometry.pads[pad]] = float(v)
@@ -155,12 +160,7 @@ def parse_config(data: dict, base: Path = Path("."), path: Path | None = None) -
     table = heaters.get("channels")
     if not isinstance(table, dict):
         raise BenchConfigError("bench config lacks [heaters.channels] (pad name = source channel)")
-    unknown = sorted(set(table) - set(geometry.pads))
-    if unknown:
-        raise BenchConfigError(f"bench config [heaters.channels] names pads the chip map lacks: {unknown[:6]}")
-    missing = sorted(set(geometry.pads) - set(table))
-    if missing:
-        raise BenchConfigError(f"bench config [heaters.channels] maps no source channel to pads {missing[:6]}")
+    _check_pads(table, geometry, "heaters.channels", "maps no source channel to")
     channels = np.zeros(geometry.n_heaters, dtype=int)
     for pad, ch in table.items():
         if not isinstance(ch, int) or isinstance(ch, bool) or ch < 1:

@@ -31,7 +31,8 @@ from tapmesh.bench.errors import (
     BenchUnreachableError,
     HeaterTripError,
 )
-from tapmesh.calibration.errors import FieldError, VoltageError
+from tapmesh.calibration.chip import checked_field, checked_voltages
+from tapmesh.calibration.errors import ChipStateError, FieldError, VoltageError
 
 
 class _Garbled(Exception):
@@ -269,13 +270,7 @@ class BenchChip:
 
     def set_voltages(self, voltages) -> None:
         """Apply heater drives (n_heaters,), V (or mA for a current source), within the config's limits."""
-        if np.iscomplexobj(voltages):
-            raise VoltageError("voltages must be real")
-        v = np.array(voltages, dtype=float)
-        if v.shape != (self.n_heaters,):
-            raise VoltageError(f"voltages must have shape ({self.n_heaters},), got {v.shape}")
-        if not np.all(np.isfinite(v)):
-            raise VoltageError("voltages contain NaN or infinity")
+        v = checked_voltages(voltages, self.n_heaters)
         bad = np.flatnonzero((v < self.config.drive_min - 1e-12) | (v > self._high + 1e-12))
         if bad.size:
             i = int(bad[0])
@@ -305,24 +300,14 @@ class BenchChip:
 
     def inject(self, x, side: str = "input") -> None:
         """Launch field(s) (n_modes,) or (batch, n_modes), √mW, from the input or the output side."""
-        if side not in ("input", "output"):
-            raise FieldError(f"side must be 'input' or 'output', got {side!r}")
+        x = checked_field(x, side, self.n_modes)
         if side == "output" and not self.capabilities.output_side_source:
             raise FieldError("this bench cannot launch light from the output side (capabilities.output_side_source)")
-        x = np.asarray(x)
-        if not (np.issubdtype(x.dtype, np.complexfloating) or np.issubdtype(x.dtype, np.floating)):
-            raise FieldError(f"field must be complex or real floating point, got dtype {x.dtype}")
-        if x.ndim not in (1, 2) or x.shape[-1] != self.n_modes:
-            raise FieldError(f"field must have shape ({self.n_modes},) or (batch, {self.n_modes}), got {x.shape}")
-        if not np.all(np.isfinite(x)):
-            raise FieldError("field contains NaN or infinity")
         self._single = x.ndim == 1
         self._send_field(np.atleast_2d(x).astype(np.complex128), side)
 
     def _batch(self) -> int:
         if self._field is None:
-            from tapmesh.calibration.errors import ChipStateError
-
             raise ChipStateError("inject a field before reading the chip")
         return len(self._field)
 
