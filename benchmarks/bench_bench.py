@@ -28,19 +28,23 @@ from tapmesh.calibration.archive import Archive
 from tapmesh.calibration.replay import ArchivingChip
 
 
-def cycles(chip, count: int, batch: int, seed: int = 0) -> float:
-    """Frames per second over ``count`` set/inject/read cycles of ``batch`` fields."""
+def cycles(chip, count: int, batch: int, seed: int = 0, repeats: int = 3) -> float:
+    """Frames per second of ``count`` set/inject/read cycles of ``batch`` fields: the best of ``repeats``
+    runs (the machine is shared; the best run is the one least slowed by other jobs)."""
     rng = np.random.default_rng(seed)
     x = (rng.normal(size=(batch, chip.n_modes)) + 1j * rng.normal(size=(batch, chip.n_modes))) / 2
     chip.set_voltages(np.zeros(chip.n_heaters))
     chip.inject(x)
     chip.read_taps("forward")  # warm (compiles)
-    start = time.perf_counter()
-    for _ in range(count):
-        chip.set_voltages(rng.uniform(0, 4, chip.n_heaters))
-        chip.inject(x)
-        chip.read_taps("forward")
-    return count * batch / (time.perf_counter() - start)
+    best = 0.0
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for _ in range(count):
+            chip.set_voltages(rng.uniform(0, 4, chip.n_heaters))
+            chip.inject(x)
+            chip.read_taps("forward")
+        best = max(best, count * batch / (time.perf_counter() - start))
+    return best
 
 
 def start_emulator(folder: Path, n: int, kind: str, chip_map: Path):
@@ -62,7 +66,7 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=4)
     parser.add_argument("--kind", default="rectangular")
     args = parser.parse_args()
-    count = 20 if args.quick else 200
+    count = 10 if args.quick else 60
     folder = Path(tempfile.mkdtemp(prefix="bench_bench_"))
     chip_map = Path(__file__).parent.parent / "tests" / "data" / "chip_map_rect4.json"
     if (args.n, args.kind) != (4, "rectangular"):
@@ -75,7 +79,7 @@ def main() -> None:
         bench = BenchChip(folder / "bench.toml")
         direct = virtual_chip(args.n, args.kind, 0)
         print(f"n={args.n} {args.kind}, {bench.n_heaters} taps, frames {bench.readout.shape[0]}×{bench.readout.shape[1]} px; "
-              f"{count} cycles per row (machine shared: read ratios, not seconds)")
+              f"best of 3 × {count} cycles per cell (machine shared: read ratios, not seconds)")
         print("| batch | VirtualChip frames/s | emulator frames/s | overhead (direct / emulator) |")
         print("|---|---|---|---|")
         for batch in (1, 16):

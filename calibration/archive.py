@@ -147,8 +147,10 @@ class Archive:
         return start
 
     def append(self, op: str, arg: int = -1, rows: np.ndarray | None = None, flags: int = 0, frame_index: int = -1,
-               images: np.ndarray | None = None) -> None:
-        """Record one call (committed and flushed before returning)."""
+               images: np.ndarray | None = None, flush: bool = True) -> None:
+        """Record one call, committed; flushed to the file before returning unless ``flush=False`` (then
+        with the next flushed record: settings and injections take no frame, so losing them to a crash
+        only means the resumed run sets them again)."""
         f = self._f
         table = next(name for name, o in TABLES.items() if o == op)
         rows = np.zeros((0, f[table].shape[1])) if rows is None else np.atleast_2d(rows)
@@ -169,7 +171,8 @@ class Archive:
             self._calls[column].append(int(value))
         self._call_rows = self.n_calls = i + 1
         f.attrs["n_calls"] = self.n_calls  # the commit point
-        f.flush()
+        if flush:
+            f.flush()
 
     # ------------------------------------------------------------------ reading
     def call(self, i: int) -> dict:

@@ -66,14 +66,15 @@ class ArchivingChip(_Passthrough):
 
     def set_voltages(self, voltages) -> None:
         self.chip.set_voltages(voltages)
-        self.archive.append("set_voltages", rows=np.asarray(voltages, dtype=float)[None], frame_index=_frame_index(self.chip))
+        self.archive.append("set_voltages", rows=np.asarray(voltages, dtype=float)[None], frame_index=_frame_index(self.chip),
+                            flush=False)
 
     def inject(self, x, side="input") -> None:
         self.chip.inject(x, side=side)
         x = np.asarray(x)
         self._single = x.ndim == 1
         self.archive.append("inject", arg=SIDES.index(side), rows=np.atleast_2d(x).astype(np.complex128),
-                            flags=FLAG_SINGLE if self._single else 0, frame_index=_frame_index(self.chip))
+                            flags=FLAG_SINGLE if self._single else 0, frame_index=_frame_index(self.chip), flush=False)
 
     def read_taps(self, direction="forward"):
         reading = self.chip.read_taps(direction)

@@ -135,7 +135,7 @@ def test_archive_survives_sigkill_mid_write(tmp_path):
             assert np.all(record["rows"] == i // 2)
         archive.append("set_voltages", rows=np.zeros((1, 16)))  # and it goes on appending
     with Archive.open(path) as archive:
-        assert archive.n_calls == n + 1 and len(archive.table("settings")) == (n + 1) // 2 + (n + 1) % 2
+        assert archive.n_calls == n + 1 and len(archive.table("settings")) == (n + 1) // 2 + 1  # ⌈n/2⌉ + 1
 
 
 # ============================================================================ end to end over the emulator

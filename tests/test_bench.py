@@ -246,3 +246,51 @@ def test_tripped_heater_is_never_retried(emulator, tmp_path):
     chip._role["source"].resource.write("OUTP:TRIP:CLE")
     chip.set_voltages(np.full(16, 2.0))  # cleared: the bench works again
     chip.close()
+
+
+def test_cli_resume_needs_an_archive(tmp_path):
+    from typer.testing import CliRunner
+
+    from tapmesh.cli import app
+
+    result = CliRunner().invoke(app, ["calibrate", "--resume", "--out", str(tmp_path)])
+    assert result.exit_code == 2 and "--resume needs --archive" in result.output
+
+
+class RenderedCamera:
+    """A camera of one's own (a vendor SDK, say) behind the Camera protocol: here the emulator's renderer."""
+
+    def __init__(self, powers):
+        from tapmesh.bench.emulator import SpotRenderer
+
+        self.renderer = SpotRenderer(ChipGeometry.load(CHIP_MAP), CameraModel(), seed=5)
+        self.powers, self.tags = powers, []
+
+    @property
+    def shape(self):
+        return self.renderer.shape
+
+    def acquire(self, count, tag):
+        self.tags.append(tag)
+        return self.renderer.render(np.repeat(self.powers[None], count, axis=0), tag)
+
+
+def test_camera_protocol_and_windowed_readout(tmp_path):
+    from tapmesh.bench import Camera
+
+    camera = RenderedCamera(np.zeros(32))
+    assert isinstance(camera, Camera)
+    chip = BenchChip(write(tmp_path, tables("TCPIP::sim-bench::5025::SOCKET", max=4.5)), visa_library=SIM,
+                     dark_frames=6, camera=camera)
+    assert camera.tags == [-6]  # dark frames, shutter closed (LIGH OFF on the sim)
+    assert chip._role["light"].resource.query("LIGH?") == "ON"
+    noise = chip.capabilities.tap_noise_mw  # measured: 25 pixels of 2 counts read noise, 1/2.6e5 mW per count
+    assert 0.5 * 10 / 2.6e5 < noise < 2 * 10 / 2.6e5
+    powers = np.random.default_rng(0).uniform(0, 0.05, 32)  # forward gratings, then backward
+    camera.powers = powers
+    frames = camera.acquire(4, 0)
+    readout = chip.readout
+    readout.mw_per_count = 1 / 2.6e5
+    for g, direction in enumerate(("forward", "backward")):
+        taps = readout.taps(frames, direction).mean(0)
+        np.testing.assert_allclose(taps, 0.975 * powers[16 * g : 16 * (g + 1)], rtol=0.02, atol=3 * noise)

@@ -20,7 +20,7 @@ from pyvisa import constants
 
 from tapmesh import circuits
 from tapmesh.bench import protocol as p
-from tapmesh.bench.camera import SpotReadout
+from tapmesh.bench.camera import Camera, SpotReadout
 from tapmesh.bench.config import BenchConfig, load_config
 from tapmesh.bench.errors import (
     BenchConfigError,
@@ -46,6 +46,32 @@ class _Link:
         self.address, self.roles, self.resource = address, roles, None
 
 
+class ScpiCamera:
+    """The bench camera over SCPI (``CAM:SIZE?``, ``CAM:FORM?``, ``CAM:FRAM? <tag>``), through the
+    driver's retrying link; implements :class:`tapmesh.bench.Camera`."""
+
+    def __init__(self, chip: "BenchChip"):
+        self._chip = chip
+        shape = chip._call("camera", lambda r: r.query("CAM:SIZE?"))
+        fmt = chip._call("camera", lambda r: r.query("CAM:FORM?").strip().upper())
+        if fmt != "UINT16":
+            raise BenchConfigError(f"camera frame format {fmt!r} is not UINT16")
+        try:
+            rows, cols = (int(v) for v in shape.split(","))
+        except ValueError:
+            raise BenchProtocolError(f"CAM:SIZE? answered {shape!r}") from None
+        self._shape = (rows, cols)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self._shape
+
+    def acquire(self, count: int, tag: int) -> np.ndarray:
+        rows, cols = self._shape
+        payload = self._chip._call("camera", lambda r: self._chip._block(r, f"CAM:FRAM? {tag},{count}", count * rows * cols * 2))
+        return np.frombuffer(payload, dtype="<u2").reshape(count, rows, cols)
+
+
 class BenchChip:
     """A thermo-optic mesh bench behind PyVISA; implements :class:`tapmesh.calibration.Chip`.
 
@@ -55,6 +81,8 @@ class BenchChip:
         drive_max: a lower drive limit than the config's, V or mA (wider: :class:`BenchConfigError`).
         dark_frames: override the config's number of dark frames taken on connect (0: none; call
             :meth:`take_dark` before reading taps).
+        camera: a :class:`tapmesh.bench.Camera` of your own (a vendor SDK, say); default the bench's
+            SCPI camera at the config's ``camera`` address (:class:`ScpiCamera`).
 
     Raises (on construction, before any voltage is set):
         BenchConfigError: bad config, or an instrument whose range is narrower than the config's limits.
@@ -70,7 +98,7 @@ class BenchChip:
     """
 
     def __init__(self, config: BenchConfig | str | Path, visa_library: str = "@py", drive_max: float | None = None,
-                 dark_frames: int | None = None):
+                 dark_frames: int | None = None, camera: Camera | None = None):
         self.config = config if isinstance(config, BenchConfig) else load_config(config)
         cfg = self.config
         self.topology = circuits.topology(cfg.geometry.n, cfg.geometry.kind)
@@ -84,6 +112,7 @@ class BenchChip:
                                        f"{cfg.drive_max.max():g}")
             self._high = np.minimum(self._high, drive_max)
         self.capabilities = cfg.capabilities.with_(drive_max=self._high)
+        self.camera = camera
         self.frame_index = 0
         self.last_frames = None
         self.retried = {"timeout": 0, "connection": 0, "protocol": 0}
@@ -92,11 +121,12 @@ class BenchChip:
         self._single = True
         self._rm = pyvisa.ResourceManager(visa_library)
         self._links: dict[str, _Link] = {}
-        for role in ("source", "light", "meter", "camera"):
+        roles = ("source", "light", "meter") + (("camera",) if camera is None else ())
+        for role in roles:
             address = cfg.addresses[role]
             self._links.setdefault(address, _Link(address, []))
             self._links[address].roles.append(role)
-        self._role = {role: self._links[cfg.addresses[role]] for role in ("source", "light", "meter", "camera")}
+        self._role = {role: self._links[cfg.addresses[role]] for role in roles}
         for link in self._links.values():
             try:
                 self._open(link, restore=False)
@@ -223,12 +253,9 @@ class BenchChip:
         if cfg.drive_min.min() < low or cfg.drive_max.max() > high:
             raise BenchConfigError(f"bench config [heaters] min/max [{cfg.drive_min.min():g}, {cfg.drive_max.max():g}] "
                                    f"is wider than the source's range [{low:g}, {high:g}]")
-        shape = self._call("camera", lambda r: r.query("CAM:SIZE?"))
-        fmt = self._call("camera", lambda r: r.query("CAM:FORM?").strip().upper())
-        if fmt != "UINT16":
-            raise BenchConfigError(f"camera frame format {fmt!r} is not UINT16")
-        rows, cols = (int(v) for v in shape.split(","))
-        self.readout = SpotReadout(cfg.geometry.taps, cfg.camera.transform, (rows, cols), cfg.camera.window_px,
+        if self.camera is None:
+            self.camera = ScpiCamera(self)
+        self.readout = SpotReadout(cfg.geometry.taps, cfg.camera.transform, self.camera.shape, cfg.camera.window_px,
                                    cfg.camera.mw_per_count)
 
     def take_dark(self, count: int) -> None:
@@ -236,8 +263,6 @@ class BenchChip:
         frame; the tap read noise they show becomes ``capabilities.tap_noise_mw`` unless the config sets it."""
         self._light = False
         self._send("light", "LIGH OFF")
-        zeros = np.zeros((count, self.n_modes), dtype=complex)
-        self._send_field(zeros, self._side)
         frames = self._acquire(count, tag=-count)
         self.readout.set_dark(frames)
         if self.capabilities.tap_noise_mw is None:
@@ -246,7 +271,6 @@ class BenchChip:
                 self.capabilities = self.capabilities.with_(tap_noise_mw=noise)
         self._light = True
         self._send("light", "LIGH ON")
-        self._field = None
 
     # ------------------------------------------------------------------ Chip protocol
     @property
@@ -312,9 +336,10 @@ class BenchChip:
         return len(self._field)
 
     def _acquire(self, count: int, tag: int) -> np.ndarray:
-        rows, cols = self.readout.shape
-        payload = self._call("camera", lambda r: self._block(r, f"CAM:FRAM? {tag}", count * rows * cols * 2))
-        return np.frombuffer(payload, dtype="<u2").reshape(count, rows, cols)
+        frames = np.asarray(self.camera.acquire(count, tag))
+        if frames.shape != (count, *self.readout.shape):
+            raise BenchProtocolError(f"camera returned frames of shape {frames.shape}, expected {(count, *self.readout.shape)}")
+        return frames
 
     def _shape(self, a: np.ndarray) -> np.ndarray:
         return a[0] if self._single else a

@@ -268,7 +268,8 @@ class EmulatedBench:
         if command == "CAM:FORM?":
             return b"UINT16"
         if command in ("CAM:FRAM?", "MEAS:POW?", "MEAS:FIEL?"):
-            return self._read(command, int(args))
+            tag, _, count = args.partition(",")
+            return self._read(command, int(tag), int(count) if count.strip() else None)
         if command == "DIAG:FAULT":
             kind, _, arg = args.partition(",")
             self.faults.append(Fault(kind.strip().lower(), None, int(arg) if arg.strip() else None))
@@ -282,11 +283,15 @@ class EmulatedBench:
         if self.field is not None:
             self.chip.inject(self.field, side=self.side)
 
-    def _read(self, command: str, tag: int) -> bytes:
-        if self.field is None:
-            self.errors.append((-221, "settings conflict: no field launched (SOUR:FIEL)"))
+    def _read(self, command: str, tag: int, count: int | None = None) -> bytes:
+        h, n = self.chip.n_heaters, self.chip.n_modes
+        if command == "CAM:FRAM?" and count is not None and (not self.light or self.field is None):
+            dark = np.zeros((count, 2 * h))  # shutter closed (or nothing launched): dark frames
+            return p.ieee_block(self.camera.render(dark, tag).astype("<u2").tobytes())
+        if self.field is None or (count is not None and count != len(self.field)):
+            self.errors.append((-221, "settings conflict: frames asked for are not one per launched field"))
             return p.ieee_block(b"")
-        batch, h, n = len(self.field), self.chip.n_heaters, self.chip.n_modes
+        batch = len(self.field)
         if command == "CAM:FRAM?":
             powers = np.zeros((batch, 2, h))
             if self.light:

@@ -20,8 +20,9 @@ table with the reasons. Commands:
 ``SOUR:FIEL <block>``                  fields to launch, complex128 (batch, n_modes) as float64 (re, im) pairs;
                                        one camera frame / meter reading per row
 ``CAM:SIZE?`` / ``CAM:FORM?``          ``rows,cols`` / ``UINT16``
-``CAM:FRAM? <tag>``                    one frame per launched field, block of uint16 (batch, rows, cols); the
-                                       frames are numbered ``tag, tag+1, …`` (the emulator keys its noise by it)
+``CAM:FRAM? <tag>[,<count>]``          one frame per launched field (``count`` of them: with the shutter
+                                       closed, dark frames), block of uint16 (count, rows, cols); numbered
+                                       ``tag, tag+1, …`` (the emulator keys its noise by it)
 ``MEAS:POW? <tag>``                    output power meters, block of float64 (batch, n_modes), mW
 ``MEAS:FIEL? <tag>``                   coherent output analyzer, block of float64 (batch, n_modes, 2), √mW;
                                        error ``-241`` when the bench has none
