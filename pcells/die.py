@@ -97,8 +97,7 @@ def pad_fields(c, mesh_ref, mports, *, pads: str, pad_pitch: float, pad_size: fl
             y_end = staircase(c, [p.dcenter[0] for p in ports], [t[0] for t in targets], y_edges[side], sign,
                               track_pitch, track_width, layer)
             hw = track_width / 2
-            for p, (xt, j, r) in zip(ports, targets):
-                xc = x0 + (j + 0.5) * grid.px
+            for p, (xt, xc, r) in zip(ports, targets):
                 yr = y0 + sign * (r + 0.5) * pad_pitch
                 _rect(c, xt - hw, xt + hw, *sorted((y_end, yr + sign * hw)), layer)
                 _rect(c, xt - hw, xc, yr - hw, yr + hw, layer)

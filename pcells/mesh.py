@@ -25,7 +25,34 @@ from .errors import LayoutError, PitchError, ProcessError, RuleError
 from .process import get_process
 from .routing import dense_tracks, slot_pitch
 
-PDK_CELLS = ("mzi_passthrough", "mesh")
+PDK_CELLS = ("mzi_passthrough", "mesh", "heater_trenches")
+
+
+@gf.cell
+def heater_trenches(cell_name: str, boxes: tuple, layer="DEEPTRENCH") -> gf.Component:
+    """Deep thermal-isolation trenches: one rectangle per ``(x0, y0, x1, y1)`` µm box (drawn over a cell)."""
+    c = gf.Component()
+    for x0, y0, x1, y1 in boxes:
+        _rect(c, x0, x1, y0, y1, layer)
+    c.info["of"] = cell_name
+    return c
+
+
+def _trench_boxes(cell, gap: float, width: float, inset: float) -> tuple:
+    """A trench ``gap`` µm beside (+y) every heater of ``cell``, ``inset`` µm shorter at each end than the heater."""
+    boxes = []
+    for seg in cell.insts:
+        if seg.name not in ("phi", "theta", "segment"):
+            continue
+        for h in seg.cell.insts:
+            if h.name != "heater":
+                continue
+            t = seg.dcplx_trans * h.dcplx_trans
+            length = float(h.cell.info["length"])
+            p0, p1 = t * gf.kdb.DPoint(inset, 0), t * gf.kdb.DPoint(length - inset, 0)
+            boxes.append((round(min(p0.x, p1.x), 3), round(p0.y + gap, 3), round(max(p0.x, p1.x), 3),
+                          round(p0.y + gap + width, 3)))
+    return tuple(boxes)
 
 
 @gf.cell
@@ -73,6 +100,9 @@ def mesh(
     track_width: float | None = None,
     via_size: float | None = None,
     return_group: int = 8,
+    trenches: bool = False,
+    trench_gap: float = 6.0,
+    trench_width: float = 3.0,
     process="generic",
     cross_section="strip",
     cross_section_heater="heater_metal",
@@ -99,6 +129,9 @@ def mesh(
         track_width: width of a vertical track, µm (default 5; ``"dense"``: the track metal's minimum width).
         via_size: lane-to-track via size, µm (default 5; ``"dense"``: 4).
         return_group: ``"dense"``: heaters sharing one return track.
+        trenches: draw a deep trench (the process's ``deep_trench`` layer) beside every heater, ``trench_gap`` µm
+            from the waveguide axis on the side away from its contacts, ``trench_width`` wide (shortens the
+            thermal path to the neighbours: :mod:`tapmesh.circuits.thermal`).
         process: process rules (:func:`tapmesh.pcells.get_process` name or :class:`ProcessRules`).
         cross_section*: waveguide, heater, lane (lower metal) and track (top metal) cross-sections.
         via: component spec of the lane-to-track via (takes ``size``).
@@ -166,6 +199,13 @@ def mesh(
         cross_section_lane=cross_section_lane,
     )
     glanes = gamma.info["lane_start"]
+    if trenches:
+        if rules.deep_trench is None:
+            raise ProcessError(f"process {rules.name!r} has no deep-trench layer")
+        t_mzi = heater_trenches(cell_name=mzi.name, boxes=_trench_boxes(mzi, trench_gap, trench_width, 10.0),
+                                layer=rules.deep_trench)
+        t_gamma = heater_trenches(cell_name=gamma.name, boxes=_trench_boxes(gamma, trench_gap, trench_width, 10.0),
+                                  layer=rules.deep_trench)
     xs_layer(cross_section_lane)
     xt = xs_layer(cross_section_track)
     lane_layer = gf.get_cross_section(cross_section_lane).layer
@@ -208,6 +248,8 @@ def mesh(
                 continue
             r = c.add_ref(mzi, name=f"mzi_c{col}_m{m}")
             r.dmove((x0, y[m + 1]))
+            if trenches:
+                (c << t_mzi).dmove((x0, y[m + 1]))
             covered.update((m, m + 1))
             _chain(m, r, "o2", "o3")
             _chain(m + 1, r, "o1", "o4")
@@ -231,6 +273,8 @@ def mesh(
     for m in range(n):
         r = c.add_ref(gamma, name=f"gamma_m{m}")
         r.dmove((xg, y[m]))
+        if trenches:
+            (c << t_gamma).dmove((xg, y[m]))
         _chain(m, r, "o1", "o2")
         c.ports.add_port(port=r.ports["o3"], name=f"tap_gamma{m}_fwd")
         c.ports.add_port(port=r.ports["o4"], name=f"tap_gamma{m}_bwd")

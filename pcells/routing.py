@@ -194,16 +194,20 @@ def pad_grid(stripe: float, pitch: float, size: float, n_tracks: int, track_pitc
 
 
 def grid_targets(x0: float, grid: PadGrid, rows: int, n_tracks: int, track_pitch: float, track_width: float,
-                 space: float) -> list[tuple[float, int, int]]:
-    """(channel x, pad column, row) for ``n_tracks`` tracks, sorted by x: pad column j's channel runs west of it,
-    row 0 (nearest the mesh) on the channel's east side, so each stub to a pad crosses only tracks that ended."""
+                 space: float) -> list[tuple[float, float, int]]:
+    """(channel x, pad centre x, row) for ``n_tracks`` tracks of the stripe starting at ``x0``, sorted by x.
+
+    Pads sit at the east end of their pitch cell, so every channel lies inside the stripe (no jog crosses a
+    neighbouring stripe's tracks); pad column j's channel runs west of it with row 0 (nearest the mesh) on the
+    channel's east side, so each stub into a pad crosses only tracks that have already ended.
+    """
     out = []
     k = 0
     for j in range(grid.columns):
-        xc = x0 + (j + 0.5) * grid.px
+        xc = x0 + (j + 1) * grid.px - space - grid.size / 2
         for r in range(rows):
             if k == n_tracks:
                 break
-            out.append((round(xc - grid.size / 2 - space - track_width / 2 - r * track_pitch, 3), j, r))
+            out.append((round(xc - grid.size / 2 - space - track_width / 2 - r * track_pitch, 3), xc, r))
             k += 1
     return sorted(out)
