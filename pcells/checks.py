@@ -32,7 +32,8 @@ NON_MASK_LAYERS = ("TEXT", "FLOORPLAN")
 """Layers that are drawn but not fabricated (labels, die outline): no width/space rule applies."""
 
 
-def drc(component: gf.Component, rules: dict | None = None, deep: bool = True, process=None) -> dict[str, int]:
+def drc(component: gf.Component, rules: dict | None = None, deep: bool = True, process=None,
+        engine: str = "edges") -> dict[str, int]:
     """Violations per ``"<layer>.<width|space>"`` and ``"<outer>/<inner>.enclosure"`` (0 everywhere: clean).
 
     ``rules`` (a ``{layer: (width, space)}`` dict, e.g. :data:`DRC_RULES`) checks width/space only; otherwise
@@ -40,14 +41,18 @@ def drc(component: gf.Component, rules: dict | None = None, deep: bool = True, p
     width/space rule of every layer it declares and its enclosure rules; an enclosure violation is a cut or
     opening closer than the rule to its metal's edge, or not covered by that metal at all.
 
-    ``deep=True`` runs KLayout's hierarchical mode (a ``DeepShapeStore``): a repeated cell is checked once
-    in context, which turns the n=16 chip from minutes into seconds. Counts are then per hierarchical
-    occurrence; use ``deep=False`` for flat counts.
+    ``engine="edges"`` (default) flattens and merges each layer and runs the checks on its edge set
+    (``Edges.width_check`` / ``space_check`` / ``enclosing_check``): a mesh merges each waveguide into one
+    polygon spanning the chip, which defeats the bounding-box prefilter of a polygon check (n = 8 mesh, WG
+    space: 46 s as polygons, 0.4 s as edges). ``engine="region"`` runs the polygon checks, in KLayout's
+    hierarchical mode when ``deep``; counts are then per hierarchical occurrence.
     """
     from .process import get_process
 
+    if engine not in ("edges", "region"):
+        raise ValueError(f"engine={engine!r}; expected 'edges' or 'region'")
     dbu = component.kcl.layout.dbu
-    dss = kdb.DeepShapeStore() if deep else None
+    dss = kdb.DeepShapeStore() if deep and engine == "region" else None
     out = {}
     enclosures = ()
     if rules is None:
@@ -59,7 +64,8 @@ def drc(component: gf.Component, rules: dict | None = None, deep: bool = True, p
     def region(layer):
         key = int(gf.get_layer(layer))
         if key not in cache:
-            cache[key] = _region(component, layer, dss).merged()
+            reg = _region(component, layer, dss).merged()
+            cache[key] = reg.edges() if engine == "edges" else reg
         return cache[key]
 
     for layer, (width, space) in rules.items():
@@ -69,9 +75,20 @@ def drc(component: gf.Component, rules: dict | None = None, deep: bool = True, p
     for e in enclosures:
         outer, inner = region(e.outer), region(e.inner)
         bad = outer.enclosing_check(inner, round(e.enclosure / dbu)).count()
-        bad += (inner - outer).count()
+        if engine == "edges":
+            # a cut not covered by its metal: cut edges outside the metal's polygons
+            bad += region_outside(component, e.inner, e.outer)
+        else:
+            bad += (inner - outer).count()
         out[f"{e.outer}/{e.inner}.enclosure"] = bad
     return out
+
+
+def region_outside(component: gf.Component, inner: str, outer: str) -> int:
+    """Number of ``inner`` polygons (flat, merged) not entirely inside ``outer``."""
+    a = _region(component, inner).merged()
+    b = _region(component, outer).merged()
+    return a.not_inside(b).count()
 
 
 def drawn_layers_without_rules(component: gf.Component, process=None) -> list[str]:

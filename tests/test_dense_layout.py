@@ -95,9 +95,11 @@ def test_enclosure_rule_catches_a_via_at_the_metal_edge():
     c.add_polygon([(0, 0), (10, 0), (10, 10), (0, 10)], layer="M2")
     c.add_polygon([(0, 0), (10, 0), (10, 10), (0, 10)], layer="M3")
     c.add_polygon([(9.5, 5), (10.2, 5), (10.2, 5.7), (9.5, 5.7)], layer="VIA2")  # sticks out of both metals
-    res = pcells.drc(c)
-    assert res["M2/VIA2.enclosure"] > 0 and res["M3/VIA2.enclosure"] > 0
-    assert res["HEATER/VIA1.enclosure"] == 0
+    c.add_polygon([(0.5, 2), (1.2, 2), (1.2, 2.7), (0.5, 2.7)], layer="VIA2")  # inside, 0.5 µm from the edge
+    for engine in ("edges", "region"):
+        res = pcells.drc(c, engine=engine)
+        assert res["M2/VIA2.enclosure"] == 2 and res["M3/VIA2.enclosure"] == 2, (engine, res)
+        assert res["HEATER/VIA1.enclosure"] == 0
 
 
 def test_bad_pitches_name_the_minimum():

@@ -137,14 +137,14 @@ def test_mesh_drc_clean_both_kinds():
         assert set(pcells.drc(comp).values()) == {0}, pcells.drc(comp)
 
 
-@pytest.mark.parametrize("deep", [True, False])
-def test_drc_catches_violations(deep):
+@pytest.mark.parametrize(("engine", "deep"), [("edges", False), ("region", True), ("region", False)])
+def test_drc_catches_violations(engine, deep):
     c = gf.Component()
     c.add_ref(pcells.mzi_tapped(), name="mzi")
     c.add_polygon([(0, -20), (10, -20), (10, -19.9), (0, -19.9)], layer="WG")  # 0.1 µm wide sliver
     c.add_polygon([(0, -30), (10, -30), (10, -27), (0, -27)], layer="M2")
     c.add_polygon([(0, -26), (10, -26), (10, -23), (0, -23)], layer="M2")  # 1 µm from the one above
-    res = pcells.drc(c, deep=deep)
+    res = pcells.drc(c, deep=deep, engine=engine)
     assert res["WG.width"] > 0 and res["M2.space"] > 0
     assert res["HEATER.width"] == res["M3.width"] == 0
 
