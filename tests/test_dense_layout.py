@@ -196,3 +196,28 @@ def test_reticle_chip(n):
     cm = pcells.chip_map(c)
     assert sorted(p.shifter for p in cm.pads if p.kind != "ground") == list(range(c.info["n_heaters"]))
     assert set(pcells.drc(c).values()) == {0}
+
+
+def test_asbuilt_crosstalk_from_chip_map():
+    from tapmesh import circuits
+    from tapmesh.calibration import AsBuilt, VirtualChip
+
+    cm = pcells.chip_map(pcells.mesh(n=4, routing="dense"))
+    topo = circuits.rectangular(4)
+    truth = AsBuilt.random(topo, seed=3, crosstalk_from=cm)
+    j, i, v = cm.crosstalk()
+    x = truth.crosstalk
+    assert np.all(np.diag(x) == 0)
+    assert np.count_nonzero(x) == len(v)
+    np.testing.assert_allclose(x[j, i] / v, 1.0, atol=0.2 * 6)  # the layout's couplings, 20 % scatter
+    big = np.unravel_index(np.argmax(x), x.shape)
+    pos, _ = cm.heater_positions()
+    d = np.abs(pos[big[0]] - pos[big[1]])
+    assert d[1] <= 100.0  # the strongest coupling is between heaters drawn next to each other
+    volts = np.zeros(topo.n_shifters)
+    volts[big[1]] = 2.0  # heat one heater: its layout neighbour warms by α·X·P
+    dphi = truth.phases(volts) - truth.phases(np.zeros_like(volts))
+    assert dphi[big[0]] == pytest.approx(truth.alpha[big[0]] * x[big] * 4.0)
+    VirtualChip(topo, errors=truth, seed=0)  # a simulated chip takes it as its truth
+    with pytest.raises(ValueError, match="heater positions"):
+        AsBuilt.random(circuits.rectangular(3), crosstalk_from=cm)
