@@ -60,7 +60,7 @@ def _pad_text(pad) -> str:
 
 
 def plot_layout(component: gf.Component, path_png=None, chip_map=None, ax=None, dpi: int = 150, bbox=None,
-                label_pads: bool = True, fontsize: float = 4.0):
+                label_pads: bool | None = None, fontsize: float = 4.0):
     """Draw ``component``'s polygons layer by layer; save to ``path_png`` when given; return the matplotlib axes.
 
     Args:
@@ -70,7 +70,8 @@ def plot_layout(component: gf.Component, path_png=None, chip_map=None, ax=None, 
         ax: axes to draw into (default: a new figure).
         dpi: resolution of the PNG.
         bbox: ``(xmin, ymin, xmax, ymax)`` µm to zoom into.
-        label_pads: write each pad's shifter on it (only the pads inside ``bbox``).
+        label_pads: write each pad's shifter on it (only the pads inside ``bbox``); ``None``: only when the
+            labels are legible at the figure's scale (:func:`labels_legible`).
         fontsize: pad label size, pt.
     """
     import matplotlib
@@ -90,6 +91,8 @@ def plot_layout(component: gf.Component, path_png=None, chip_map=None, ax=None, 
     def inside(p):
         return x0 <= p[0] <= x1 and y0 <= p[1] <= y1
 
+    if label_pads is None:
+        label_pads = labels_legible(x1 - x0, ax)
     if chip_map is not None:
         if label_pads:
             for pad in chip_map.pads:
@@ -110,6 +113,13 @@ def plot_layout(component: gf.Component, path_png=None, chip_map=None, ax=None, 
     if path_png is not None:
         fig.savefig(path_png, dpi=dpi, bbox_inches="tight")
     return ax
+
+
+def labels_legible(width_um: float, ax, pitch_um: float = 100.0, need_pt: float = 16.0) -> bool:
+    """Would 4 pt pad labels ``pitch_um`` apart stay apart when ``width_um`` µm fill the axes' width?"""
+    fig = ax.figure
+    width_pt = fig.get_figwidth() * 72 * ax.get_position().width
+    return width_pt / max(width_um, 1.0) * pitch_um > need_pt
 
 
 def mzi_zoom_box(component: gf.Component, chip_map, column: int = 0, margin: float = 40.0) -> tuple:
@@ -140,10 +150,7 @@ def plot_chip(component: gf.Component, path_png=None, chip_map=None, column: int
     cmap = make_map(component) if chip_map is None else chip_map
     b = component.dbbox()
     fig, (ax0, ax1) = plt.subplots(1, 2, figsize=(14, 6), gridspec_kw={"width_ratios": [1.6, 1]})
-    # a 4 pt label needs ~ its own width in points: label the overview only when pads are that far apart on paper
-    pts_per_um = 0.6 * 14 * 72 / max(b.width(), 1.0)
-    legible = cmap.pads and pts_per_um * 100.0 > 16
-    plot_layout(component, None, chip_map=cmap, ax=ax0, label_pads=bool(legible))
+    plot_layout(component, None, chip_map=cmap, ax=ax0)
     ax0.get_legend().remove()  # one legend, beside the zoom
     w, h = (component.info.get("die_size") or [b.width(), b.height()])[:2]
     ax0.set_title(f"n = {cmap.n} {cmap.kind}: die {w / 1e3:.2f} × {h / 1e3:.2f} mm, {len(cmap.pads)} pads, "
