@@ -21,16 +21,12 @@ def _layout_crosstalk(source, n_heaters: int, thermal_length: float | None):
     from tapmesh.circuits import thermal
 
     ell = thermal.THERMAL_LENGTH if thermal_length is None else float(thermal_length)
-    if hasattr(source, "heater_positions"):
-        pos, lengths = source.heater_positions()
-        trenches = source.trench_rects() if hasattr(source, "trench_rects") else None
-    else:
-        pos, lengths = source
-        trenches = None
-    pos = np.asarray(pos, dtype=float)
-    if pos.shape != (n_heaters, 2):
+    pos, lengths = source.heater_positions() if hasattr(source, "heater_positions") else source
+    if np.shape(pos) != (n_heaters, 2):
         raise ValueError(f"crosstalk_from has {len(pos)} heater positions, the topology has {n_heaters} heaters")
-    return thermal.crosstalk_pairs(pos, lengths, thermal_length=ell, trenches=trenches)
+    if hasattr(source, "heater_positions"):
+        return thermal.crosstalk_from_chip_map(source, thermal_length=ell)
+    return thermal.crosstalk_pairs(pos, lengths, thermal_length=ell)
 
 
 @dataclass(frozen=True, eq=False)
