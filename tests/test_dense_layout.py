@@ -184,6 +184,12 @@ def test_klayout_batch_deck_is_clean(tmp_path):
     text = report.read_text()
     assert "<items>" in text or "<items/>" in text
     assert "<item>" not in text  # no violation markers
+    bad = gf.Component()
+    bad.add_polygon([(0, 0), (10, 0), (10, 0.1), (0, 0.1)], layer="WG")  # 0.1 µm sliver
+    bad.write_gds(tmp_path / "bad.gds", with_metadata=False)
+    subprocess.run(["klayout", "-b", "-r", str(deck), "-rd", f"input={tmp_path / 'bad.gds'}", "-rd",
+                    f"report={tmp_path / 'bad.lyrdb'}"], check=True, capture_output=True, timeout=300)
+    assert "'WG.width'" in (tmp_path / "bad.lyrdb").read_text() and "<item>" in (tmp_path / "bad.lyrdb").read_text()
 
 
 # ----------------------------------------------------------------------------- reticle-size chips (slow)
