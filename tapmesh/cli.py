@@ -148,6 +148,7 @@ def layout_cmd(
     n: Optional[int] = typer.Option(None, "--n", help="Number of modes (default: the demo chip, a 6-mode triangular mesh)."),
     kind: str = typer.Option("triangular", "--kind", help="rectangular | triangular (with --n)."),
     png: bool = typer.Option(True, "--png/--no-png", help="Also write chip.png, the layout with the chip map overlaid."),
+    pads: str = typer.Option("direct", "--pads", help="direct | bumps | edge: pad per heater on zone tracks, or dense routing to a bump array / edge pad field (with --n)."),
     out: Path = OutOption,
     seed: int = SeedOption,
     as_json: bool = JsonOption,
@@ -159,19 +160,20 @@ def layout_cmd(
     position in µm, fiber port → mode) into --out; with --out NAME.gds, writes NAME.gds and NAME.png
     beside each other instead. Lengths in µm."""
 
-    def run(n, kind, png, out, seed):
+    def run(n, kind, png, out, seed, pads="direct"):
         name = "chip"
         if Path(out).suffix.lower() == ".gds":
             out, name = Path(out).parent, Path(out).stem
         if n is not None:
             _check_n(n)
             _check_choice(kind, KINDS, "--kind")
+        _check_choice(pads, ("direct", "bumps", "edge"), "--pads")
         out = _check_out(out)
         from tapmesh import stages
 
-        return stages.layout(out, n=n, kind=kind, demo=n is None, png=png, name=name)
+        return stages.layout(out, n=n, kind=kind, demo=n is None, png=png, name=name, pads=pads)
 
-    command("layout")(run)(n=n, kind=kind, png=png, out=out, seed=seed, as_json=as_json, debug=debug)
+    command("layout")(run)(n=n, kind=kind, png=png, out=out, seed=seed, as_json=as_json, debug=debug, pads=pads)
 
 
 @app.command("calibrate")
