@@ -20,6 +20,7 @@ from typing import Literal
 import networkx as nx
 import numpy as np
 
+from tapmesh.circuits.arguments import MAX_MODES
 from tapmesh.circuits.errors import TopologyError
 
 Kind = Literal["rectangular", "triangular", "generator", "analyzer"]
@@ -184,6 +185,8 @@ def _check_n(n: int, minimum: int = 2) -> int:
         raise TopologyError(f"number of modes n must be an integer, got {n!r}")
     if n < minimum:
         raise TopologyError(f"a mesh needs at least {minimum} modes, got n={n}")
+    if n > MAX_MODES:
+        raise TopologyError(f"n={n} modes is above the size limit MAX_MODES={MAX_MODES} ({MAX_MODES * (MAX_MODES - 1) // 2:,} MZIs)")
     return int(n)
 
 
