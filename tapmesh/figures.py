@@ -53,9 +53,18 @@ def text_boxes(fig) -> list[tuple[str, object]]:
 
     fig.canvas.draw()
     renderer = fig.canvas.get_renderer()
+    # tick labels exist for ticks outside the view too (not drawn): keep only those inside the axis range
+    undrawn = set()
+    for ax in fig.axes:
+        for axis in (ax.xaxis, ax.yaxis):
+            low, high = sorted(axis.get_view_interval())
+            pad = 1e-9 * max(abs(high - low), 1e-300)
+            for tick in axis.get_major_ticks() + axis.get_minor_ticks():
+                if not low - pad <= tick.get_loc() <= high + pad:
+                    undrawn.update({id(tick.label1), id(tick.label2)})
     boxes = []
     for artist in fig.findobj(Text):
-        if not artist.get_visible() or not artist.get_text().strip():
+        if id(artist) in undrawn or not artist.get_visible() or not artist.get_text().strip():
             continue
         axes = artist.axes
         if axes is not None and not axes.get_visible():
@@ -110,3 +119,28 @@ def simulation_figure(u: np.ndarray, wavelengths: np.ndarray, sweep: np.ndarray,
     if n <= 8:
         right.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
     return fig
+
+
+def hero_image(out: Path, path: Path) -> Path:
+    """The README's picture from a flow's own figures in ``out``: the chip's layout on top, the training
+    curves and the decision boundary below (``python -c "from tapmesh.figures import hero_image;
+    hero_image('out', 'docs/images/flow.png')"`` after ``tapmesh flow``)."""
+    plt = _pyplot()
+    out = Path(out)
+    names = ("chip.png", "training_curves.png", "decision_boundary.png")
+    missing = [name for name in names if not (out / name).exists()]
+    if missing:
+        raise FileNotFoundError(f"{out} lacks {', '.join(missing)}: run `tapmesh flow --out {out}` first")
+    chip, curves, boundary = (plt.imread(out / name) for name in names)
+    top_h = chip.shape[0] / chip.shape[1]
+    bottom_h = max(curves.shape[0] / curves.shape[1] * 0.72, boundary.shape[0] / boundary.shape[1] * 0.28)
+    fig = plt.figure(figsize=(12, 12 * (top_h + bottom_h) * 1.02))
+    grid = fig.add_gridspec(2, 2, height_ratios=[top_h, bottom_h], width_ratios=[0.72, 0.28], hspace=0.02, wspace=0.02)
+    for cell, image in ((grid[0, :], chip), (grid[1, 0], curves), (grid[1, 1], boundary)):
+        ax = fig.add_subplot(cell)
+        ax.imshow(image)
+        ax.axis("off")
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return atomic_write_bytes(Path(path), buffer.getvalue())
