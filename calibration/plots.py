@@ -74,7 +74,7 @@ def _smooth_model(x: np.ndarray, model: np.ndarray, alpha_guess: float):
     """The fitted curve through the model's values at the sweep points, on a fine grid: a straight line
     (a γ phase fit) or the fringe ``A + Bc·cos(αx) + Bs·sin(αx)`` (a tap fit), recovered exactly from the
     model's own values. ``None`` if neither form reproduces them (then the model points are drawn)."""
-    from tapmesh.calibration.procedure import fit_fringes
+    from tapmesh.calibration.fringes import fit_fringes
 
     fine = np.linspace(x.min(), x.max(), 400)
     scale = max(np.ptp(model), 1e-30)
