@@ -235,7 +235,7 @@ def fidelity(u, v):
                 if not np.isfinite(norm) or norm == 0.0:
                     raise NonFiniteError(f"fidelity: {name} is all zero or holds NaN/inf (norm² {norm})")
     u, v = jnp.asarray(u), jnp.asarray(v)
-    if u.ndim != 2 or u.shape[0] != u.shape[1] or v.shape != u.shape:
+    if u.ndim != 2 or u.shape[0] != u.shape[1] or v.shape != u.shape or u.shape[0] == 0:
         raise ShapeError(f"fidelity needs two square matrices of one shape, got {tuple(u.shape)} and {tuple(v.shape)}")
     overlap = jnp.abs(jnp.trace(u.conj().T @ v)) ** 2
     return overlap / (jnp.real(jnp.trace(u.conj().T @ u)) * jnp.real(jnp.trace(v.conj().T @ v)))
