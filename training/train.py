@@ -327,11 +327,14 @@ def plot_training(histories: dict, path=None, marks: dict | None = None):
         if epoch:
             acc_ax.plot([epoch], [100 * h.test_acc[epoch - 1]], "*", color=color, ms=11, mec="k", mew=0.5)
         if h.passes and h.passes[-1] > 0:
-            pass_ax.plot(h.passes, 100 * np.asarray(h.test_acc), ".-", color=color, label=label)
+            pass_ax.plot(np.asarray(h.passes) / 1e3, 100 * np.asarray(h.test_acc), ".-", color=color, label=label)
     loss_ax.set(xlabel="epoch", ylabel="loss (cross-entropy)", title="loss")
     acc_ax.set(xlabel="epoch", ylabel="accuracy (%)", title="accuracy (★ epoch kept)" if marks else "accuracy")
-    pass_ax.set(xlabel="chip passes spent on training", ylabel="test accuracy (%)", title="accuracy vs chip passes")
-    pass_ax.ticklabel_format(axis="x", style="sci", scilimits=(0, 3))
+    pass_ax.set(xlabel="chip passes spent on training (thousands)", ylabel="test accuracy (%)", title="accuracy vs chip passes")
+    from matplotlib.ticker import MaxNLocator
+
+    for ax in (loss_ax, acc_ax):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     for ax in (loss_ax, acc_ax, pass_ax):
         ax.grid(alpha=0.3)
         if ax.get_legend_handles_labels()[0]:
