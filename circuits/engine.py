@@ -31,6 +31,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from tapmesh.circuits import models
+from tapmesh.circuits.arguments import check_wavelength
 from tapmesh.circuits.errors import DTypeError, NonFiniteError, ShapeError
 from tapmesh.circuits.params import MeshParams
 from tapmesh.circuits.topology import MeshTopology
@@ -318,6 +319,8 @@ def _check_field(topology: MeshTopology, x) -> tuple[jax.Array, bool]:
             f"field x must have shape (batch, {topology.n}) or ({topology.n},) for a mesh on "
             f"{topology.n} modes, got {tuple(x.shape)}"
         )
+    if x.ndim == 2 and x.shape[0] == 0:
+        raise ShapeError(f"field x is an empty batch, shape {tuple(x.shape)}: give at least one row")
     single = x.ndim == 1
     if not (isinstance(x, jax.Array) and x.dtype == cdtype):
         x = jnp.asarray(x, dtype=cdtype)
@@ -361,6 +364,7 @@ def propagate(
     if taps not in (False, True, "power"):
         raise ValueError(f"taps must be False, True or 'power', got {taps!r}")
     x, single = _check_field(topology, x)
+    check_wavelength(wl)
     wl = np.asarray(wl, dtype=_real_dtype(x.dtype)) if not isinstance(wl, jax.Array) else wl.astype(_real_dtype(x.dtype))
     batch = x.shape[0]
     x = _pad_batch(x)
@@ -391,5 +395,5 @@ def unitary(
     couplers are ideal there; with errors, loss and taps it is the full (sub-unitary) transfer matrix.
     """
     params = params.check(topology).astype(_real_dtype(dtype))
-    wl = jnp.asarray(wl, dtype=_real_dtype(dtype))
+    wl = jnp.asarray(check_wavelength(wl), dtype=_real_dtype(dtype))
     return _unitary(topology, params, wl, jnp.dtype(dtype))
