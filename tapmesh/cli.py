@@ -280,6 +280,11 @@ def flow_cmd(
     command("flow")(run)(n=n, kind=kind, task=task, method=method, epochs=epochs, fast=fast, out=out, seed=seed, as_json=as_json, debug=debug)
 
 
+from tapmesh import yield_cmd  # noqa: E402  (`tapmesh yield` lives in its own module)
+
+yield_cmd.register(app)
+
+
 def main() -> None:  # pragma: no cover - console entry point
     app()
 
