@@ -53,6 +53,7 @@ def register(app: typer.Typer) -> None:
         error_model: Optional[Path] = typer.Option(None, "--error-model", help="JSON error models by n (fast mode), "
                                                    "instead of measuring them."),
         png: bool = typer.Option(True, "--png/--no-png", help="Write the plots."),
+        connect_timeout: float = typer.Option(10.0, "--connect-timeout", help="Seconds to try reaching --scheduler."),
         out: Path = OutOption,
         seed: int = SeedOption,
         as_json: bool = JsonOption,
@@ -64,7 +65,7 @@ def register(app: typer.Typer) -> None:
         rerun into the same --out skips the chips already scored."""
 
         def run(n, chips, sigma_delta, mode, scheduler, workers, k_targets, spec, variation, kind, crosstalk, polish,
-                chunk, error_model, png, out, seed):
+                chunk, error_model, png, connect_timeout, out, seed):
             from tapmesh.yield_study import Study
 
             study = Study(ns=_numbers(n, int, "--n"), sigmas=_numbers(sigma_delta, float, "--sigma-delta"),
@@ -82,9 +83,9 @@ def register(app: typer.Typer) -> None:
             from tapmesh import yield_dask
 
             return yield_dask.run(study, out, scheduler=scheduler, workers=workers, chunk=chunk, error_models=models,
-                                  plots=png, echo=lambda line: typer.echo(line, err=True))
+                                  plots=png, echo=lambda line: typer.echo(line, err=True), timeout_s=connect_timeout)
 
         command("yield")(run)(n=n, chips=chips, sigma_delta=sigma_delta, mode=mode, scheduler=scheduler,
                               workers=workers, k_targets=k_targets, spec=spec, variation=variation, kind=kind,
                               crosstalk=crosstalk, polish=polish, chunk=chunk, error_model=error_model, png=png,
-                              out=out, seed=seed, as_json=as_json, debug=debug)
+                              connect_timeout=connect_timeout, out=out, seed=seed, as_json=as_json, debug=debug)

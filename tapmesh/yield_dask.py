@@ -114,7 +114,7 @@ def _error_models(client, study: Study, out: Path, given: dict | None, echo) -> 
 
 def run(study: Study, out: str | os.PathLike, scheduler: str | None = None, workers: int | None = None,
         chunk: int | None = None, error_models: dict[int, ErrorModel] | None = None, plots: bool = True,
-        echo: Callable[[str], None] = print, client=None) -> dict:
+        echo: Callable[[str], None] = print, client=None, timeout_s: float = 10.0) -> dict:
     """Run ``study`` into the folder ``out``; returns the summary (also ``out/yield_summary.json``).
 
     Args:
@@ -128,6 +128,7 @@ def run(study: Study, out: str | os.PathLike, scheduler: str | None = None, work
         plots: write the PNGs (:mod:`tapmesh.yield_plots`).
         echo: where progress lines go.
         client: an existing ``distributed.Client`` to use (then ``scheduler``/``workers`` are ignored).
+        timeout_s: how long to try reaching ``scheduler``, s.
     """
     out = Path(out)
     if out.exists() and not out.is_dir():
@@ -135,7 +136,7 @@ def run(study: Study, out: str | os.PathLike, scheduler: str | None = None, work
     if out.exists():
         _check_folder(out, study)
     own = client is None
-    client = connect(scheduler, workers) if own else client  # before any file is written
+    client = connect(scheduler, workers, timeout_s) if own else client  # before any file is written
     try:
         start = time.perf_counter()
         out.mkdir(parents=True, exist_ok=True)
