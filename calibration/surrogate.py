@@ -18,7 +18,8 @@ import numpy as np
 from tapmesh import circuits
 from tapmesh.calibration.calibration import Calibration
 from tapmesh.calibration.crosstalk import Crosstalk
-from tapmesh.calibration.virtual import AsBuilt, neighbour_pairs
+from tapmesh.calibration.asbuilt import AsBuilt
+from tapmesh.calibration.crosstalk import neighbour_pairs
 
 TWO_PI = 2 * np.pi
 

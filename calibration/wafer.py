@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from tapmesh import circuits
-from tapmesh.calibration.virtual import AsBuilt
+from tapmesh.calibration.asbuilt import AsBuilt
 from tapmesh.circuits.variation import Sensitivities
 
 FEATURES = 512
