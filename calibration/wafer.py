@@ -36,6 +36,13 @@ def chip_seed(seed: int, chip: int) -> np.random.SeedSequence:
     return np.random.SeedSequence(int(seed), spawn_key=(CHIP_STREAM, int(chip)))
 
 
+def _non_negative(obj, names) -> None:
+    """Raise :class:`WaferModelError` naming the first of ``names`` that is negative (or NaN)."""
+    for name in names:
+        if not getattr(obj, name) >= 0:
+            raise WaferModelError(f"{type(obj).__name__}.{name} must be ≥ 0, got {getattr(obj, name)}")
+
+
 @dataclass(frozen=True)
 class Variation:
     """The variation of one geometric quantity (nm) on every scale; each term is zero-mean over a wafer.
@@ -59,9 +66,7 @@ class Variation:
     local_sigma: float = 0.0
 
     def __post_init__(self):
-        for name in ("wafer_sigma", "field_sigma", "die_sigma", "local_sigma"):
-            if not getattr(self, name) >= 0:
-                raise WaferModelError(f"Variation.{name} must be ≥ 0 nm, got {getattr(self, name)}")
+        _non_negative(self, ("wafer_sigma", "field_sigma", "die_sigma", "local_sigma"))
         if not self.correlation_mm > 0:
             raise WaferModelError(f"Variation.correlation_mm must be > 0, got {self.correlation_mm}")
 
@@ -113,9 +118,7 @@ class WaferModel:
     tap_fraction: float = 0.02
 
     def __post_init__(self):
-        for name in ("gap_local_sigma", "length_local_sigma", "alpha_spread", "crosstalk"):
-            if not getattr(self, name) >= 0:
-                raise WaferModelError(f"WaferModel.{name} must be ≥ 0, got {getattr(self, name)}")
+        _non_negative(self, ("gap_local_sigma", "length_local_sigma", "alpha_spread", "crosstalk"))
         if len(self.die_centers()) == 0:
             raise WaferModelError(f"no {self.die_mm[0]}×{self.die_mm[1]} mm die fits on a {self.diameter_mm} mm "
                                   f"wafer with {self.edge_exclusion_mm} mm edge exclusion")
@@ -167,12 +170,8 @@ class WaferModel:
         Chips fill wafers in a seeded random order of their dies (chip ``i`` is on wafer ``i // D``); the
         wafer's maps depend on (seed, wafer) only, the chip's local mismatch on (seed, chip) only.
         Returns ``(AsBuilt, site)`` with ``site = {"wafer", "die", "x_mm", "y_mm"}``."""
-        if chip < 0:
-            raise WaferModelError(f"chip index must be ≥ 0, got {chip}")
-        centers = self.die_centers()
-        wafer_index, slot = divmod(int(chip), len(centers))
-        wafer = _wafer(self, int(seed), wafer_index)
-        die = int(wafer.order[slot])
+        wafer, site = _site(self, chip, seed)
+        centers, die = self.die_centers(), site["die"]
         sites = self.sites(topology)
         rng = np.random.default_rng(chip_seed(seed, chip))
         k, n = topology.n_mzis, topology.n
@@ -209,8 +208,7 @@ class WaferModel:
             output_loss_db=s.segment_loss_db(w_o),
             tap_fraction=np.clip(s.tap_fraction(self.tap_fraction, tap_dlnc), 1e-4, 0.5),
         )
-        x_mm, y_mm = centers[die]
-        return truth, {"wafer": wafer_index, "die": die, "x_mm": float(x_mm), "y_mm": float(y_mm)}
+        return truth, site
 
 
 @dataclass(frozen=True)
@@ -233,17 +231,24 @@ class IndependentModel:
 
     def chip(self, topology: circuits.MeshTopology, chip: int, seed: int = 0) -> tuple[AsBuilt, dict]:
         """Chip ``chip`` of a study seeded ``seed`` (seed from :func:`chip_seed`) and its die on the wafer."""
-        if chip < 0:
-            raise WaferModelError(f"chip index must be ≥ 0, got {chip}")
-        centers = self.wafer.die_centers()
-        wafer_index, slot = divmod(int(chip), len(centers))
-        die = int(_wafer(self.wafer, int(seed), wafer_index).order[slot])
+        _, site = _site(self.wafer, chip, seed)
         draw = int(np.random.default_rng(chip_seed(seed, chip)).integers(2**31))
         truth = AsBuilt.random(topology, seed=draw, delta_sigma=self.sigma_delta, alpha=self.alpha,
                                alpha_spread=self.alpha_spread, crosstalk=self.crosstalk,
                                tap_fraction=self.tap_fraction, tap_spread=self.tap_spread)
-        x_mm, y_mm = centers[die]
-        return truth, {"wafer": wafer_index, "die": die, "x_mm": float(x_mm), "y_mm": float(y_mm)}
+        return truth, site
+
+
+def _site(model: WaferModel, chip: int, seed: int) -> tuple["_Wafer", dict]:
+    """The wafer chip ``chip`` is on and its site ``{"wafer", "die", "x_mm", "y_mm"}`` (die centre, mm)."""
+    if chip < 0:
+        raise WaferModelError(f"chip index must be ≥ 0, got {chip}")
+    centers = model.die_centers()
+    wafer_index, slot = divmod(int(chip), len(centers))
+    wafer = _wafer(model, int(seed), wafer_index)
+    die = int(wafer.order[slot])
+    x_mm, y_mm = centers[die]
+    return wafer, {"wafer": wafer_index, "die": die, "x_mm": float(x_mm), "y_mm": float(y_mm)}
 
 
 # ----------------------------------------------------------------------------- wafers
