@@ -103,7 +103,7 @@ class Sensitivities:
         """dδ/dx at zero error for a width edge bias (gap narrowing with it), thickness and gap, rad/nm."""
         kappa0 = float(models.KAPPA_50_50)
         return {
-            "width_bias": kappa0 * (self.dlnc_dneff * self.dneff_dw - self.dlnc_dgap),
-            "thickness": kappa0 * self.dlnc_dneff * self.dneff_dt,
-            "gap": kappa0 * self.dlnc_dgap,
+            "width_bias": float(kappa0 * (self.dlnc_dneff * self.dneff_dw - self.dlnc_dgap)),
+            "thickness": float(kappa0 * self.dlnc_dneff * self.dneff_dt),
+            "gap": float(kappa0 * self.dlnc_dgap),
         }
