@@ -364,6 +364,11 @@ def flow_cmd(
     command("flow", report=False)(run)(n=n, kind=kind, task=task, method=method, epochs=epochs, fast=fast, out=out, seed=seed, force=force, as_json=as_json, debug=debug)
 
 
+from tapmesh import yield_cmd  # noqa: E402  (`tapmesh yield` lives in its own module)
+
+yield_cmd.register(app)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Console entry point: click's parse errors (``--n eight``) as one line with exit code 2."""
     try:
