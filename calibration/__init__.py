@@ -6,6 +6,7 @@ One module per job: :mod:`~tapmesh.calibration.procedure` (:func:`calibrate`), t
 (``virtual``, ``asbuilt``, ``noise``). Derivations are in docs/calibration.md.
 """
 
+from tapmesh.calibration.archive import Archive, ArchiveError, ArchiveExhaustedError, ReplayMismatchError
 from tapmesh.calibration.asbuilt import AsBuilt
 from tapmesh.calibration.calibration import Calibration
 from tapmesh.calibration.capabilities import (
@@ -32,10 +33,17 @@ from tapmesh.calibration.noise import Noise
 from tapmesh.calibration.persistence import FORMAT_VERSION
 from tapmesh.calibration.plots import plot_fits, plot_residuals
 from tapmesh.calibration.procedure import STEPS, FaultWarning, calibrate
+from tapmesh.calibration.replay import ArchivingChip, ReplayChip
 from tapmesh.calibration.virtual import VirtualChip
 from tapmesh.circuits import fidelity
 
 __all__ = [
+    "Archive",
+    "ArchiveError",
+    "ArchiveExhaustedError",
+    "ArchivingChip",
+    "ReplayChip",
+    "ReplayMismatchError",
     "FORMAT_VERSION",
     "Calibration",
     "Correction",

@@ -80,6 +80,9 @@ def calibrate(
     max_delta: float = 0.2,
     max_refine_parameters: int = 6000,
     refine_prior: bool = True,
+    archive=None,
+    resume: bool = False,
+    archive_images: bool = False,
 ) -> Calibration:
     """Calibrate ``chip`` (any :class:`tapmesh.calibration.Chip`) and return a :class:`Calibration`.
 
@@ -123,6 +126,11 @@ def calibrate(
             fit). Without it the refinement's random settings alone decide the phase offsets, and they pin
             them less well than the stages' targeted readings: over 12 chips at n = 4 and 8 the prior
             lowered the φ0 error by 1.1–6x and never lowered the corrected fidelity.
+        archive: path of a raw-measurement archive (HDF5, :mod:`tapmesh.calibration.archive`): every chip
+            call and reading of the run is appended to it as it is taken, and ``info["archive"]`` names it.
+        resume: continue the run recorded in ``archive`` (replayed up to where it stopped, then on
+            ``chip``); it must have been recorded with the same options.
+        archive_images: also archive the raw camera frames of chips that expose ``last_frames``.
 
     Raises:
         MeasurementError: the chip returned NaN/inf or a wrongly shaped reading.
@@ -151,6 +159,12 @@ def calibrate(
             f"chip has {n} modes and {h} heaters; a {topology.kind} mesh on {topology.n} modes has "
             f"{topology.n_shifters}"
         )
+    if archive is not None:  # the same run, on a chip that records it (or replays it, then goes on)
+        from tapmesh.calibration.replay import archived_run
+
+        return archived_run(calibrate, locals())
+    if resume:
+        raise CalibrationError("resume=True needs archive= (the archive of the run to continue)")
     refine_power_mw = 1.0 if power_mw is None else power_mw
     if power_mw is None:
         power_mw = 3.0 if method == "progressive" else 1.0

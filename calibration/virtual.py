@@ -19,8 +19,9 @@ from numpy.typing import ArrayLike
 
 from tapmesh import circuits
 from tapmesh.calibration.asbuilt import AsBuilt
+from tapmesh.calibration.chip import checked_field, checked_voltages
 from tapmesh.calibration.crosstalk import Crosstalk, neighbour_pairs  # noqa: F401  (re-exported)
-from tapmesh.calibration.errors import ChipStateError, FieldError, VoltageError
+from tapmesh.calibration.errors import ChipStateError, VoltageError
 from tapmesh.calibration.heater import heater_phases
 from tapmesh.calibration.noise import Noise, camera_reading
 from tapmesh.circuits.engine import padded_batch, replicate, shard_batch
@@ -177,13 +178,7 @@ class VirtualChip:
         return self._voltages.copy()
 
     def set_voltages(self, voltages: ArrayLike) -> None:
-        if np.iscomplexobj(voltages):
-            raise VoltageError("voltages must be real")
-        v = np.array(voltages, dtype=float)
-        if v.shape != (self.n_heaters,):
-            raise VoltageError(f"voltages must have shape ({self.n_heaters},), got {v.shape}")
-        if not np.all(np.isfinite(v)):
-            raise VoltageError("voltages contain NaN or infinity")
+        v = checked_voltages(voltages, self.n_heaters)
         if np.any(np.abs(v) > self.max_voltage):
             worst = int(np.argmax(np.abs(v)))
             raise VoltageError(f"voltage {v[worst]:.3g} V on heater {worst} exceeds ±{self.max_voltage} V")
@@ -196,15 +191,7 @@ class VirtualChip:
             self._simulate_tapped()
 
     def inject(self, x: ArrayLike, side: str = "input") -> None:
-        if side not in ("input", "output"):
-            raise FieldError(f"side must be 'input' or 'output', got {side!r}")
-        x = np.asarray(x)
-        if not (np.issubdtype(x.dtype, np.complexfloating) or np.issubdtype(x.dtype, np.floating)):
-            raise FieldError(f"field must be complex or real floating point, got dtype {x.dtype}")
-        if x.ndim not in (1, 2) or x.shape[-1] != self.n_modes:
-            raise FieldError(f"field must have shape ({self.n_modes},) or (batch, {self.n_modes}), got {x.shape}")
-        if not np.all(np.isfinite(x)):
-            raise FieldError("field contains NaN or infinity")
+        x = checked_field(x, side, self.n_modes)
         self._single = x.ndim == 1
         x = np.atleast_2d(x)
         self._batch = x.shape[0]

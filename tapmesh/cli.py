@@ -212,7 +212,10 @@ def layout_cmd(
 
 @app.command("calibrate")
 def calibrate_cmd(
-    driver: Optional[str] = typer.Option(None, "--driver", help="A Chip driver registered under the 'tapmesh.chips' entry points (a real bench). Default: a VirtualChip fabricated from --seed."),
+    driver: Optional[str] = typer.Option(None, "--driver", help="'scpi' (the reference PyVISA bench driver, with --config) or a Chip driver registered under the 'tapmesh.chips' entry points. Default: a VirtualChip fabricated from --seed."),
+    config: Optional[Path] = typer.Option(None, "--config", help="Bench config TOML for --driver scpi."),
+    archive: Optional[Path] = typer.Option(None, "--archive", help="Raw-measurement archive (HDF5); default --out/calibration_archive.h5 with --driver scpi."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the interrupted calibration recorded in --archive."),
     png: bool = typer.Option(True, "--png/--no-png", help="Also plot residuals and fitted curves."),
     out: Path = OutOption,
     seed: Optional[int] = typer.Option(None, "--seed", min=0, help="Fabrication seed of the VirtualChip (≥ 0; default: the chip --out holds, else 0)."),
@@ -225,9 +228,17 @@ def calibrate_cmd(
 
     Writes calibration.json (versioned, checksummed, written atomically) and calibration_summary.json."""
 
-    def run(driver, png, out, seed, force):
+    def run(driver, config, archive, resume, png, out, seed, force):
         from tapmesh.options import check_same_chip, folder_chip
 
+        if driver == "scpi":  # the reference bench driver (tapmesh.bench): its archive, resume and config
+            from tapmesh.bench.commands import calibrate_scpi
+
+            s = calibrate_scpi(config, out_option(out), 0 if seed is None else seed, archive=archive, resume=resume, png=png)
+            s["headline"] = calibration_headline(s)
+            return s
+        if resume and archive is None:
+            raise UsageError("--resume needs --archive (or --driver scpi, whose archive is --out/calibration_archive.h5)")
         if seed is not None:
             out = out_option(out)
         replaced = [] if driver else check_same_chip(out, seed=seed, force=force)
@@ -238,11 +249,12 @@ def calibrate_cmd(
         if chip is None and (fabricated is None or replaced):
             stages.fabricate(out, 0 if seed is None else seed)
         use_seed = seed if seed is not None else (fabricated or {}).get("seed", 0)
-        s = stages.calibrate(out, use_seed, chip=chip, png=png)
+        s = stages.calibrate(out, use_seed, chip=chip, png=png, archive=archive, resume=resume)
         s["headline"] = (["replaced the chip in --out (" + "; ".join(replaced) + ")"] if replaced else []) + calibration_headline(s)
         return s
 
-    command("calibrate")(run)(driver=driver, png=png, out=out, seed=seed, force=force, as_json=as_json, debug=debug)
+    command("calibrate")(run)(driver=driver, config=config, archive=archive, resume=resume, png=png, out=out, seed=seed,
+                              force=force, as_json=as_json, debug=debug)
 
 
 def calibration_headline(s: dict[str, Any]) -> list[str]:
@@ -367,6 +379,10 @@ def flow_cmd(
 from tapmesh import yield_cmd  # noqa: E402  (`tapmesh yield` lives in its own module)
 
 yield_cmd.register(app)
+
+from tapmesh import bench_cmd  # noqa: E402  (`tapmesh bench-emulator` lives in its own module)
+
+bench_cmd.register(app)
 
 
 def main(argv: list[str] | None = None) -> int:

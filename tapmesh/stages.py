@@ -212,14 +212,18 @@ def load_driver(name: str):
 
 
 # -------------------------------------------------------------------------------------- calibration
-def calibrate(out: Path, seed: int, chip=None, targets: int = 3, progress: bool = True, png: bool = True) -> dict[str, Any]:
-    """Calibrate the chip, save calibration.json (+ plots), and report fidelity before/after correction."""
+def calibrate(out: Path, seed: int, chip=None, targets: int = 3, progress: bool = True, png: bool = True,
+              archive: Path | None = None, resume: bool = False, archive_images: bool = False) -> dict[str, Any]:
+    """Calibrate the chip, save calibration.json (+ plots), and report fidelity before/after correction.
+
+    ``archive``: record every chip call into this HDF5 file (``resume``: continue the run it holds)."""
     from tapmesh import calibration
     from tapmesh import circuits
 
     chip = chip if chip is not None else virtual_chip(out, seed)
     start = time.perf_counter()
-    result = calibration.calibrate(chip, seed=seed + 1000, progress=progress)
+    extra = {"archive": archive, "resume": resume, "archive_images": archive_images} if archive is not None else {}
+    result = calibration.calibrate(chip, seed=seed + 1000, progress=progress, **extra)
     seconds = time.perf_counter() - start
     result.save(out / "calibration.json")
     files = [str(out / "calibration.json")]
