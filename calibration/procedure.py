@@ -311,3 +311,25 @@ def calibrate(
     cal.info = {"timings_s": timings, "frames": frames_by_step, "notes": notes, "steps": list(steps),
                 "read_noise_mw": read_sigma, "sweep_points": sweep_points}
     return cal
+
+
+def refit(path, **changes):
+    """Re-run the recorded calibration's fits on its archive, with no chip (a function beside
+    :func:`calibrate`, not a method of :class:`Calibration`: the data class would then import the
+    procedure that builds it, a cycle). Raises :class:`~tapmesh.calibration.archive.ArchiveExhaustedError`
+    on the archive of a run cut off before its end (resume it on the chip instead).
+
+    ``changes`` override recorded options; one that changes what the run measures makes the replay
+    raise :class:`ReplayMismatchError` at the first call that differs."""
+    from tapmesh.calibration.archive import Archive, ReplayMismatchError
+    from tapmesh.calibration.replay import ReplayChip, call_options, record_archive_note
+
+    with Archive.open(path) as archive:
+        options = {**archive.meta.get("options", {}), **changes}
+        replay = ReplayChip(archive)
+        cal = calibrate(replay, progress=False, **call_options(options))
+        if replay.cursor != archive.n_calls:
+            raise ReplayMismatchError(f"the refit used {replay.cursor} of the {archive.n_calls} recorded calls: "
+                                      "it is not the recorded run (other options or code)")
+        record_archive_note(cal, archive, None)
+    return cal
