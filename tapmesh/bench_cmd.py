@@ -11,7 +11,7 @@ import typer
 
 def register(app: typer.Typer) -> None:
     """Add the ``bench-emulator`` sub-command to ``app``."""
-    from tapmesh.cli import KINDS, DebugOption, SeedOption, command
+    from tapmesh.command import KINDS, DebugOption, SeedOption, command
     from tapmesh.options import choice_option
 
     @app.command("bench-emulator")
