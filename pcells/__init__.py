@@ -22,9 +22,13 @@ from .errors import (
     MeshKindError,
     MeshSizeError,
     PitchError,
+    ProcessError,
+    ReticleError,
+    RuleError,
     TapFractionError,
 )
 from .mesh import mesh
+from .process import EnclosureRule, LayerRule, ProcessRules, generic_process, get_process, register_process
 from .pdk import activate_pdk, get_pdk
 from .plot import plot_layout
 
@@ -41,6 +45,15 @@ def _ensure_pdk() -> None:
 _ensure_pdk()
 
 __all__ = [
+    "EnclosureRule",
+    "LayerRule",
+    "ProcessError",
+    "ProcessRules",
+    "ReticleError",
+    "RuleError",
+    "generic_process",
+    "get_process",
+    "register_process",
     "DEMO_ROLES",
     "DRC_RULES",
     "ChipMap",
