@@ -13,7 +13,8 @@ import gdsfactory as gf
 from . import schedule
 from .cells import _rect, xs_layer
 from .errors import LayoutError, PitchError
-from .mesh import mesh as mesh_cell
+from .mesh import mesh_cell
+from .roles import with_roles
 
 PDK_CELLS = ("chip", "demo_chip", "edge_coupler")
 
@@ -85,13 +86,16 @@ def _fan_in(c, gc_ports, mesh_ports, side: str, radius: float, separation: float
 
 
 def _pad_on_trace(c, pad, name: str, x: float, y_from: float, y_pad: float, trace_width: float, trace_layer,
-                  label: str | None, layer_label) -> None:
+                  label: str | None, layer_label, opening=None) -> None:
     """A bond pad centred at (``x``, ``y_pad``) µm, fed by a vertical trace from ``y_from``; its port and
-    reference are named ``name``, with an optional text label on the pad."""
+    reference are named ``name``, with an optional text label on the pad and an optional opening window."""
     _rect(c, x - trace_width / 2, x + trace_width / 2, *sorted((y_from, y_pad)), trace_layer)
     ref = c.add_ref(pad, name=name)
     ref.dmove((x, y_pad))
     c.ports.add_port(port=ref.ports["pad"], name=name)
+    if opening is not None:  # (layer, (w, h)): the pad-opening window centred on the pad
+        layer, (w, h) = opening
+        _rect(c, x - w / 2, x + w / 2, y_pad - h / 2, y_pad + h / 2, layer)
     if label is not None:
         c.add_label(label, position=(x, y_pad), layer=layer_label)
 
@@ -121,6 +125,24 @@ def chip(
     cross_section_track="metal3",
     via="via_stack_m2_m3",
     layer_label="TEXT",
+    pad="pad",
+    pad_open=None,
+    fiber_wg_port: str = "o1",
+    fiber_port: str | None = "o2",
+    floorplan=None,
+    floorplan_margin: float = 50.0,
+    lane_top: float = 18.0,
+    lane_pitch: float = 8.0,
+    lane_width: float = 3.0,
+    track_width: float = 5.0,
+    via_size: float = 5.0,
+    contact_size: float = 10.0,
+    contact_clearance: float = 4.0,
+    via_heater="via_stack_heater_m2",
+    shared_return: bool = True,
+    dc_gap: float = 0.236,
+    coupler_dx: float = 60.0,
+    pdk: str = "generic",
 ) -> gf.Component:
     """A tapped ``n``-mode mesh with fiber gratings on ``fiber_pitch``, a loopback and one pad per heater.
 
@@ -143,12 +165,24 @@ def chip(
         with_labels: add text labels to pads and gratings.
         cross_section*, via: as in :func:`tapmesh.pcells.mesh`.
         layer_label: layer of the text labels.
+        pad: bond-pad component (takes ``size`` and ``layer``); pad_open: opening layer drawn inside each pad
+            (``None``: none, or the pad cell draws its own), 2 µm inside the pad's edges.
+        fiber_wg_port, fiber_port: the fiber coupler's waveguide port and fiber port (``None``: the coupler has
+            none; a vertical port is placed at its centre).
+        floorplan, floorplan_margin: die-outline layer (``None``: not drawn) and its margin around the layout, µm.
+        lane_*, track_width, via_size, contact_*, via_heater, shared_return, dc_gap, coupler_dx: the mesh's
+            routing and couplers (see :func:`tapmesh.pcells.mesh`); with ``shared_return=False`` every heater
+            return gets its own pad ``pad_r{h+1}`` and there are no ground buses.
+        pdk: name of the PDK the chip was drawn on (recorded in ``info``; :func:`tapmesh.pcells.chip` fills
+            every part from that PDK's roles).
     """
     if pad_size[0] + 10 > pad_pitch:
         raise PitchError(f"pad pitch {pad_pitch} µm smaller than a pad ({pad_size[0]} µm) plus 10 µm spacing")
     if io not in ("grating", "edge"):
         raise LayoutError(f"unknown io {io!r}; expected 'grating' or 'edge'")
     gc = gf.get_component(grating_coupler if io == "grating" else edge_coupler)
+    wg_port = fiber_wg_port if io == "grating" else "o1"
+    out_port = fiber_port if io == "grating" else "o2"
     gc_width = gc.dbbox().height()
     if fiber_pitch < gc_width + 5:
         raise PitchError(f"fiber pitch {fiber_pitch} µm smaller than the grating coupler ({gc_width:.1f} µm)")
@@ -167,19 +201,31 @@ def chip(
         cross_section_lane=cross_section_lane,
         cross_section_track=cross_section_track,
         via=via,
+        dc_gap=dc_gap,
+        coupler_dx=coupler_dx,
+        track_width=track_width,
+        via_size=via_size,
+        lane_top=lane_top,
+        lane_pitch=lane_pitch,
+        lane_width=lane_width,
+        contact_size=contact_size,
+        contact_clearance=contact_clearance,
+        via_heater=via_heater,
+        shared_return=shared_return,
     )
     c = gf.Component()
     mr = c.add_ref(m, name="mesh")
     mports = {p.name: p for p in mr.ports}  # one pass: instance port lookup by name is linear in kfactory
     y_top, y_bot = m.info["y_top"], m.info["y_bot"]
-    tw = mports["gnd_top0"].dwidth if "gnd_top0" in mports else 5.0
-    via_c = gf.get_component(via, size=(tw, tw))
-    pad = gf.components.pad(size=pad_size, layer=xt.layer)
+    tw = track_width
+    pad_c = gf.get_component(pad, size=pad_size, layer=xt.layer)
     n_heaters = m.info["n_heaters"]
     ph = pad_size[1]
+    opening = None if pad_open is None else (pad_open, (pad_size[0] - 4.0, pad_size[1] - 4.0))
 
     # ---- pads and return buses
-    for side, sign, y_edge in (("top", 1, y_top), ("bot", -1, y_bot)):
+    for side, sign, y_edge in (("top", 1, y_top), ("bot", -1, y_bot)) if shared_return else ():
+        via_c = gf.get_component(via, size=(tw, tw))
         y_bus = y_edge + sign * pad_gap / 2
         y_pad = y_edge + sign * (pad_gap + ph / 2)
         gnd_x = []
@@ -196,16 +242,18 @@ def chip(
         _rect(c, min(gnd_x) - tw, max(gnd_x) + tw, y_bus - bus_width / 2, y_bus + bus_width / 2, xl.layer)
         v = c << via_c
         v.dmove((x_gpad, y_bus))
-        _pad_on_trace(c, pad, f"pad_gnd_{side}", x_gpad, y_bus, y_pad, tw, xt.layer,
-                      f"GND_{side.upper()}" if with_labels else None, layer_label)
+        _pad_on_trace(c, pad_c, f"pad_gnd_{side}", x_gpad, y_bus, y_pad, tw, xt.layer,
+                      f"GND_{side.upper()}" if with_labels else None, layer_label, opening)
     labels = [f"{name}{idx}" for name, idx in schedule.shifters(n, kind)]
     for h in range(n_heaters):
-        p = mports[f"e{h + 1}"]
-        x, y = p.dcenter
-        sign = 1 if p.orientation == 90 else -1
-        y_pad = y + sign * (pad_gap + ph / 2)
-        _pad_on_trace(c, pad, f"pad_e{h + 1}", x, y, y_pad, tw, xt.layer,
-                      f"e{h + 1} {labels[h]}" if with_labels else None, layer_label)
+        for prefix in ("e",) if shared_return else ("e", "r"):
+            p = mports[f"{prefix}{h + 1}"]
+            x, y = p.dcenter
+            sign = 1 if p.orientation == 90 else -1
+            y_pad = y + sign * (pad_gap + ph / 2)
+            text = f"{prefix}{h + 1} {labels[h]}" if prefix == "e" else f"r{h + 1}"
+            _pad_on_trace(c, pad_c, f"pad_{prefix}{h + 1}", x, y, y_pad, tw, xt.layer,
+                          text if with_labels else None, layer_label, opening)
 
     # ---- fiber gratings: west inputs, east outputs, two loopback gratings above each array
     y_mid = (mports["o1"].dcenter[1] + mports[f"o{n}"].dcenter[1]) / 2
@@ -220,21 +268,25 @@ def chip(
         refs = []
         for i, y in enumerate(ys):
             r = c.add_ref(gc, name=f"gc_{side}{i}")
-            r.drotate(rot)
-            r.dmove((x - r.ports["o1"].dcenter[0], y - r.ports["o1"].dcenter[1]))
+            r.drotate((rot - 180 - gc.ports[wg_port].orientation) % 360)  # waveguide port faces the mesh
+            r.dmove((x - r.ports[wg_port].dcenter[0], y - r.ports[wg_port].dcenter[1]))
             refs.append(r)
-        gf.routing.route_single(c, refs[0].ports["o1"], refs[1].ports["o1"], cross_section=cross_section)
+        gf.routing.route_single(c, refs[0].ports[wg_port], refs[1].ports[wg_port], cross_section=cross_section)
         for j in (0, 1):
-            c.ports.add_port(port=refs[j].ports["o2"], name=f"loopback_{side}{j + 1}")
+            _add_fiber_port(c, refs[j], out_port, f"loopback_{side}{j + 1}")
         io_refs = refs[2:]
         mesh_ports = [mports[f"o{k + 1}"] if side == "w" else mports[f"o{n + k + 1}"] for k in range(n)]
-        _fan_in(c, [r.ports["o1"] for r in io_refs], mesh_ports, side, radius, route_separation, cross_section)
+        _fan_in(c, [r.ports[wg_port] for r in io_refs], mesh_ports, side, radius, route_separation, cross_section)
         for k, r in enumerate(io_refs):
             name = f"fiber_in{k}" if side == "w" else f"fiber_out{k}"
-            c.ports.add_port(port=r.ports["o2"], name=name)
+            fp = _add_fiber_port(c, r, out_port, name)
             (inputs if side == "w" else outputs).append(name)
             if with_labels:
-                c.add_label(name, position=r.ports["o2"].dcenter, layer=layer_label)
+                c.add_label(name, position=fp.dcenter, layer=layer_label)
+    if floorplan is not None:
+        b = c.dbbox()
+        mg = floorplan_margin
+        _rect(c, b.left - mg, b.right + mg, b.bottom - mg, b.top + mg, floorplan)
     c.info["n"] = n
     c.info["kind"] = kind
     c.info["input_ports"] = inputs
@@ -242,7 +294,26 @@ def chip(
     c.info["n_heaters"] = n_heaters
     c.info["n_pads"] = n_heaters + 2
     c.info["io"] = io
+    c.info["pdk"] = pdk
+    c.info["shared_return"] = shared_return
+    if not shared_return:
+        c.info["n_pads"] = 2 * n_heaters
+    b = c.dbbox()
+    c.info["die_size"] = [round(b.width(), 3), round(b.height(), 3)]
     return c
+
+
+def _add_fiber_port(c, ref, port: str | None, name: str):
+    """Export the fiber port of coupler ``ref`` as ``name``; a coupler without one (``port=None``) gets a
+    vertical port at its centre. Returns the exported port."""
+    if port is not None:
+        c.ports.add_port(port=ref.ports[port], name=name)
+    else:
+        b = ref.dbbox()
+        c.add_port(name, center=(b.center().x, b.center().y), width=10.0, orientation=0,
+                   layer=ref.ports[0].layer, port_type="vertical_te")
+    return c.ports[name]
+
 
 
 @gf.cell
@@ -262,3 +333,10 @@ def demo_chip(pad_pitch: float = 100.0, coupler: str = "dc", tap_fraction: float
         c.info[key] = inner.info[key]
     c.info["roles"] = {role: [list(x) for x in mzis] for role, mzis in DEMO_ROLES.items()}
     return c
+
+
+chip_cell = chip
+chip = with_roles(chip_cell)
+"""``chip(n, kind, ..., pdk=None)``: :func:`chip_cell` with every layer, cross-section and component (and the
+process's layout defaults) taken from ``pdk``'s :class:`~tapmesh.pcells.roles.Roles` (default: the active PDK);
+arguments passed explicitly win."""
