@@ -148,6 +148,7 @@ def layout_cmd(
     n: Optional[int] = typer.Option(None, "--n", help="Number of modes (default: the demo chip, a 6-mode triangular mesh)."),
     kind: str = typer.Option("triangular", "--kind", help="rectangular | triangular (with --n)."),
     png: bool = typer.Option(True, "--png/--no-png", help="Also write chip.png, the layout with the chip map overlaid."),
+    pdk: str = typer.Option("generic", "--pdk", help="PDK to lay out on: generic | ubcpdk | cspdk (foundry PDKs need tapmesh[NAME])."),
     out: Path = OutOption,
     seed: int = SeedOption,
     as_json: bool = JsonOption,
@@ -159,7 +160,8 @@ def layout_cmd(
     position in µm, fiber port → mode) into --out; with --out NAME.gds, writes NAME.gds and NAME.png
     beside each other instead. Lengths in µm."""
 
-    def run(n, kind, png, out, seed):
+    def run(n, kind, png, pdk, out, seed):
+        _check_pdk(pdk)
         name = "chip"
         if Path(out).suffix.lower() == ".gds":
             out, name = Path(out).parent, Path(out).stem
@@ -169,9 +171,23 @@ def layout_cmd(
         out = _check_out(out)
         from tapmesh import stages
 
-        return stages.layout(out, n=n, kind=kind, demo=n is None, png=png, name=name)
+        return stages.layout(out, n=n, kind=kind, demo=n is None, png=png, name=name, pdk=pdk)
 
-    command("layout")(run)(n=n, kind=kind, png=png, out=out, seed=seed, as_json=as_json, debug=debug)
+    command("layout")(run)(n=n, kind=kind, png=png, pdk=pdk, out=out, seed=seed, as_json=as_json, debug=debug)
+
+
+def _check_pdk(name: str) -> str:
+    """A known, installed PDK name, else a one-line UsageError (the known names, or the extra to install)."""
+    import importlib.util
+
+    from tapmesh.pcells.roles import KNOWN_PDKS
+
+    if name not in KNOWN_PDKS:
+        raise UsageError(f"unknown --pdk {name!r}; known: {', '.join(sorted(KNOWN_PDKS))}")
+    module = KNOWN_PDKS[name]["module"]
+    if module is not None and importlib.util.find_spec(module.split(".")[0]) is None:
+        raise UsageError(f"PDK {name!r} is not installed: pip install '{KNOWN_PDKS[name]['extra']}'")
+    return name
 
 
 @app.command("calibrate")
