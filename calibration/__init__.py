@@ -1,8 +1,23 @@
-"""calibration: the Chip interface, an as-built virtual chip, and calibration of fabricated meshes."""
+"""tapmesh.calibration: the Chip interface, an as-built virtual chip, and calibration of fabricated meshes.
 
-from tapmesh.calibration.calibration import FORMAT_VERSION, Calibration, Correction
+One module per job: :mod:`~tapmesh.calibration.procedure` (:func:`calibrate`), the progressive stages
+(``progressive``, ``stage_model``, ``stage_fit``, ``stage_crosstalk``, ``gamma``), the older ``sweeps``,
+``fringes``, the global ``refine``, ``correction``, ``persistence``, ``crosstalk``, and the virtual chip
+(``virtual``, ``asbuilt``, ``noise``). Derivations are in docs/calibration.md.
+"""
+
+from tapmesh.calibration.asbuilt import AsBuilt
+from tapmesh.calibration.calibration import Calibration
+from tapmesh.calibration.capabilities import (
+    BenchCosts,
+    Capabilities,
+    CapabilitiesError,
+    MissingCapabilityError,
+    capabilities_of,
+)
 from tapmesh.calibration.chip import Chip
-from tapmesh.calibration.crosstalk import Crosstalk
+from tapmesh.calibration.correction import Correction
+from tapmesh.calibration.crosstalk import Crosstalk, neighbour_pairs
 from tapmesh.calibration.errors import (
     CalibrationError,
     CalibrationFileError,
@@ -12,15 +27,22 @@ from tapmesh.calibration.errors import (
     MeasurementError,
     VoltageError,
 )
+from tapmesh.calibration.noise import Noise
+from tapmesh.calibration.persistence import FORMAT_VERSION
 from tapmesh.calibration.plots import plot_fits, plot_residuals
 from tapmesh.calibration.procedure import STEPS, FaultWarning, calibrate
-from tapmesh.calibration.virtual import AsBuilt, Noise, VirtualChip, neighbour_pairs
+from tapmesh.calibration.virtual import VirtualChip
 from tapmesh.circuits import fidelity
 
 __all__ = [
     "FORMAT_VERSION",
     "Calibration",
     "Correction",
+    "BenchCosts",
+    "Capabilities",
+    "CapabilitiesError",
+    "MissingCapabilityError",
+    "capabilities_of",
     "Crosstalk",
     "AsBuilt",
     "CalibrationError",

@@ -1,6 +1,6 @@
-"""Thermal crosstalk as a sparse operator.
+"""Thermal crosstalk: which heaters are neighbours, and the crosstalk matrix as a sparse operator.
 
-Thermal crosstalk couples only neighbouring heaters (:func:`tapmesh.calibration.virtual.neighbour_pairs`: about 2
+Thermal crosstalk couples only neighbouring heaters (:func:`neighbour_pairs`: about 2
 per heater), so the (H, H) matrix X of the heater law ``φ_i = φ0_i + α_i (P_i + Σ_j X_ij P_j) + β_i V_i³``
 is almost all zeros: at n = 64 (H = 4096) a dense X is 134 MB and a dense product costs milliseconds,
 while its ~8 200 nonzeros take ~0.2 MB and a product microseconds.
@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import numpy as np
 import scipy.sparse as sp
+
+from tapmesh import circuits
 
 
 class Crosstalk:
@@ -190,3 +192,27 @@ class Crosstalk:
     def __repr__(self) -> str:
         scale = f", |X| ≤ {np.max(np.abs(self._values)):.3g}" if self.nnz else ""
         return f"Crosstalk({self._n}x{self._n}, {self.nnz} nonzeros{scale})"
+
+
+# ----------------------------------------------------------------------------- layout of heaters
+def heater_positions(topology: circuits.MeshTopology) -> np.ndarray:
+    """(n_heaters, 2) nominal (x, y) positions of the heaters on a grid: φ of MZI (c, m) at (2c, m),
+    θ at (2c + 1, m + 0.5), γ_m at (2·n_columns, m). Used to decide which heaters are thermal neighbours."""
+    k = topology.n_mzis
+    pos = np.zeros((topology.n_shifters, 2))
+    for i, (column, top) in enumerate(topology.mzis):
+        pos[i] = (2 * column + 1, top + 0.5)
+        pos[k + i] = (2 * column, top)
+    for m in range(topology.n):
+        pos[2 * k + m] = (2 * topology.n_columns, m)
+    return pos
+
+
+def neighbour_pairs(topology: circuits.MeshTopology) -> np.ndarray:
+    """(P, 2) ordered pairs (i, j), i ≠ j, of heaters close enough for thermal crosstalk
+    (|Δx| ≤ 1 and |Δy| ≤ 1 on the grid of :func:`heater_positions`)."""
+    pos = heater_positions(topology)
+    d = np.abs(pos[:, None, :] - pos[None, :, :])
+    close = (d[..., 0] <= 1.0) & (d[..., 1] <= 1.0)
+    np.fill_diagonal(close, False)
+    return np.argwhere(close)

@@ -10,9 +10,8 @@ from __future__ import annotations
 import numpy as np
 
 from tapmesh import circuits
-from tapmesh.calibration.crosstalk import Crosstalk
 from tapmesh.calibration.calibration import Calibration
-from tapmesh.calibration.virtual import neighbour_pairs
+from tapmesh.calibration.crosstalk import Crosstalk, neighbour_pairs
 
 TWO_PI = 2 * np.pi
 DENSE_LIMIT = 3e7

@@ -1,38 +1,14 @@
-"""An as-built virtual chip: a mesh with hidden fabrication errors and a noisy camera.
+"""An as-built virtual chip: a simulated mesh with hidden fabrication errors and a noisy camera.
 
-:class:`VirtualChip` implements the :class:`tapmesh.calibration.Chip` protocol on top of the JAX engine
-(:func:`tapmesh.circuits.propagate` with ``taps="power"``). Its hidden truth (:class:`AsBuilt`) is for tests to compare
-a calibration against; calibration and training code must never read it.
-
-Heater model (per heater i, canonical shifter order θ…, φ…, γ…)::
-
-    P_i   = V_i²                                  (heater power, in V² units; 0 for a dead heater)
-    φ_i   = φ0_i + α_i · (P_i + Σ_j X_ij P_j) + β_i · V_i³
-
-with φ0 the fabrication offset (uniform over 2π), α in rad/V², β in rad/V³ and X the thermal crosstalk
-matrix (zero diagonal) acting on heater powers. A dead heater dissipates nothing: its phase is φ0 plus what
-its neighbours leak into it. A dark tap reads only camera offset and noise.
-
-Camera model (per tap grating g, drawn once per chip from ``Noise``)::
-
-    reading = gain_g · (t_g·|field|² + shot noise) + offset_g + read noise,   quantized to ``bits`` over
-    [0, full_scale_mw] when ``bits`` is set (then also clipped to that range)
-
-with shot noise σ = ``shot``·sqrt(P·``full_scale_mw``) (P the true tap power): a relative scale that
-says how many photo-electrons a full-scale pixel collects (σ/P = shot at full scale). Output detectors
-(``read_outputs``) use the same shot and read figures with a 1 mW reference, no quantization and no
-gain spread. ``read_outputs_coherent`` models a coherent analyzer: the complex output field with
-complex Gaussian noise of per-quadrature σ = ``shot``·|y| + ``read_mw`` (read_mw taken in √mW there).
-
-Simulation: lazy by default (only what a ``read_*`` asks for is simulated: outputs through the transfer
-matrix cached per voltage setting, the tapped pass only for tap frames of the lit direction), in
-complex128 or, with ``precision="complex64"``, in single precision; the camera model is applied in float64
-on what is read, identically in every mode.
+:class:`VirtualChip` implements the :class:`tapmesh.calibration.Chip` protocol on the JAX engine
+(:func:`tapmesh.circuits.propagate` with ``taps="power"``), with the errors of an
+:class:`~tapmesh.calibration.asbuilt.AsBuilt` and the camera of a :class:`~tapmesh.calibration.noise.Noise`;
+calibration and training code must never read its hidden truth. Heater law, camera model and the lazy
+simulation are described in docs/calibration.md.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
 from functools import partial
 
 import jax
@@ -41,176 +17,11 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from tapmesh import circuits
-from tapmesh.calibration.crosstalk import Crosstalk
+from tapmesh.calibration.asbuilt import AsBuilt
+from tapmesh.calibration.crosstalk import Crosstalk, neighbour_pairs  # noqa: F401  (re-exported)
 from tapmesh.calibration.errors import ChipStateError, FieldError, VoltageError
 from tapmesh.calibration.heater import heater_phases
-
-
-# ----------------------------------------------------------------------------- layout of heaters
-def heater_positions(topology: circuits.MeshTopology) -> np.ndarray:
-    """(n_heaters, 2) nominal (x, y) positions of the heaters on a grid: φ of MZI (c, m) at (2c, m),
-    θ at (2c + 1, m + 0.5), γ_m at (2·n_columns, m). Used to decide which heaters are thermal neighbours."""
-    k = topology.n_mzis
-    pos = np.zeros((topology.n_shifters, 2))
-    for i, (column, top) in enumerate(topology.mzis):
-        pos[i] = (2 * column + 1, top + 0.5)
-        pos[k + i] = (2 * column, top)
-    for m in range(topology.n):
-        pos[2 * k + m] = (2 * topology.n_columns, m)
-    return pos
-
-
-def neighbour_pairs(topology: circuits.MeshTopology) -> np.ndarray:
-    """(P, 2) ordered pairs (i, j), i ≠ j, of heaters close enough for thermal crosstalk
-    (|Δx| ≤ 1 and |Δy| ≤ 1 on the grid of :func:`heater_positions`)."""
-    pos = heater_positions(topology)
-    d = np.abs(pos[:, None, :] - pos[None, :, :])
-    close = (d[..., 0] <= 1.0) & (d[..., 1] <= 1.0)
-    np.fill_diagonal(close, False)
-    return np.argwhere(close)
-
-
-# ----------------------------------------------------------------------------- hidden truth
-@dataclass(frozen=True, eq=False)
-class AsBuilt:
-    """Hidden truth of a fabricated chip (numpy arrays, canonical heater order).
-
-    Attributes:
-        phase_offsets: (H,) φ0 in rad.
-        alpha: (H,) rad/V².
-        beta: (H,) rad/V³.
-        crosstalk: (H, H) X, zero diagonal, acting on heater powers (V²).
-        delta: (K, 2) splitting errors of the (input, output) coupler of each MZI, rad.
-        loss_db: (K, 4) segment losses, dB (order of ``circuits.params.SEGMENT_NAMES``).
-        output_loss_db: (n,) dB.
-        tap_fraction: (H,) power fraction taken by each tap.
-        dead_heaters: heaters that do not heat.
-        dark_taps: taps whose gratings send nothing to the camera (both directions).
-    """
-
-    phase_offsets: np.ndarray
-    alpha: np.ndarray
-    beta: np.ndarray
-    crosstalk: np.ndarray
-    delta: np.ndarray
-    loss_db: np.ndarray
-    output_loss_db: np.ndarray
-    tap_fraction: np.ndarray
-    dead_heaters: tuple[int, ...] = ()
-    dark_taps: tuple[int, ...] = ()
-
-    @classmethod
-    def random(
-        cls,
-        topology: circuits.MeshTopology,
-        seed: int = 0,
-        delta_sigma: float = 0.03,
-        alpha: float = 0.5,
-        alpha_spread: float = 0.05,
-        beta_sigma: float = 0.0,
-        crosstalk: float = 0.0,
-        loss_db: float = 0.0,
-        loss_db_sigma: float = 0.0,
-        tap_fraction: float = 0.02,
-        tap_spread: float = 0.0,
-        dead_heaters=(),
-        dark_taps=(),
-    ) -> "AsBuilt":
-        """A random chip: φ0 uniform over [0, 2π); α = ``alpha``·(1 + ``alpha_spread``·N(0,1)); β ~ N(0,
-        ``beta_sigma``); crosstalk ``crosstalk``·(1 + 0.2·N(0,1)) between neighbouring heaters
-        (:func:`neighbour_pairs`); δ ~ N(0, ``delta_sigma``) rad; segment losses N(``loss_db``,
-        ``loss_db_sigma``) dB clipped at 0; tap fractions ``tap_fraction``·(1 + ``tap_spread``·N(0,1))."""
-        rng = np.random.default_rng(seed)
-        k, n, h = topology.n_mzis, topology.n, topology.n_shifters
-        x = np.zeros((h, h))
-        if crosstalk:
-            pairs = neighbour_pairs(topology)
-            x[pairs[:, 0], pairs[:, 1]] = crosstalk * (1 + 0.2 * rng.normal(size=len(pairs)))
-        taps = tap_fraction * (1 + tap_spread * rng.normal(size=h))
-        return cls(
-            phase_offsets=rng.uniform(0, 2 * np.pi, h),
-            alpha=alpha * (1 + alpha_spread * rng.normal(size=h)),
-            beta=rng.normal(0.0, beta_sigma, h) if beta_sigma else np.zeros(h),
-            crosstalk=x,
-            delta=rng.normal(0.0, delta_sigma, (k, 2)),
-            loss_db=np.clip(rng.normal(loss_db, loss_db_sigma, (k, 4)), 0.0, None),
-            output_loss_db=np.clip(rng.normal(loss_db, loss_db_sigma, n), 0.0, None),
-            tap_fraction=np.clip(taps, 1e-4, 0.5),
-            dead_heaters=tuple(int(i) for i in dead_heaters),
-            dark_taps=tuple(int(i) for i in dark_taps),
-        )
-
-    @classmethod
-    def ideal(cls, topology: circuits.MeshTopology, alpha: float = 0.5, tap_fraction: float = 0.02) -> "AsBuilt":
-        """A perfect chip: φ0 = 0, δ = 0, no loss, no crosstalk, uniform α and tap fraction."""
-        k, n, h = topology.n_mzis, topology.n, topology.n_shifters
-        return cls(
-            phase_offsets=np.zeros(h),
-            alpha=np.full(h, float(alpha)),
-            beta=np.zeros(h),
-            crosstalk=np.zeros((h, h)),
-            delta=np.zeros((k, 2)),
-            loss_db=np.zeros((k, 4)),
-            output_loss_db=np.zeros(n),
-            tap_fraction=np.full(h, float(tap_fraction)),
-        )
-
-    def with_faults(self, dead_heaters=(), dark_taps=()) -> "AsBuilt":
-        """A copy with (more) dead heaters and dark taps."""
-        return replace(
-            self,
-            dead_heaters=tuple(sorted(set(self.dead_heaters) | {int(i) for i in dead_heaters})),
-            dark_taps=tuple(sorted(set(self.dark_taps) | {int(i) for i in dark_taps})),
-        )
-
-    def phases(self, voltages) -> np.ndarray:
-        """True phases of every heater at ``voltages`` (canonical order), rad."""
-        return heater_phases(voltages, self.phase_offsets, self.alpha, self.beta, self.crosstalk, self.dead_heaters)
-
-    def mesh_params(self, topology: circuits.MeshTopology, voltages) -> circuits.MeshParams:
-        """The true mesh parameters at these heater voltages (float64)."""
-        phases = self.phases(voltages)
-        return circuits.MeshParams.assemble(
-            topology,
-            phases,
-            delta=self.delta,
-            loss_db=self.loss_db,
-            output_loss_db=self.output_loss_db,
-            tap_fraction=self.tap_fraction,
-        )
-
-
-# ----------------------------------------------------------------------------- detector noise
-@dataclass(frozen=True)
-class Noise:
-    """Detector noise of the camera imaging the taps (and of the output detectors); see the module doc.
-
-    Attributes:
-        shot: relative shot-noise scale, σ = shot·sqrt(P·full_scale_mw) (σ/P = shot at full scale).
-        read_mw: additive Gaussian read noise, mW.
-        bits: ADC bits over [0, full_scale_mw] (None: no quantization, no clipping).
-        full_scale_mw: camera full scale, mW.
-        gain_sigma: spread of the fixed per-grating gain (1 + gain_sigma·N(0,1), drawn once per chip).
-        offset_mw: scale of the fixed per-grating dark offset (offset_mw·U(0.5, 1.5), drawn once).
-    """
-
-    shot: float = 0.0
-    read_mw: float = 0.0
-    bits: int | None = None
-    full_scale_mw: float = 1.0
-    gain_sigma: float = 0.0
-    offset_mw: float = 0.0
-
-    @classmethod
-    def none(cls) -> "Noise":
-        """A perfect camera."""
-        return cls()
-
-    @classmethod
-    def realistic(cls) -> "Noise":
-        """An InGaAs camera set so a tap of a 1 mW guide (t = 2 %) reads ~20 % of full scale: 12-bit ADC,
-        ~0.5 % shot noise at full scale, 0.05 % of full scale read noise, 2 % gain spread, ~1 % offsets."""
-        return cls(shot=0.005, read_mw=5e-5, bits=12, full_scale_mw=0.1, gain_sigma=0.02, offset_mw=1e-3)
+from tapmesh.calibration.noise import Noise, camera_reading
 
 
 # ----------------------------------------------------------------------------- the chip
@@ -453,18 +264,7 @@ class VirtualChip:
         else:
             power = np.zeros((batch, self.n_heaters))
         g = 0 if direction == "forward" else 1
-        noise = self.noise
-        fs = noise.full_scale_mw
-        reading = power
-        if noise.shot:
-            reading = reading + noise.shot * np.sqrt(np.clip(power, 0, None) * fs) * self._rng.normal(size=power.shape)
-        if not self._unit_camera:
-            reading = self._gain[g] * reading + self._offset[g]
-        if noise.read_mw:
-            reading = reading + noise.read_mw * self._rng.normal(size=power.shape)
-        if noise.bits:
-            levels = 2**noise.bits - 1
-            reading = np.round(np.clip(reading / fs, 0.0, 1.0) * levels) / levels * fs
+        reading = camera_reading(self.noise, power, self._gain[g], self._offset[g], self._rng, self._unit_camera)
         return self._shape(reading)
 
     def read_outputs(self) -> np.ndarray:

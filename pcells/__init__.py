@@ -12,7 +12,7 @@ import gdsfactory as gf
 from . import errors, schedule
 from .cells import grating_tap, mzi_tapped, phase_shifter_tapped
 from .chip import DEMO_ROLES, chip, demo_chip
-from .chip_map import ChipMap, FiberMap, PadMap, TapMap, chip_map
+from .chip_map import ChipMap, FiberMap, HeaterMap, PadMap, TapMap, chip_map
 from .checks import DRC_RULES, dangling_optical_ports, drc, netlist_summary, overlap_area, write_drc_deck
 from .errors import (
     ConnectivityError,
@@ -41,7 +41,7 @@ from .roles import (
     use_pdk,
 )
 from . import foundry  # noqa: E402,F401 - registers the foundry processes
-from .plot import plot_layout
+from .plot import plot_chip, plot_layout
 
 
 def _ensure_pdk() -> None:
@@ -80,6 +80,7 @@ __all__ = [
     "CouplerKindError",
     "CrossSectionError",
     "FiberMap",
+    "HeaterMap",
     "LayoutError",
     "MeshKindError",
     "MeshSizeError",
@@ -101,6 +102,7 @@ __all__ = [
     "netlist_summary",
     "overlap_area",
     "phase_shifter_tapped",
+    "plot_chip",
     "plot_layout",
     "schedule",
     "write_drc_deck",

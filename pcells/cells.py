@@ -316,14 +316,17 @@ def _add_lanes(
 ) -> None:
     """Route heater contacts (ports facing −y) to the east edge on lanes below them, as a non-crossing staircase.
 
-    The westmost contact takes the deepest lane; lane i ends in port ``e{i+1}`` at ``x_end``.
+    The westmost contact takes the deepest lane; lane i ends in port ``e{i+1}`` at ``x_end``. Returns the x
+    (µm) where each lane starts (its contact), the west end of the span a router may tap it in.
     """
     k = len(contacts)
+    starts = []
     for i, p in enumerate(contacts):
         x, y = p.dcenter
         y_lane = y_first - (k - 1 - i) * lane_pitch
         _rect(c, x - lane_width / 2, x + lane_width / 2, y_lane - lane_width / 2, y + lane_width / 2, layer)
         _rect(c, x - lane_width / 2, x_end, y_lane - lane_width / 2, y_lane + lane_width / 2, layer)
+        starts.append(round(x + lane_width / 2, 3))
         c.add_port(
             f"e{i + 1}",
             center=(x_end, y_lane),
@@ -332,6 +335,7 @@ def _add_lanes(
             layer=layer,
             port_type="electrical",
         )
+    return starts
 
 
 @gf.cell
@@ -447,7 +451,7 @@ def mzi_tapped(
         c.add_port(name, port=ref.ports[p])
     x_end = c_out.ports["o3"].dcenter[0]
     contacts = [phi.ports["e1"], phi.ports["e2"], theta.ports["e1"], theta.ports["e2"]]
-    _add_lanes(c, contacts, x_end, pitch - lane_top, lane_pitch, lane_width, xl.layer)
+    c.info["lane_start"] = _add_lanes(c, contacts, x_end, pitch - lane_top, lane_pitch, lane_width, xl.layer)
     c.info["length"] = x_end
     c.info["pitch"] = pitch
     c.info["coupler"] = coupler
@@ -496,7 +500,8 @@ def phase_shifter_tapped(
     c.add_port("o2", port=p.ports["o2"])
     c.add_port("o3", port=s.ports["o3"])
     c.add_port("o4", port=s.ports["o4"])
-    _add_lanes(c, [s.ports["e1"], s.ports["e2"]], length, -lane_top, lane_pitch, lane_width, xl.layer)
+    c.info["lane_start"] = _add_lanes(c, [s.ports["e1"], s.ports["e2"]], length, -lane_top, lane_pitch, lane_width,
+                                      xl.layer)
     c.info["length"] = length
     return c
 

@@ -49,6 +49,18 @@ class TapMap:
 
 
 @dataclass
+class HeaterMap:
+    """One heater: canonical ``shifter`` index, kind, its centre (µm) and drawn length (µm, along x)."""
+
+    shifter: int
+    kind: str
+    position: list
+    length: float
+    mzi: list | None = None
+    mode: int | None = None
+
+
+@dataclass
 class FiberMap:
     """One fiber coupler: ``port`` the chip port at its fiber end (``fiber_in0``…; the instance name when the
     chip exports none there), ``role`` input/output/loopback, ``mode`` (None for loopback), position (µm),
@@ -71,6 +83,8 @@ class ChipMap:
     taps: list = field(default_factory=list)
     fibers: list = field(default_factory=list)
     roles: dict | None = None
+    heaters: list = field(default_factory=list)
+    trenches: list = field(default_factory=list)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -87,6 +101,8 @@ class ChipMap:
             taps=[TapMap(**t) for t in d.get("taps", [])],
             fibers=[FiberMap(**f) for f in d.get("fibers", [])],
             roles=d.get("roles"),
+            heaters=[HeaterMap(**h) for h in d.get("heaters", [])],
+            trenches=[list(t) for t in d.get("trenches", [])],
         )
 
     @classmethod
@@ -99,6 +115,38 @@ class ChipMap:
             if p.shifter == shifter:
                 return p
         raise KeyError(shifter)
+
+    def heater_positions(self):
+        """(positions (H, 2) µm, lengths (H,) µm) of the heaters in canonical order, as NumPy arrays (the input
+        of :func:`tapmesh.circuits.thermal.crosstalk_pairs`)."""
+        import numpy as np
+
+        hs = sorted(self.heaters, key=lambda h: h.shifter)
+        return np.array([h.position for h in hs], dtype=float).reshape(-1, 2), np.array([h.length for h in hs])
+
+    def trench_rects(self):
+        """Deep trenches as an (K, 4) array of ``(x0, y0, x1, y1)`` µm rectangles."""
+        import numpy as np
+
+        return np.array(self.trenches, dtype=float).reshape(-1, 4)
+
+    def crosstalk(self, *, thermal_length: float | None = None, trench_transmission: float = 0.3):
+        """Sparse thermal crosstalk ``(rows j, cols i, X[j, i])`` of the drawn heaters and trenches
+        (:func:`tapmesh.circuits.thermal.crosstalk_pairs`)."""
+        from tapmesh.circuits import thermal
+
+        pos, length = self.heater_positions()
+        ell = thermal.THERMAL_LENGTH if thermal_length is None else thermal_length
+        return thermal.crosstalk_pairs(pos, length, thermal_length=ell, trenches=self.trench_rects(),
+                                       trench_transmission=trench_transmission)
+
+    def neighbour_pairs(self, *, thermal_length: float | None = None, threshold: float = 1e-3):
+        """(P, 2) pairs ``(j, i)`` of heaters coupled by at least ``threshold`` (calibration's neighbour list)."""
+        import numpy as np
+
+        j, i, v = self.crosstalk(thermal_length=thermal_length)
+        keep = v >= threshold
+        return np.stack([j[keep], i[keep]], axis=1)
 
     def taps_of(self, shifter: int) -> dict:
         """``{"fwd": TapMap, "bwd": TapMap}`` of canonical shifter ``shifter``."""
@@ -168,12 +216,30 @@ def _segment_points(seg_inst, t0, role, mzi, mode):
     for pname in ("e1", "e2"):
         p = heater.cell.ports[pname]
         pts[pname] = th * kdb.DPoint(p.dcenter[0], p.dcenter[1] + 1.0)
+    length = float(heater.cell.info["length"])
+    centre = th * kdb.DPoint(length / 2, 0.0)
     tt = ts * tap.dcplx_trans
     taps = {}
     for pname, direction in (("o3", "fwd"), ("o4", "bwd")):
         p = tap.cell.ports[pname]
         taps[direction] = tt * kdb.DPoint(*p.dcenter)
-    return {"kind": role, "mzi": mzi, "mode": mode, "signal": pts["e1"], "return": pts["e2"], "taps": taps}
+    return {"kind": role, "mzi": mzi, "mode": mode, "signal": pts["e1"], "return": pts["e2"], "taps": taps,
+            "centre": centre, "length": length}
+
+
+def _trenches(component, layer="DEEPTRENCH") -> list:
+    """Deep-trench rectangles ``[x0, y0, x1, y1]`` (µm) drawn anywhere in ``component`` (their bounding boxes)."""
+    ly = component.kcl.layout
+    try:
+        li = int(gf.get_layer(layer))
+    except Exception:  # noqa: BLE001 - a PDK without a trench layer draws none
+        return []
+    reg = kdb.Region(ly.begin_shapes(component.kdb_cell.cell_index(), li)).merged()
+    out = []
+    for poly in reg.each():
+        b = poly.bbox().to_dtype(ly.dbu)
+        out.append([round(b.left, 3), round(b.bottom, 3), round(b.right, 3), round(b.top, 3)])
+    return sorted(out)
 
 
 def _metal_nets(component, conductors, vias):
@@ -306,6 +372,12 @@ def chip_map(
                     mode=g["mode"],
                 )
             )
+    heaters = [
+        HeaterMap(shifter=h, kind=geo[h]["kind"], position=[round(geo[h]["centre"].x, 3), round(geo[h]["centre"].y, 3)],
+                  length=geo[h]["length"], mzi=geo[h]["mzi"], mode=geo[h]["mode"])
+        for h in sorted(geo)
+    ]
+    trenches = _trenches(component)
     roles = component.info.get("roles")
     roles = {k: [list(v) for v in vs] for k, vs in roles.items()} if roles else None
     if holder_info is None:  # a bare mesh: its own optical ports are the I/O
@@ -314,7 +386,7 @@ def chip_map(
             for name, role in ((f"o{m + 1}", "input"), (f"o{n + m + 1}", "output")):
                 p = component.ports[name]
                 fibers.append(FiberMap(port=name, position=[p.dcenter[0], p.dcenter[1]], role=role, mode=m))
-        return ChipMap(n=n, kind=kind, taps=taps, fibers=fibers, roles=roles)
+        return ChipMap(n=n, kind=kind, taps=taps, fibers=fibers, roles=roles, heaters=heaters, trenches=trenches)
 
     holder, mesh_inst_name = holder_info
     top_ports = {
@@ -362,4 +434,5 @@ def chip_map(
     unused = [name for hits in pad_net.values() for name, _ in hits if name not in used]
     if unused:
         raise ConnectivityError(f"pads {unused} drive nothing")
-    return ChipMap(n=n, kind=kind, pads=pads, taps=taps, fibers=fibers, roles=roles)
+    return ChipMap(n=n, kind=kind, pads=pads, taps=taps, fibers=fibers, roles=roles, heaters=heaters,
+                   trenches=trenches)

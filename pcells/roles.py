@@ -242,6 +242,7 @@ ROLE_PARAMS: dict[str, str] = {
     "layer_label": "label",
     "shared_return": "shared_return",
     "pdk": "pdk",
+    "process": "process",
 }
 """Cell parameter → :class:`Roles` attribute that fills it."""
 

@@ -149,6 +149,7 @@ def layout_cmd(
     kind: str = typer.Option("triangular", "--kind", help="rectangular | triangular (with --n)."),
     png: bool = typer.Option(True, "--png/--no-png", help="Also write chip.png, the layout with the chip map overlaid."),
     pdk: str = typer.Option("generic", "--pdk", help="PDK to lay out on: generic | ubcpdk | cspdk (foundry PDKs need tapmesh[NAME])."),
+    pads: str = typer.Option("direct", "--pads", help="direct | bumps | edge: pad per heater on zone tracks, or dense routing to a bump array / edge pad field (with --n)."),
     out: Path = OutOption,
     seed: int = SeedOption,
     as_json: bool = JsonOption,
@@ -160,7 +161,7 @@ def layout_cmd(
     position in µm, fiber port → mode) into --out; with --out NAME.gds, writes NAME.gds and NAME.png
     beside each other instead. Lengths in µm."""
 
-    def run(n, kind, png, pdk, out, seed):
+    def run(n, kind, png, out, seed, pads="direct", pdk="generic"):
         _check_pdk(pdk)
         name = "chip"
         if Path(out).suffix.lower() == ".gds":
@@ -168,12 +169,14 @@ def layout_cmd(
         if n is not None:
             _check_n(n)
             _check_choice(kind, KINDS, "--kind")
+        _check_choice(pads, ("direct", "bumps", "edge"), "--pads")
         out = _check_out(out)
         from tapmesh import stages
 
-        return stages.layout(out, n=n, kind=kind, demo=n is None, png=png, name=name, pdk=pdk)
+        return stages.layout(out, n=n, kind=kind, demo=n is None, png=png, name=name, pads=pads, pdk=pdk)
 
-    command("layout")(run)(n=n, kind=kind, png=png, pdk=pdk, out=out, seed=seed, as_json=as_json, debug=debug)
+    command("layout")(run)(n=n, kind=kind, png=png, out=out, seed=seed, as_json=as_json, debug=debug, pads=pads,
+                           pdk=pdk)
 
 
 def _check_pdk(name: str) -> str:

@@ -76,15 +76,16 @@ def simulate(n: int, kind: str, out: Path, seed: int = 0, wl_span: float = 0.1, 
 
 
 # ------------------------------------------------------------------------------------------ layout
-def _build_chip(n: int | None, kind: str, demo: bool, pdk: str = "generic"):
+def _build_chip(n: int | None, kind: str, demo: bool, pads: str = "direct", pdk: str = "generic"):
     from tapmesh import pcells
 
     pcells.use_pdk(pdk)
-    return pcells.demo_chip() if demo else pcells.chip(n=n, kind=kind, pdk=pdk)
+    return pcells.demo_chip() if demo else pcells.chip(n=n, kind=kind, pads=pads, pdk=pdk)
 
 
 def layout(
     out: Path, n: int | None = None, kind: str = "triangular", demo: bool = True, png: bool = True, name: str = "chip",
+    pads: str = "direct",
     pdk: str = "generic",
 ) -> dict[str, Any]:
     """Lay out the chip on ``pdk``: ``{name}.gds``, ``{name}.png`` (the layout with the chip map overlaid) and
@@ -92,7 +93,7 @@ def layout(
     from tapmesh import pcells
 
     start = time.perf_counter()
-    component = _build_chip(n, kind, demo, pdk)
+    component = _build_chip(n, kind, demo, pads, pdk)
     mapping = pcells.chip_map(component)
     gds = out / f"{name}.gds"
     tmp = out / f".{name}.gds.tmp.gds"
@@ -120,7 +121,8 @@ def layout(
         "layout_seconds": round(time.perf_counter() - start, 2),
         "files": files,
     }
-    atomic_write_json(out / "layout.json", {"demo": demo, "n": summary["n"], "kind": summary["kind"], "summary": summary})
+    atomic_write_json(out / "layout.json", {"demo": demo, "n": summary["n"], "kind": summary["kind"], "pads": pads,
+                                            "summary": summary})
     return summary
 
 
@@ -139,7 +141,7 @@ def extract(out: Path, png: bool = True) -> dict[str, Any]:
     from tapmesh import circuits
 
     chosen = read_layout(out)
-    component = _build_chip(chosen["n"], chosen["kind"], chosen["demo"])
+    component = _build_chip(chosen["n"], chosen["kind"], chosen["demo"], chosen.get("pads", "direct"))
     start = time.perf_counter()
     extracted = circuits.sax_circuit(component)
     topology = circuits.topology(chosen["n"], chosen["kind"])

@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 from tapmesh import circuits
 from tapmesh.calibration import AsBuilt, CalibrationFileError, CalibrationVersionError, VoltageError
 from tapmesh.calibration.calibration import Calibration
-from tapmesh.calibration.virtual import neighbour_pairs
+from tapmesh.calibration.crosstalk import neighbour_pairs
 
 
 def random_calibration(n=4, seed=201, crosstalk=0.02, beta=0.01):

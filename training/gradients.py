@@ -33,7 +33,8 @@ from dataclasses import dataclass, field
 import jax.numpy as jnp
 import numpy as np
 
-from tapmesh.training.network import PhotonicNetwork, _device
+from tapmesh.training.network import PhotonicNetwork
+from tapmesh.training.twin import device_array
 
 
 @dataclass
@@ -47,7 +48,7 @@ class GradientResult:
 
 
 def _as_list(grads, net):
-    return [_device(g, net.real_dtype) for g in grads]
+    return [device_array(g, net.real_dtype) for g in grads]
 
 
 # ------------------------------------------------------------------------------------------- autodiff

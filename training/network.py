@@ -1,142 +1,21 @@
 """Photonic neural networks: layers of programmed meshes with digital nonlinearities between them.
 
-A :class:`PhotonicNetwork` of ``L`` layers on ``n``-mode meshes computes, for encoded input fields
-``x_0`` (batch, n)::
-
-    z_l = U_l(θ_l) x_{l-1}            (optical: one pass through a programmed mesh)
-    x_l = f(z_l)        for l < L      (digital nonlinearity on the read-out field)
-    P_k = Σ_{j ∈ group k} |z_L,j|²     (readout: grouped output-port powers)
-    loss = CE(P / ΣP, y)  or  MSE(P / ΣP, onehot(y))
-
-Each layer is a mesh on a :class:`tapmesh.calibration.Chip` (one chip per layer, or one chip time-multiplexed
-over all layers as in the seed paper: it is reprogrammed before each layer's pass). The *digital twin*
-of layer l is the calibrated model ``calibration.mesh_params(θ_l)`` evaluated with
-:func:`tapmesh.circuits.propagate`; with no calibration it is the ideal mesh.
-
-Adjoint convention (used by every gradient method): for a real loss L of a complex field z, the
-adjoint ``c = ∂L/∂Re z − i ∂L/∂Im z`` so that ``dL = Re(Σ c·dz)``; for ``z = U x`` the adjoint of ``x``
-is ``Uᵀ c``, the field that leaves the mesh's input ports when ``c`` is injected at its outputs.
+A :class:`PhotonicNetwork` of ``L`` layers runs each layer as one pass through a programmed mesh on a
+:class:`tapmesh.calibration.Chip` (one chip per layer, or one time-multiplexed chip), with its calibrated
+model as the digital twin. The forward model and the adjoint convention are in docs/training.md.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from tapmesh import circuits
 from tapmesh.circuits import MeshParams, MeshTopology
-
-# --------------------------------------------------------------------------------------------- encoding
-
-
-@dataclass(frozen=True)
-class Encoding:
-    """How a feature vector ``u`` (values in [0, 1]) becomes an input field on ``n_ports`` modes.
-
-    * ``"amplitude"``: mode j carries amplitude ``scale·u_j`` (j < d); every remaining mode is a
-      bias/reference mode of constant amplitude ``bias``.
-    * ``"amplitude_phase"``: modes j < d carry ``scale·u_j``; modes d ≤ j < 2d carry the same features
-      as phases, ``bias·exp(iπ u_j)``, on a reference amplitude; remaining modes are bias modes.
-
-    Fields are in √mW: an amplitude of 1 is 1 mW in that input port.
-    """
-
-    kind: str = "amplitude"
-    bias: float = 1.0
-    scale: float = 1.0
-
-    def __post_init__(self):
-        if self.kind not in ("amplitude", "amplitude_phase"):
-            raise ValueError(f"encoding kind must be 'amplitude' or 'amplitude_phase', got {self.kind!r}")
-
-    def n_modes_needed(self, n_features: int) -> int:
-        return n_features * (2 if self.kind == "amplitude_phase" else 1)
-
-    def __call__(self, features, n_ports: int, dtype=np.complex128) -> np.ndarray:
-        u = np.asarray(features, dtype=np.float64)
-        if u.ndim == 1:
-            u = u[None, :]
-        batch, d = u.shape
-        need = self.n_modes_needed(d)
-        if need > n_ports:
-            raise ValueError(f"{self.kind} encoding of {d} features needs {need} ports, the mesh has {n_ports}")
-        x = np.full((batch, n_ports), self.bias, dtype=np.complex128)
-        x[:, :d] = self.scale * u
-        if self.kind == "amplitude_phase":
-            x[:, d : 2 * d] = self.bias * np.exp(1j * np.pi * u)
-        return x.astype(dtype)
-
-
-# ---------------------------------------------------------------------------------------- activations
-
-
-@dataclass(frozen=True)
-class Activation:
-    """Digital nonlinearity applied to a layer's read-out field (complex in, complex out).
-
-    * ``"abs"``: ``|z|`` (needs only output powers: ``√P``);
-    * ``"abs2"``: ``|z|²`` (output powers);
-    * ``"eo"``: the electro-optic activation of Williamson et al. (2020), a fraction ``alpha`` of the
-      power is tapped to a photodiode whose signal drives a phase modulator on the rest:
-      ``f(z) = i√(1−α) · exp(−i(g|z|² + φ_b)/2) · cos((g|z|² + φ_b)/2) · z`` with gain ``g`` (rad/mW)
-      and bias phase ``φ_b`` (needs the coherent field);
-    * ``"linear"``: identity (for tests).
-    """
-
-    kind: str = "abs"
-    alpha: float = 0.1
-    gain: float = np.pi
-    bias_phase: float = np.pi
-
-    def __post_init__(self):
-        if self.kind not in ("abs", "abs2", "eo", "linear"):
-            raise ValueError(f"activation must be 'abs', 'abs2', 'eo' or 'linear', got {self.kind!r}")
-
-    @property
-    def from_powers(self) -> bool:
-        """True when the activation can be computed from output powers alone (no coherent readout)."""
-        return self.kind in ("abs", "abs2")
-
-    def __call__(self, z):
-        if self.kind == "abs":
-            # smooth at 0 so that the adjoint stays finite
-            return jnp.sqrt(jnp.real(z) ** 2 + jnp.imag(z) ** 2 + 1e-30).astype(z.dtype)
-        if self.kind == "abs2":
-            return (jnp.real(z) ** 2 + jnp.imag(z) ** 2).astype(z.dtype)
-        if self.kind == "eo":
-            p = jnp.real(z) ** 2 + jnp.imag(z) ** 2
-            arg = 0.5 * (self.gain * p + self.bias_phase)
-            return (1j * np.sqrt(1.0 - self.alpha) * jnp.exp(-1j * arg) * jnp.cos(arg) * z).astype(z.dtype)
-        return z
-
-    def of_powers(self, powers: np.ndarray) -> np.ndarray:
-        """The activation from measured powers (``abs``/``abs2`` only); negative noisy readings clip to 0."""
-        p = np.clip(np.asarray(powers, dtype=np.float64), 0.0, None)
-        return np.sqrt(p) if self.kind == "abs" else p
-
-
-# ------------------------------------------------------------------------------------------ readout
-
-
-def port_groups(n_ports: int, n_classes: int) -> tuple[tuple[int, ...], ...]:
-    """Contiguous, equal groups of output ports, one per class; leftover ports are unused."""
-    if n_classes > n_ports:
-        raise ValueError(f"{n_classes} classes need at least as many ports, the mesh has {n_ports}")
-    size = n_ports // n_classes
-    return tuple(tuple(range(k * size, (k + 1) * size)) for k in range(n_classes))
-
-
-LOSSES = ("ce", "softmax_ce", "mse")
-"""``ce``: −log q_y with q = P/ΣP the normalized class powers; ``softmax_ce``: cross-entropy of
-softmax(T·q) (temperature ``T = PhotonicNetwork.temperature``, sharper margins on many classes);
-``mse``: Σ (q − onehot)²."""
-
-
-# ------------------------------------------------------------------------------------------ network
+from tapmesh.training.digital import LOSSES, Activation, Encoding, port_groups
+from tapmesh.training.twin import COMPILED, compile_network, device_array
 
 
 def _as_tuple(value, n_layers, what):
@@ -149,73 +28,6 @@ def _as_tuple(value, n_layers, what):
         return value
     return (value,)
 
-
-_COMPILED: dict = {}
-
-
-def _device(a, dtype) -> jax.Array:
-    """``a`` as a JAX array of ``dtype``: host arrays are cast by numpy first, so no per-call XLA convert op
-    runs on the device (chip readings arrive as complex128 / float64 whatever the network's dtype)."""
-    if isinstance(a, jax.Array):
-        return a if a.dtype == dtype else a.astype(dtype)
-    return jnp.asarray(np.asarray(a, dtype=dtype))
-
-
-def _compile(top, n_layers, act, loss_kind, group_matrix, n_classes, real_dtype, temperature) -> dict:
-    """The jitted pure functions of a network shape (the twin's base MeshParams are arguments)."""
-
-    def twin(base, phases_l):
-        return base.with_phases(jnp.asarray(phases_l, dtype=real_dtype))
-
-    def class_powers(z):
-        return (jnp.real(z) ** 2 + jnp.imag(z) ** 2) @ group_matrix
-
-    def loss_of_powers(p, y):
-        p = jnp.maximum(p, 0.0)  # measured powers: noise can push a dark port below zero
-        total = jnp.sum(p, axis=1, keepdims=True)
-        q = p / jnp.maximum(total, 1e-30)
-        onehot = jax.nn.one_hot(y, n_classes, dtype=q.dtype)
-        if loss_kind == "ce":
-            return -jnp.mean(jnp.log(jnp.sum(q * onehot, axis=1) + 1e-12))
-        if loss_kind == "softmax_ce":
-            return -jnp.mean(jnp.sum(jax.nn.log_softmax(temperature * q, axis=1) * onehot, axis=1))
-        return jnp.mean(jnp.sum((q - onehot) ** 2, axis=1))
-
-    def loss_of_field(z, y):
-        return loss_of_powers(class_powers(z), y)
-
-    def model_fields(bases, phases, x):
-        zs = []
-        for l in range(n_layers):
-            z = circuits.propagate(top, twin(bases[l], phases[l]), x)
-            zs.append(z)
-            x = act(z)
-        return zs
-
-    def model_loss(bases, phases, x, y):
-        return loss_of_field(model_fields(bases, phases, x)[-1], y)
-
-    def output_adjoint(z, y):
-        # JAX's gradient of a real function of complex z is ∂/∂Re z − i ∂/∂Im z: our adjoint convention
-        return jax.value_and_grad(loss_of_field)(z, y)
-
-    def activation_adjoint(z, a):
-        return jax.grad(lambda zz: jnp.real(jnp.sum(a * act(zz))))(z)
-
-    def local_gradient(base, phases_l, x, c):
-        return jax.grad(lambda p: jnp.real(jnp.sum(c * circuits.propagate(top, twin(base, p), x))))(phases_l)
-
-    return {
-        "class_powers": jax.jit(class_powers),
-        "loss_of_powers": jax.jit(loss_of_powers),
-        "model_fields": jax.jit(model_fields),
-        "model_loss": jax.jit(model_loss),
-        "model_value_and_grad": jax.jit(jax.value_and_grad(model_loss, argnums=1)),
-        "output_adjoint": jax.jit(output_adjoint),
-        "activation_adjoint": jax.jit(activation_adjoint),
-        "activation": jax.jit(act),
-        "local_gradient": jax.jit(local_gradient),
-    }
 
 
 class PhotonicNetwork:
@@ -357,12 +169,12 @@ class PhotonicNetwork:
         # Compiled once per network *shape* (module cache): networks that differ only in their chips or
         # calibration values share the compiled code; the twin's base parameters are arguments.
         key = (self.topology, self.n_layers, self.activation, self.loss_kind, self.groups, self.n_classes, str(self.dtype), self.temperature)
-        if key not in _COMPILED:
-            _COMPILED[key] = _compile(
+        if key not in COMPILED:
+            COMPILED[key] = compile_network(
                 self.topology, self.n_layers, self.activation, self.loss_kind, self.group_matrix, self.n_classes,
                 self.real_dtype, self.temperature,
             )
-        fns = _COMPILED[key]
+        fns = COMPILED[key]
         self._layer_bases = [self._bases[self._slot(l)] for l in range(self.n_layers)]
         b = self._layer_bases
         self._class_powers = fns["class_powers"]
@@ -386,22 +198,22 @@ class PhotonicNetwork:
 
     def output_adjoint(self, z_last, y):
         """(loss, c): the loss of the last layer's field and its adjoint ``c`` (mean over the batch)."""
-        loss, c = self._output_adjoint(_device(z_last, self.dtype), jnp.asarray(y))
+        loss, c = self._output_adjoint(device_array(z_last, self.dtype), jnp.asarray(y))
         return float(loss), np.asarray(c)
 
     def activation_adjoint(self, z, a) -> np.ndarray:
         """Adjoint at a layer's output ``z`` from the adjoint ``a`` at the next layer's input f(z)."""
-        return np.asarray(self._activation_adjoint(_device(z, self.dtype), _device(a, self.dtype)))
+        return np.asarray(self._activation_adjoint(device_array(z, self.dtype), device_array(a, self.dtype)))
 
     def activate(self, z) -> np.ndarray:
         """The activation of a read-out field ``z`` (compiled), as a host array of the network's dtype."""
-        return np.asarray(self._activation(_device(z, self.dtype)))
+        return np.asarray(self._activation(device_array(z, self.dtype)))
 
     def local_model_gradient(self, layer: int, phases_l, x, c) -> jax.Array:
         """∂/∂θ Re Σ_b c_b·(U_l(θ) x_b) on the digital twin: maps a field-space error (a weight update
         ``ΔW = Σ_b conj(c_b) conj(x_b)ᵀ``) to phases through the model's Jacobian."""
         return self._local_gradients[layer](
-            _device(phases_l, self.real_dtype), _device(x, self.dtype), _device(c, self.dtype)
+            device_array(phases_l, self.real_dtype), device_array(x, self.dtype), device_array(c, self.dtype)
         )
 
     # ------------------------------------------------------------------------------ model

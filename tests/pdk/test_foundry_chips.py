@@ -45,6 +45,9 @@ def test_roles_come_from_the_pdk(chip8):
 def test_foundry_drc_clean_n8(chip8):
     res = foundry_drc.run_deck(chip8, chip8.info["pdk"])
     assert res and all(v == 0 for v in res.values()), res
+    # the process deck of pcells.checks (width/space/enclosure of the same rules) agrees
+    res2 = pcells.drc(chip8, process=chip8.info["pdk"])
+    assert all(v == 0 for v in res2.values()), res2
 
 
 @pytest.mark.skipif(foundry_drc.klayout_binary() is None, reason="klayout binary not installed")
@@ -104,13 +107,22 @@ def test_missing_role_on_the_foundry_pdk():
         pcells.use_pdk(pdk, roles=r.with_roles(lane="metal2", via_heater="via_stack_heater_m2"))
 
 
+def test_reticle_is_checked_on_the_foundry_pdk():
+    pdk = next((p for p in PDKS if _installed(p)), None)
+    if pdk is None:
+        pytest.skip("no foundry PDK installed")
+    _use(pdk)
+    with pytest.raises(pcells.LayoutError, match="reticle"):
+        pcells.chip(n=32, pdk=pdk)
+
+
 @pytest.mark.parametrize("n", [32])
 def test_foundry_drc_clean_n32(n):
     for pdk in PDKS:
         if not _installed(pdk):
             continue
         _use(pdk)
-        c = pcells.chip(n=n, pdk=pdk)
+        c = pcells.chip(n=n, pdk=pdk, check_reticle=False)  # direct drive, 2 pads a heater: wider than a reticle
         res = foundry_drc.run_deck(c, pdk)
         assert all(v == 0 for v in res.values()), (pdk, res)
 
@@ -121,7 +133,7 @@ def test_foundry_drc_clean_n64():
         if not _installed(pdk):
             continue
         _use(pdk)
-        c = pcells.chip(n=64, pdk=pdk)
+        c = pcells.chip(n=64, pdk=pdk, check_reticle=False)
         res = foundry_drc.run_deck(c, pdk)
         assert all(v == 0 for v in res.values()), (pdk, res)
         pcells.chip_map(c)
