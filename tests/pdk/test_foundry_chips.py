@@ -120,9 +120,10 @@ def test_reticle_is_checked_on_the_foundry_pdk():
 
 @pytest.mark.parametrize("n", [32])
 def test_foundry_drc_clean_n32(n):
-    for pdk in PDKS:
-        if not _installed(pdk):
-            continue
+    pdks = [p for p in PDKS if _installed(p)]
+    if not pdks:
+        pytest.skip("no foundry PDK installed")
+    for pdk in pdks:
         _use(pdk)
         c = pcells.chip(n=n, pdk=pdk, check_reticle=False)  # direct drive, 2 pads a heater: wider than a reticle
         res = foundry_drc.run_deck(c, pdk)
@@ -131,9 +132,10 @@ def test_foundry_drc_clean_n32(n):
 
 @pytest.mark.slow
 def test_foundry_drc_clean_n64():
-    for pdk in PDKS:
-        if not _installed(pdk):
-            continue
+    pdks = [p for p in PDKS if _installed(p)]
+    if not pdks:
+        pytest.skip("no foundry PDK installed")
+    for pdk in pdks:
         _use(pdk)
         c = pcells.chip(n=64, pdk=pdk, check_reticle=False)
         res = foundry_drc.run_deck(c, pdk)
