@@ -175,6 +175,8 @@ def mesh(
     track_pitch = 100.0 if track_pitch is None else track_pitch
     track_width = 5.0 if track_width is None else track_width
     via_size = 5.0 if via_size is None else via_size
+    heater_kw = dict(lane_top=lane_top, lane_pitch=lane_pitch, lane_width=lane_width, contact_size=contact_size,
+                     contact_clearance=contact_clearance, via_heater=via_heater)
     mzi = mzi_tapped(
         pitch=pitch,
         coupler=coupler,
@@ -186,12 +188,7 @@ def mesh(
         cross_section=cross_section,
         cross_section_heater=cross_section_heater,
         cross_section_lane=cross_section_lane,
-        lane_top=lane_top,
-        lane_pitch=lane_pitch,
-        lane_width=lane_width,
-        contact_size=contact_size,
-        contact_clearance=contact_clearance,
-        via_heater=via_heater,
+        **heater_kw,
     )
     l_mzi = mzi.info["length"]
     lanes = mzi.info["lane_start"]
@@ -221,12 +218,7 @@ def mesh(
         cross_section=cross_section,
         cross_section_heater=cross_section_heater,
         cross_section_lane=cross_section_lane,
-        lane_top=lane_top,
-        lane_pitch=lane_pitch,
-        lane_width=lane_width,
-        contact_size=contact_size,
-        contact_clearance=contact_clearance,
-        via_heater=via_heater,
+        **heater_kw,
     )
     glanes = gamma.info["lane_start"]
     if trenches:
