@@ -10,7 +10,8 @@ Units: voltages in V; fields in √mW (|x|² is mW at the chip's input); powers 
 
 Heater / tap order is the canonical phase-shifter order of the mesh topology
 (:attr:`tapmesh.circuits.MeshTopology.phase_shifters`): θ heaters of MZIs 0..K−1, then φ heaters of MZIs
-0..K−1, then the n output γ heaters; tap i is the grating tap on the segment of heater i.
+0..K−1, then the n output γ heaters; tap i is the grating tap on the segment of heater i. Writing a
+driver for a real bench: docs/calibration.md.
 """
 
 from __future__ import annotations
@@ -67,3 +68,23 @@ class Chip(Protocol):
         Only chips with a coherent analyzer (or a reference arm) have it; others raise
         ``NotImplementedError``."""
         ...
+
+
+REQUIRED = ("n_modes", "n_heaters", "set_voltages", "inject", "read_taps", "read_outputs")
+"""The members every chip must have (``read_outputs_coherent`` may raise NotImplementedError)."""
+
+
+def check_chip(chip) -> None:
+    """Refuse an object that is not a :class:`Chip` before any work: a missing member, or a mode or heater
+    count that is not a positive integer, raises :class:`~tapmesh.calibration.ChipInterfaceError`."""
+    from tapmesh.calibration.errors import ChipInterfaceError
+
+    missing = [name for name in REQUIRED if not hasattr(chip, name)]
+    if missing:
+        raise ChipInterfaceError(
+            f"{type(chip).__name__} is not a Chip: it lacks {', '.join(missing)} (see tapmesh.calibration.Chip)"
+        )
+    for name in ("n_modes", "n_heaters"):
+        value = getattr(chip, name)
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+            raise ChipInterfaceError(f"chip.{name} must be a positive integer, got {value!r}")

@@ -16,11 +16,13 @@ import numpy as np
 from tapmesh import circuits
 from tapmesh.calibration.bench import Bench
 from tapmesh.calibration.calibration import Calibration
+from tapmesh.calibration.chip import check_chip
 from tapmesh.calibration.crosstalk import neighbour_pairs
 from tapmesh.calibration.errors import CalibrationError
 from tapmesh.calibration.progressive import Progressive
 from tapmesh.calibration.refine import refine
 from tapmesh.calibration.sweeps import run_sweeps
+from tapmesh.circuits.arguments import check_float, check_int
 
 STEPS = ("phase_voltage", "couplers", "crosstalk", "refine")
 
@@ -40,6 +42,21 @@ every chip; at n = 16 it pulled φ0 toward the stages' worse values (0.0063 → 
 def _stage_prior(uncertainties: dict) -> dict:
     """The progressive stages' 1σ of φ0, α and δ, as the refinement's prior (:func:`~tapmesh.calibration.refine.refine`)."""
     return {name: uncertainties[name] for name in ("phase_offsets", "alpha", "delta") if name in uncertainties}
+
+
+def _check_arguments(**values) -> None:
+    """The numeric arguments of :func:`calibrate`, each in its range (:class:`CalibrationError` naming it)."""
+    counts = {"seed": 0, "sweep_points": 5, "passes": 1, "repeat_frames": 1, "refine_settings": 1, "refine_batch": 1,
+              "max_refine_parameters": 0}
+    for name, minimum in counts.items():
+        if values[name] is not None:
+            check_int(values[name], name, minimum=minimum, error=CalibrationError)
+    positive = {"alpha_guess": "rad/V²", "max_voltage": "V", "power_mw": "mW", "max_delta": "rad"}
+    for name, unit in positive.items():
+        if values[name] is not None:
+            check_float(values[name], name, minimum=0.0, strict_minimum=True, unit=unit, error=CalibrationError)
+    check_float(values["tap_guess"], "tap_guess", minimum=0.0, strict_minimum=True, maximum=1.0, error=CalibrationError)
+    check_float(values["visibility_threshold"], "visibility_threshold", minimum=0.0, maximum=1.0, error=CalibrationError)
 
 
 def calibrate(
@@ -113,8 +130,14 @@ def calibrate(
     """
     from tqdm.auto import tqdm
 
+    check_chip(chip)
     if method not in ("sweeps", "progressive"):
         raise CalibrationError(f"method must be 'sweeps' or 'progressive', got {method!r}")
+    _check_arguments(seed=seed, sweep_points=sweep_points, passes=passes, repeat_frames=repeat_frames,
+                     refine_settings=refine_settings, refine_batch=refine_batch, alpha_guess=alpha_guess,
+                     tap_guess=tap_guess, max_voltage=max_voltage, power_mw=power_mw,
+                     visibility_threshold=visibility_threshold, max_delta=max_delta,
+                     max_refine_parameters=max_refine_parameters)
     unknown = set(steps) - set(STEPS)
     if unknown:
         raise CalibrationError(f"unknown calibration steps {sorted(unknown)}; choose from {STEPS}")

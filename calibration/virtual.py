@@ -4,7 +4,8 @@
 (:func:`tapmesh.circuits.propagate` with ``taps="power"``), with the errors of an
 :class:`~tapmesh.calibration.asbuilt.AsBuilt` and the camera of a :class:`~tapmesh.calibration.noise.Noise`;
 calibration and training code must never read its hidden truth. Heater law, camera model and the lazy
-simulation are described in docs/calibration.md.
+simulation are described in docs/calibration.md. On several devices (``jax.devices()``) each injected batch
+is split over them (:func:`tapmesh.circuits.engine.shard_batch`), with the same readings.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from tapmesh.calibration.crosstalk import Crosstalk, neighbour_pairs  # noqa: F4
 from tapmesh.calibration.errors import ChipStateError, FieldError, VoltageError
 from tapmesh.calibration.heater import heater_phases
 from tapmesh.calibration.noise import Noise, camera_reading
+from tapmesh.circuits.engine import padded_batch, replicate, shard_batch
 
 
 # ----------------------------------------------------------------------------- the chip
@@ -206,10 +208,10 @@ class VirtualChip:
         self._single = x.ndim == 1
         x = np.atleast_2d(x)
         self._batch = x.shape[0]
-        padded = _bucket(self._batch)
+        padded = padded_batch(_bucket(self._batch))  # on several devices also a multiple of their count
         if padded != self._batch:
             x = np.concatenate([x, np.zeros((padded - self._batch, self.n_modes), dtype=x.dtype)])
-        self._field = jnp.asarray(x, dtype=self._cdtype)  # one host→device copy per injection
+        self._field = shard_batch(jnp.asarray(x, dtype=self._cdtype))  # one host→device copy per injection
         self._side = side
         self._y = self._taps = None
         if not self.lazy:
@@ -236,7 +238,7 @@ class VirtualChip:
             matrix = self._transfer.get(direction)
             if matrix is None:
                 u = circuits.unitary(self.topology, self._params.astype(self._rdtype), dtype=self._cdtype)
-                matrix = u.T if direction == "forward" else u  # y = U x forward, Uᵀ x backward (rows: fields)
+                matrix = replicate(u.T if direction == "forward" else u)  # y = U x forward, Uᵀ x backward (rows: fields)
                 self._transfer[direction] = matrix
             self._y = np.asarray(_apply(matrix, self._field))[: self._batch].astype(np.complex128)
         return self._y

@@ -130,3 +130,23 @@ def neighbour_pairs(positions, lengths, *, thermal_length: float = THERMAL_LENGT
     j, i, v = crosstalk_pairs(positions, lengths, thermal_length=thermal_length, **kwargs)
     keep = v >= threshold
     return np.stack([j[keep], i[keep]], axis=1)
+
+
+def crosstalk_from_chip_map(chip_map, *, thermal_length: float = THERMAL_LENGTH, trench_transmission: float = 0.3,
+                            cutoff: float | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`crosstalk_pairs` of a chip map's drawn heaters and deep trenches (``chip_map.heater_positions()``,
+    ``chip_map.trench_rects()``: a :class:`tapmesh.pcells.ChipMap`, or anything with those two methods)."""
+    pos, lengths = chip_map.heater_positions()
+    trenches = chip_map.trench_rects() if hasattr(chip_map, "trench_rects") else None
+    return crosstalk_pairs(pos, lengths, thermal_length=thermal_length, cutoff=cutoff, trenches=trenches,
+                           trench_transmission=trench_transmission)
+
+
+def neighbour_pairs_from_chip_map(chip_map, *, thermal_length: float = THERMAL_LENGTH, threshold: float = 1e-3,
+                                  trench_transmission: float = 0.3) -> np.ndarray:
+    """(P, 2) pairs ``(j, i)`` of a chip map's heaters coupled by at least ``threshold`` (calibration's
+    neighbour list read from the layout)."""
+    j, i, v = crosstalk_from_chip_map(chip_map, thermal_length=thermal_length,
+                                      trench_transmission=trench_transmission)
+    keep = v >= threshold
+    return np.stack([j[keep], i[keep]], axis=1)

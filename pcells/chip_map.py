@@ -130,24 +130,6 @@ class ChipMap:
 
         return np.array(self.trenches, dtype=float).reshape(-1, 4)
 
-    def crosstalk(self, *, thermal_length: float | None = None, trench_transmission: float = 0.3):
-        """Sparse thermal crosstalk ``(rows j, cols i, X[j, i])`` of the drawn heaters and trenches
-        (:func:`tapmesh.circuits.thermal.crosstalk_pairs`)."""
-        from tapmesh.circuits import thermal
-
-        pos, length = self.heater_positions()
-        ell = thermal.THERMAL_LENGTH if thermal_length is None else thermal_length
-        return thermal.crosstalk_pairs(pos, length, thermal_length=ell, trenches=self.trench_rects(),
-                                       trench_transmission=trench_transmission)
-
-    def neighbour_pairs(self, *, thermal_length: float | None = None, threshold: float = 1e-3):
-        """(P, 2) pairs ``(j, i)`` of heaters coupled by at least ``threshold`` (calibration's neighbour list)."""
-        import numpy as np
-
-        j, i, v = self.crosstalk(thermal_length=thermal_length)
-        keep = v >= threshold
-        return np.stack([j[keep], i[keep]], axis=1)
-
     def taps_of(self, shifter: int) -> dict:
         """``{"fwd": TapMap, "bwd": TapMap}`` of canonical shifter ``shifter``."""
         return {t.direction: t for t in self.taps if t.shifter == shifter}

@@ -115,8 +115,11 @@ def plot_layout(component: gf.Component, path_png=None, chip_map=None, ax=None, 
         if label_pads:
             for pad in chip_map.pads:
                 if inside(pad.position):
-                    ax.annotate(_pad_text(pad), pad.position, fontsize=fontsize, ha="center", va="center")
-        taps = [t for t in chip_map.taps if inside(t.position)]
+                    ax.annotate(_pad_text(pad), pad.position, fontsize=fontsize, ha="center", va="center",
+                                clip_on=True)
+        # tap markers (3 pt) only where neighbouring taps (~50 µm apart) stay apart on paper
+        show_taps = labels_legible(x1 - x0, ax, pitch_um=50.0, need_pt=4.0)
+        taps = [t for t in chip_map.taps if show_taps and inside(t.position)]
         for direction, marker in (("fwd", ">"), ("bwd", "<")):
             pts = [t.position for t in taps if t.direction == direction]
             if pts:

@@ -124,9 +124,9 @@ def test_dense_mesh_model_matches_zone_mesh():
     from tapmesh.circuits.layout import sax_circuit_from_component
 
     rng = np.random.default_rng(1)
-    a = sax_circuit_from_component(pcells.mesh(n=3, routing="dense", trenches=True), loss_db_cm=0.0)
+    a = sax_circuit_from_component(pcells.mesh(n=2, routing="dense", trenches=True), loss_db_cm=0.0)
     phases = rng.uniform(0, 2 * np.pi, len(a.shifters))
-    b = sax_circuit_from_component(pcells.mesh(n=3), loss_db_cm=0.0)
+    b = sax_circuit_from_component(pcells.mesh(n=2), loss_db_cm=0.0)
     u, v = a.matrix(phases=phases), b.matrix(phases=phases)
     g = np.vdot(v.ravel(), u.ravel())
     np.testing.assert_allclose(u, g / abs(g) * v, atol=1e-9)  # routing and trenches leave the optics alone
@@ -161,10 +161,10 @@ def test_crosstalk_from_the_chip_map():
     assert len(trench.trenches) == len(trench.heaters) and not plain.trenches
     pos, length = plain.heater_positions()
     assert pos.shape == (len(plain.heaters), 2) and np.all(length == 100.0)
-    j, i, v = plain.crosstalk()
-    jt, it, vt = trench.crosstalk()
+    j, i, v = thermal.crosstalk_from_chip_map(plain)
+    jt, it, vt = thermal.crosstalk_from_chip_map(trench)
     assert v.max() > vt.max()  # trenches beside the heaters shorten the coupling
-    pairs = plain.neighbour_pairs(threshold=1e-3)
+    pairs = thermal.neighbour_pairs_from_chip_map(plain, threshold=1e-3)
     assert len(pairs) and np.all(pairs[:, 0] != pairs[:, 1])
     back = pcells.ChipMap.from_json(trench.to_json())
     assert back.heaters == trench.heaters and back.trenches == trench.trenches
@@ -184,6 +184,12 @@ def test_klayout_batch_deck_is_clean(tmp_path):
     text = report.read_text()
     assert "<items>" in text or "<items/>" in text
     assert "<item>" not in text  # no violation markers
+    bad = gf.Component()
+    bad.add_polygon([(0, 0), (10, 0), (10, 0.1), (0, 0.1)], layer="WG")  # 0.1 µm sliver
+    bad.write_gds(tmp_path / "bad.gds", with_metadata=False)
+    subprocess.run(["klayout", "-b", "-r", str(deck), "-rd", f"input={tmp_path / 'bad.gds'}", "-rd",
+                    f"report={tmp_path / 'bad.lyrdb'}"], check=True, capture_output=True, timeout=300)
+    assert "'WG.width'" in (tmp_path / "bad.lyrdb").read_text() and "<item>" in (tmp_path / "bad.lyrdb").read_text()
 
 
 # ----------------------------------------------------------------------------- reticle-size chips (slow)
@@ -205,7 +211,7 @@ def test_asbuilt_crosstalk_from_chip_map():
     cm = pcells.chip_map(pcells.mesh(n=4, routing="dense"))
     topo = circuits.rectangular(4)
     truth = AsBuilt.random(topo, seed=3, crosstalk_from=cm)
-    j, i, v = cm.crosstalk()
+    j, i, v = thermal.crosstalk_from_chip_map(cm)
     x = truth.crosstalk
     assert np.all(np.diag(x) == 0)
     assert np.count_nonzero(x) == len(v)
