@@ -9,7 +9,7 @@ cross. Rule sources are listed per process below and in docs/pcells.md ("Foundry
 from __future__ import annotations
 
 from .process import EnclosureRule, LayerRule, ProcessRules, register_process
-from .roles import Roles
+from .roles import Roles, register_roles
 
 # ---- SiEPIC EBeam (ubcpdk 3.3): rules of the public SiEPIC EBeam KLayout deck
 # (SiEPIC/SiEPIC_EBeam_PDK, klayout/EBeam/drc/SiEPIC_EBeam_DRC.lydrc), transcribed as data.
@@ -178,3 +178,5 @@ def cspdk_roles() -> Roles:
 
 register_process(ubcpdk_process, "ubcpdk")
 register_process(cspdk_process, "cspdk")
+register_roles("ubcpdk", ubcpdk_roles)
+register_roles("cspdk", cspdk_roles)

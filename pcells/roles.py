@@ -93,21 +93,22 @@ def _generic_roles() -> Roles:
     return Roles(pdk="generic", process="generic", layers=("WG", "HEATER", "M2", "MTOP", "TEXT"))
 
 
-def _foundry(name: str):
-    def make() -> Roles:
-        from . import foundry
-
-        return getattr(foundry, f"{name}_roles")()
-
-    return make
-
-
 KNOWN_PDKS: dict[str, dict] = {
-    "generic": {"module": None, "extra": None, "roles": _generic_roles},
-    "ubcpdk": {"module": "ubcpdk", "attr": "PDK", "extra": "tapmesh[ubcpdk]", "roles": _foundry("ubcpdk")},
-    "cspdk": {"module": "cspdk.si220.cband", "attr": "PDK", "extra": "tapmesh[cspdk]", "roles": _foundry("cspdk")},
+    "generic": {"module": None, "extra": None},
+    "ubcpdk": {"module": "ubcpdk", "attr": "PDK", "extra": "tapmesh[ubcpdk]"},
+    "cspdk": {"module": "cspdk.si220.cband", "attr": "PDK", "extra": "tapmesh[cspdk]"},
 }
-"""PDKs with roles: the module that holds each one's ``gf.Pdk``, the extra that installs it, its roles."""
+"""Known PDKs: the module that holds each one's ``gf.Pdk`` and the extra that installs it."""
+
+_ROLES: dict = {"generic": _generic_roles}
+
+
+def register_roles(name: str, factory) -> None:
+    """Register the :class:`Roles` factory (zero-argument callable) of the known PDK ``name``
+    (:mod:`tapmesh.pcells.foundry` registers ubcpdk's and cspdk's)."""
+    if name not in KNOWN_PDKS:
+        raise UnknownPdkError(f"unknown PDK {name!r}; known: {known_pdks()}")
+    _ROLES[name] = factory
 
 _PDK_NAMES = {"tapmesh": "generic", "generic": "generic", "ubcpdk": "ubcpdk", "cspdk.si220.cband": "cspdk",
               "cspdk": "cspdk"}
@@ -189,7 +190,9 @@ def use_pdk(pdk: str | gf.Pdk | None = None, roles: Roles | None = None) -> Role
     else:
         raise TypeError(f"pdk must be a PDK name or a gdsfactory Pdk, got {type(pdk).__name__}")
     if roles is None:
-        roles = KNOWN_PDKS[name]["roles"]()
+        if name not in _ROLES:
+            raise UnknownPdkError(f"no roles registered for PDK {name!r} (pass roles=)")
+        roles = _ROLES[name]()
     target_name = "tapmesh" if name == "generic" else f"tapmesh-{name}"
     try:
         current = gf.get_active_pdk().name
