@@ -103,6 +103,7 @@ def layout_cmd(
     n: Optional[int] = typer.Option(None, "--n", min=2, max=LAYOUT_N_MAX, help=f"Number of modes, 2 … {LAYOUT_N_MAX} (default: the demo chip, a 6-mode triangular mesh)."),
     kind: str = typer.Option("triangular", "--kind", help="rectangular | triangular (with --n)."),
     png: bool = typer.Option(True, "--png/--no-png", help="Also write chip.png, the layout with the chip map overlaid."),
+    pdk: str = typer.Option("generic", "--pdk", help="PDK to lay out on: generic | ubcpdk | cspdk (foundry PDKs need tapmesh[NAME])."),
     pads: str = typer.Option("direct", "--pads", help="direct | bumps | edge: pad per heater on zone tracks, or dense routing to a bump array / edge pad field (with --n)."),
     out: Path = OutOption,
     seed: int = SeedOption,
@@ -116,9 +117,10 @@ def layout_cmd(
     position in µm, fiber port → mode) into --out; with --out NAME.gds, writes NAME.gds and NAME.png
     beside each other instead. Lengths in µm."""
 
-    def run(n, kind, png, out, seed, force, pads="direct"):
+    def run(n, kind, png, out, seed, force, pads="direct", pdk="generic"):
         from tapmesh.options import check_same_chip
 
+        _check_pdk(pdk)
         name = "chip"
         if Path(out).suffix.lower() == ".gds":
             out, name = Path(out).parent, Path(out).stem
@@ -130,7 +132,7 @@ def layout_cmd(
 
         if replaced:
             stages.forget_chip(out)
-        s = stages.layout(out, n=n, kind=kind, demo=chosen["demo"], png=png, name=name, pads=pads)
+        s = stages.layout(out, n=n, kind=kind, demo=chosen["demo"], png=png, name=name, pads=pads, pdk=pdk)
         s["out_folder"] = str(out)
         s["headline"] = (["replaced the chip in --out (" + "; ".join(replaced) + ")"] if replaced else []) + [
             f"laid out {s['chip']}: {s['n_heaters']} heaters, {s['n_taps']} tap gratings, {s['n_pads']} bond pads",
@@ -138,7 +140,22 @@ def layout_cmd(
         ]
         return s
 
-    command("layout")(run)(n=n, kind=kind, png=png, out=out, seed=seed, force=force, as_json=as_json, debug=debug, pads=pads)
+    command("layout")(run)(n=n, kind=kind, png=png, out=out, seed=seed, force=force, as_json=as_json, debug=debug, pads=pads,
+                           pdk=pdk)
+
+
+def _check_pdk(name: str) -> str:
+    """A known, installed PDK name, else a one-line UsageError (the known names, or the extra to install)."""
+    import importlib.util
+
+    from tapmesh.pcells.roles import KNOWN_PDKS
+
+    if name not in KNOWN_PDKS:
+        raise UsageError(f"unknown --pdk {name!r}; known: {', '.join(sorted(KNOWN_PDKS))}")
+    module = KNOWN_PDKS[name]["module"]
+    if module is not None and importlib.util.find_spec(module.split(".")[0]) is None:
+        raise UsageError(f"PDK {name!r} is not installed: pip install '{KNOWN_PDKS[name]['extra']}'")
+    return name
 
 
 @app.command("calibrate")

@@ -54,22 +54,24 @@ def simulate(n: int, kind: str, out: Path, seed: int = 0, wl_span: float = 0.1, 
 
 
 # ------------------------------------------------------------------------------------------ layout
-def _build_chip(n: int | None, kind: str, demo: bool, pads: str = "direct"):
+def _build_chip(n: int | None, kind: str, demo: bool, pads: str = "direct", pdk: str = "generic"):
     from tapmesh import pcells
 
-    return pcells.demo_chip() if demo else pcells.chip(n=n, kind=kind, pads=pads)
+    pcells.use_pdk(pdk)
+    return pcells.demo_chip() if demo else pcells.chip(n=n, kind=kind, pads=pads, pdk=pdk)
 
 
 def layout(
     out: Path, n: int | None = None, kind: str = "triangular", demo: bool = True, png: bool = True, name: str = "chip",
     pads: str = "direct",
+    pdk: str = "generic",
 ) -> dict[str, Any]:
-    """Lay out the chip: ``{name}.gds``, ``{name}.png`` (the layout with the chip map overlaid) and
+    """Lay out the chip on ``pdk``: ``{name}.gds``, ``{name}.png`` (the layout with the chip map overlaid) and
     chip_map.json in ``out``."""
     from tapmesh import pcells
 
     start = time.perf_counter()
-    component = _build_chip(n, kind, demo, pads)
+    component = _build_chip(n, kind, demo, pads, pdk)
     mapping = pcells.chip_map(component)
     gds = out / f"{name}.gds"
     tmp = out / f".{name}.gds.tmp.gds"
@@ -89,6 +91,7 @@ def layout(
         "n_heaters": int(info["n_heaters"]),
         "n_taps": len(mapping.taps),
         "n_pads": len(mapping.pads),
+        "pdk": pdk,
         "gds_bytes": gds.stat().st_size,
         "layout_seconds": round(time.perf_counter() - start, 2),
         "files": files,
