@@ -7,6 +7,7 @@ One module per job: :mod:`~tapmesh.calibration.procedure` (:func:`calibrate`), t
 (``virtual``, ``asbuilt``, ``noise``). Derivations are in docs/calibration.md.
 """
 
+from tapmesh.calibration.archive import Archive, ArchiveError, ArchiveExhaustedError, ReplayMismatchError
 from tapmesh.calibration.asbuilt import AsBuilt
 from tapmesh.calibration.calibration import Calibration
 from tapmesh.calibration.capabilities import (
@@ -23,6 +24,7 @@ from tapmesh.calibration.errors import (
     CalibrationError,
     CalibrationFileError,
     CalibrationVersionError,
+    ChipInterfaceError,
     ChipStateError,
     FieldError,
     MeasurementError,
@@ -31,13 +33,20 @@ from tapmesh.calibration.errors import (
 from tapmesh.calibration.noise import Noise
 from tapmesh.calibration.persistence import FORMAT_VERSION
 from tapmesh.calibration.plots import plot_fits, plot_residuals
-from tapmesh.calibration.procedure import STEPS, FaultWarning, calibrate
 from tapmesh.calibration.program import Programmed, program, program_in_situ  # the function shadows its module name
 from tapmesh.calibration.bench_time import BenchClock, ClockedChip
+from tapmesh.calibration.procedure import STEPS, FaultWarning, calibrate, refit
+from tapmesh.calibration.replay import ArchivingChip, ReplayChip
 from tapmesh.calibration.virtual import VirtualChip
 from tapmesh.circuits import fidelity
 
 __all__ = [
+    "Archive",
+    "ArchiveError",
+    "ArchiveExhaustedError",
+    "ArchivingChip",
+    "ReplayChip",
+    "ReplayMismatchError",
     "FORMAT_VERSION",
     "Calibration",
     "Correction",
@@ -51,6 +60,7 @@ __all__ = [
     "CalibrationError",
     "CalibrationFileError",
     "CalibrationVersionError",
+    "ChipInterfaceError",
     "Chip",
     "ChipStateError",
     "FieldError",
@@ -66,6 +76,7 @@ __all__ = [
     "Programmed",
     "BenchClock",
     "ClockedChip",
+    "refit",
     "plot_fits",
     "plot_residuals",
     "fidelity",

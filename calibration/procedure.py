@@ -16,11 +16,13 @@ import numpy as np
 from tapmesh import circuits
 from tapmesh.calibration.bench import Bench
 from tapmesh.calibration.calibration import Calibration
+from tapmesh.calibration.chip import check_chip
 from tapmesh.calibration.crosstalk import neighbour_pairs
 from tapmesh.calibration.errors import CalibrationError
 from tapmesh.calibration.progressive import Progressive
 from tapmesh.calibration.refine import refine
 from tapmesh.calibration.sweeps import run_sweeps
+from tapmesh.circuits.arguments import check_float, check_int
 
 STEPS = ("phase_voltage", "couplers", "crosstalk", "refine")
 
@@ -40,6 +42,21 @@ every chip; at n = 16 it pulled φ0 toward the stages' worse values (0.0063 → 
 def _stage_prior(uncertainties: dict) -> dict:
     """The progressive stages' 1σ of φ0, α and δ, as the refinement's prior (:func:`~tapmesh.calibration.refine.refine`)."""
     return {name: uncertainties[name] for name in ("phase_offsets", "alpha", "delta") if name in uncertainties}
+
+
+def _check_arguments(**values) -> None:
+    """The numeric arguments of :func:`calibrate`, each in its range (:class:`CalibrationError` naming it)."""
+    counts = {"seed": 0, "sweep_points": 5, "passes": 1, "repeat_frames": 1, "refine_settings": 1, "refine_batch": 1,
+              "max_refine_parameters": 0}
+    for name, minimum in counts.items():
+        if values[name] is not None:
+            check_int(values[name], name, minimum=minimum, error=CalibrationError)
+    positive = {"alpha_guess": "rad/V²", "max_voltage": "V", "power_mw": "mW", "max_delta": "rad"}
+    for name, unit in positive.items():
+        if values[name] is not None:
+            check_float(values[name], name, minimum=0.0, strict_minimum=True, unit=unit, error=CalibrationError)
+    check_float(values["tap_guess"], "tap_guess", minimum=0.0, strict_minimum=True, maximum=1.0, error=CalibrationError)
+    check_float(values["visibility_threshold"], "visibility_threshold", minimum=0.0, maximum=1.0, error=CalibrationError)
 
 
 def calibrate(
@@ -63,6 +80,9 @@ def calibrate(
     max_delta: float = 0.2,
     max_refine_parameters: int = 6000,
     refine_prior: bool = True,
+    archive=None,
+    resume: bool = False,
+    archive_images: bool = False,
 ) -> Calibration:
     """Calibrate ``chip`` (any :class:`tapmesh.calibration.Chip`) and return a :class:`Calibration`.
 
@@ -106,6 +126,11 @@ def calibrate(
             fit). Without it the refinement's random settings alone decide the phase offsets, and they pin
             them less well than the stages' targeted readings: over 12 chips at n = 4 and 8 the prior
             lowered the φ0 error by 1.1–6x and never lowered the corrected fidelity.
+        archive: path of a raw-measurement archive (HDF5, :mod:`tapmesh.calibration.archive`): every chip
+            call and reading of the run is appended to it as it is taken, and ``info["archive"]`` names it.
+        resume: continue the run recorded in ``archive`` (replayed up to where it stopped, then on
+            ``chip``); it must have been recorded with the same options.
+        archive_images: also archive the raw camera frames of chips that expose ``last_frames``.
 
     Raises:
         MeasurementError: the chip returned NaN/inf or a wrongly shaped reading.
@@ -113,8 +138,14 @@ def calibrate(
     """
     from tqdm.auto import tqdm
 
+    check_chip(chip)
     if method not in ("sweeps", "progressive"):
         raise CalibrationError(f"method must be 'sweeps' or 'progressive', got {method!r}")
+    _check_arguments(seed=seed, sweep_points=sweep_points, passes=passes, repeat_frames=repeat_frames,
+                     refine_settings=refine_settings, refine_batch=refine_batch, alpha_guess=alpha_guess,
+                     tap_guess=tap_guess, max_voltage=max_voltage, power_mw=power_mw,
+                     visibility_threshold=visibility_threshold, max_delta=max_delta,
+                     max_refine_parameters=max_refine_parameters)
     unknown = set(steps) - set(STEPS)
     if unknown:
         raise CalibrationError(f"unknown calibration steps {sorted(unknown)}; choose from {STEPS}")
@@ -128,6 +159,12 @@ def calibrate(
             f"chip has {n} modes and {h} heaters; a {topology.kind} mesh on {topology.n} modes has "
             f"{topology.n_shifters}"
         )
+    if archive is not None:  # the same run, on a chip that records it (or replays it, then goes on)
+        from tapmesh.calibration.replay import archived_run
+
+        return archived_run(calibrate, locals())
+    if resume:
+        raise CalibrationError("resume=True needs archive= (the archive of the run to continue)")
     refine_power_mw = 1.0 if power_mw is None else power_mw
     if power_mw is None:
         power_mw = 3.0 if method == "progressive" else 1.0
@@ -281,4 +318,26 @@ def calibrate(
                 "read_noise_mw": read_sigma, "sweep_points": sweep_points,
                 "bench_seconds": {**clock["by_step"], "total": clock["total_s"]},
                 "bench_time": clock}
+    return cal
+
+
+def refit(path, **changes):
+    """Re-run the recorded calibration's fits on its archive, with no chip (a function beside
+    :func:`calibrate`, not a method of :class:`Calibration`: the data class would then import the
+    procedure that builds it, a cycle). Raises :class:`~tapmesh.calibration.archive.ArchiveExhaustedError`
+    on the archive of a run cut off before its end (resume it on the chip instead).
+
+    ``changes`` override recorded options; one that changes what the run measures makes the replay
+    raise :class:`ReplayMismatchError` at the first call that differs."""
+    from tapmesh.calibration.archive import Archive, ReplayMismatchError
+    from tapmesh.calibration.replay import ReplayChip, call_options, record_archive_note
+
+    with Archive.open(path) as archive:
+        options = {**archive.meta.get("options", {}), **changes}
+        replay = ReplayChip(archive)
+        cal = calibrate(replay, progress=False, **call_options(options))
+        if replay.cursor != archive.n_calls:
+            raise ReplayMismatchError(f"the refit used {replay.cursor} of the {archive.n_calls} recorded calls: "
+                                      "it is not the recorded run (other options or code)")
+        record_archive_note(cal, archive, None)
     return cal
