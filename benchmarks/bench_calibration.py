@@ -27,7 +27,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 import numpy as np  # noqa: E402
 
 from tapmesh import circuits  # noqa: E402
-from tapmesh.calibration import AsBuilt, Noise, VirtualChip, calibrate  # noqa: E402
+from tapmesh.calibration import AsBuilt, Calibration, Noise, VirtualChip, calibrate  # noqa: E402
 
 BASELINE_PER_HEATER = 1000
 
@@ -64,22 +64,72 @@ def run(n: int, crosstalk: float = 0.0, seed: int = 5000) -> dict:
         "correct_s": correct_s,
         "refined": "refine" in cal.info["timings_s"] and not any("refinement skipped" in s for s in cal.info["notes"]),
         "timings": cal.info["timings_s"],
+        "_cal": cal, "_chip": chip, "_u": u,
     }
+
+
+def run_depth(n: int, crosstalk: float, seed: int = 5000, iterations: int = 6) -> dict:
+    """One row of the depth table (issue 14): :func:`run`, then in-situ programming of the same target
+    (``calibration.program``: measured transfer matrix, the calibrated model's Jacobian), its fidelity on
+    the true chip, frames and bench seconds; bench hours of the calibration at the default BenchCosts."""
+    from tapmesh.calibration.program import program_in_situ
+
+    r = run(n, crosstalk=crosstalk, seed=seed)
+    cal, chip, u = r.pop("_cal"), r.pop("_chip"), r.pop("_u")
+    start = time.perf_counter()
+    programmed = program_in_situ(chip, u, cal, iterations=iterations)
+    r["program_s"] = time.perf_counter() - start
+    r["F_program"] = float(circuits.fidelity(u, chip.unitary(programmed.voltages)))
+    exact = Calibration.nominal(cal.topology)  # the reference: the true errors known (benchmark only)
+    truth = chip.truth
+    for name in ("phase_offsets", "alpha", "beta", "delta", "tap_fraction"):
+        setattr(exact, name, np.asarray(getattr(truth, name)).copy())
+    exact.crosstalk = truth.crosstalk
+    r["F_true_errors"] = float(circuits.fidelity(u, chip.unitary(exact.voltages_for(u, polish=n <= 16))))
+    r["program_frames"] = programmed.frames
+    r["program_bench_s"] = programmed.bench_seconds
+    r["bench_h"] = cal.bench_seconds / 3600
+    r["crosstalk"] = crosstalk
+    return r
+
+
+def depth_table(sizes, crosstalks) -> None:
+    """Print the depth table: calibration and both correction paths for every size and crosstalk."""
+    print("| n | crosstalk | wall s (calibrate) | frames | bench h | φ0 rms (rad) | α rms | δ rms (rad) | "
+          "F model (path) | F in situ (frames, bench s, wall s) | F true errors known | F uncorrected |", flush=True)
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|", flush=True)
+    for xt in crosstalks:
+        for n in sizes:
+            r = run_depth(n, xt)
+            path = "local + polish" if r["polish"] else "local"
+            print(f"| {n} | {xt:g} | {r['wall_s']:.0f} | {r['frames']} | {r['bench_h']:.2f} | {r['phi0_rms']:.4f} | "
+                  f"{r['alpha_rms']:.2%} | {r['delta_rms']:.4f} | {r['F_corrected']:.4f} ({path}"
+                  f"{', refined' if r['refined'] else ''}) | **{r['F_program']:.4f}** ({r['program_frames']}, "
+                  f"{r['program_bench_s']:.1f}, {r['program_s']:.0f}) | {r['F_true_errors']:.4f} | {r['F_uncorrected']:.4f} |",
+                  flush=True)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, nargs="*", default=None, help="mesh sizes (default 4 8 16 64)")
     parser.add_argument("--quick", action="store_true", help="n = 4 and 8 only")
-    parser.add_argument("--crosstalk", type=float, default=0.0, help="thermal crosstalk of the chips (default 0)")
+    parser.add_argument("--crosstalk", type=float, default=None,
+                        help="thermal crosstalk of the chips (default 0; with --depth: 0 and 0.01)")
+    parser.add_argument("--depth", action="store_true",
+                        help="the depth table (issue 14): --n sizes (default 8 16 32 64) at crosstalk 0 and 0.01, "
+                             "with in-situ programming and bench hours; --quick: n = 8, 16")
     args = parser.parse_args()
+    if args.depth:
+        depth_table(args.n or ([8, 16] if args.quick else [8, 16, 32, 64]),
+                    [0.0, 0.01] if args.crosstalk is None else [args.crosstalk])
+        return
     sizes = args.n if args.n else ([4, 8] if args.quick else [4, 8, 16, 64])
     print(f"realistic noise, δσ = 0.03 rad, tap spread 5 %, crosstalk {args.crosstalk}; 2 shared cores", flush=True)
     header = (f"{'n':>3} {'refined':>7} {'wall s':>7} {'frames':>7} {'frames/MZI':>10} {'baseline/MZI':>12} "
               f"{'φ0 rms':>8} {'α rms':>7} {'δ rms':>7} {'F corr':>7} {'F uncorr':>8}")
     print(header, flush=True)
     for n in sizes:
-        r = run(n, crosstalk=args.crosstalk)
+        r = run(n, crosstalk=args.crosstalk or 0.0)
         print(f"{r['n']:>3} {'yes' if r['refined'] else 'no':>7} {r['wall_s']:>7.1f} {r['frames']:>7d} "
               f"{r['per_mzi']:>10.1f} {r['baseline_per_mzi']:>12.0f} {r['phi0_rms']:>8.4f} {r['alpha_rms']:>7.2%} "
               f"{r['delta_rms']:>7.4f} {r['F_corrected']:>7.4f} {r['F_uncorrected']:>8.4f}", flush=True)

@@ -2,7 +2,8 @@
 
 One module per job: :mod:`~tapmesh.calibration.procedure` (:func:`calibrate`), the progressive stages
 (``progressive``, ``stage_model``, ``stage_fit``, ``stage_crosstalk``, ``gamma``), the older ``sweeps``,
-``fringes``, the global ``refine``, ``correction``, ``persistence``, ``crosstalk``, and the virtual chip
+``fringes``, the global ``refine``, ``correction``, in-situ ``program``, the bench-time model ``bench_time``,
+``persistence``, ``crosstalk``, and the virtual chip
 (``virtual``, ``asbuilt``, ``noise``). Derivations are in docs/calibration.md.
 """
 
@@ -32,6 +33,8 @@ from tapmesh.calibration.errors import (
 from tapmesh.calibration.noise import Noise
 from tapmesh.calibration.persistence import FORMAT_VERSION
 from tapmesh.calibration.plots import plot_fits, plot_residuals
+from tapmesh.calibration.program import Programmed, program, program_in_situ  # the function shadows its module name
+from tapmesh.calibration.bench_time import BenchClock, ClockedChip
 from tapmesh.calibration.procedure import STEPS, FaultWarning, calibrate, refit
 from tapmesh.calibration.replay import ArchivingChip, ReplayChip
 from tapmesh.calibration.virtual import VirtualChip
@@ -68,6 +71,11 @@ __all__ = [
     "STEPS",
     "FaultWarning",
     "calibrate",
+    "program",
+    "program_in_situ",
+    "Programmed",
+    "BenchClock",
+    "ClockedChip",
     "refit",
     "plot_fits",
     "plot_residuals",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from tapmesh.calibration.bench_time import BenchClock, ClockedChip
 from tapmesh.calibration.errors import MeasurementError
 
 class Bench:
@@ -16,6 +17,8 @@ class Bench:
 
     def __init__(self, chip, n: int, h: int):
         self.chip, self.n, self.h = chip, n, h
+        self.clock = BenchClock.for_chip(chip)  # bench seconds of every operation (bench_time.py)
+        self.chip = ClockedChip(chip, self.clock)
         self.frames = 0
         self._voltages = None
         self.coherent = True

@@ -47,7 +47,8 @@ class Calibration:
         n_measurements: frames read from the chip to make this calibration.
         dead_heaters, dark_taps: faults found (reported, not fitted).
         fits: sweep data for plots: name → array.
-        info: free-form summary (step timings, frame counts per step, notes).
+        info: free-form summary (step timings, frame counts per step, notes, ``bench_seconds`` per step
+            and ``"total"`` at the bench's costs, ``bench_time`` with the operation counts).
     """
 
     topology: circuits.MeshTopology
@@ -96,6 +97,13 @@ class Calibration:
     @property
     def n_heaters(self) -> int:
         return self.topology.n_shifters
+
+    @property
+    def bench_seconds(self) -> float | None:
+        """Bench time this calibration took at the chip's declared costs, s (``None`` if not recorded:
+        made by hand, or saved before the bench-time model); per step in ``info["bench_seconds"]``."""
+        total = self.info.get("bench_seconds", {}).get("total")
+        return None if total is None else float(total)
 
     # ------------------------------------------------------------------ heater law
     def _check_vector(self, values, name: str) -> np.ndarray:
@@ -236,6 +244,8 @@ class Calibration:
             "n_heaters": self.n_heaters,
             "n_measurements": int(self.n_measurements),
             "measurements_per_mzi": self.n_measurements / max(self.topology.n_mzis, 1),
+            "bench_seconds": self.bench_seconds,
+            "bench_seconds_by_step": {k: v for k, v in self.info.get("bench_seconds", {}).items() if k != "total"},
             "dead_heaters": list(self.dead_heaters),
             "dark_taps": list(self.dark_taps),
             **{f"rms_residual_{k}": float(np.sqrt(np.mean(np.square(v)))) for k, v in self.residuals.items() if np.size(v)},

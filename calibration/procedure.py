@@ -197,9 +197,14 @@ def calibrate(
     def mark(step, start, frames0):
         timings[step] = time.perf_counter() - start
         frames_by_step[step] = bench.frames - frames0
+        bench.clock.step = "next"  # what runs between steps is charged apart (nothing, as written)
+
+    def begin(step):
+        bench.clock.step = step
+        return time.perf_counter(), bench.frames
 
     # ------------------------------------------------------------- camera: offsets and dark taps
-    start, f0 = time.perf_counter(), bench.frames
+    start, f0 = begin("camera")
     zero_v = np.zeros(h)
     dark_frames = 4
     zeros = np.zeros((dark_frames, n))
@@ -229,7 +234,7 @@ def calibrate(
         fits["sweep_model"][heaters] = model.T
 
     if do_sweeps and method == "progressive":
-        start, f0 = time.perf_counter(), bench.frames
+        start, f0 = begin("phase_voltage")
         stages = Progressive(bench, cal, offsets, usable, sweep_x, alpha_guess, power_mw, repeat_frames,
                              visibility_threshold, max_delta, crosstalk="crosstalk" in steps,
                              max_voltage=max_voltage)
@@ -258,7 +263,7 @@ def calibrate(
         notes.extend(stages.notes)
         mark("phase_voltage", start, f0)
     elif do_sweeps:
-        start, f0 = time.perf_counter(), bench.frames
+        start, f0 = begin("phase_voltage")
         run_sweeps(bench, cal, passes=passes, sweep_x=sweep_x, offsets=offsets, usable=usable,
                    alpha_guess=alpha_guess, visibility_threshold=visibility_threshold, power_mw=power_mw,
                    tap_guess=tap_guess, max_delta=max_delta, couplers="couplers" in steps, dead=dead,
@@ -280,7 +285,7 @@ def calibrate(
                      "(no crosstalk fitted)")
         bar.update(1)
     elif "refine" in steps:
-        start, f0 = time.perf_counter(), bench.frames
+        start, f0 = begin("refine")
         result = refine(
             bench,
             cal,
@@ -308,8 +313,11 @@ def calibrate(
     cal.residuals = residuals
     cal.fits = fits
     cal.n_measurements = bench.frames
+    clock = bench.clock.summary()
     cal.info = {"timings_s": timings, "frames": frames_by_step, "notes": notes, "steps": list(steps),
-                "read_noise_mw": read_sigma, "sweep_points": sweep_points}
+                "read_noise_mw": read_sigma, "sweep_points": sweep_points,
+                "bench_seconds": {**clock["by_step"], "total": clock["total_s"]},
+                "bench_time": clock}
     return cal
 
 

@@ -89,10 +89,13 @@ def refine(
 
     x_fwd, x_bwd = fields((settings, batch, n)), fields((settings, batch, n))
     m_fwd, m_bwd, m_out = [], [], []
+    # all forward readings, then all backward ones: the light switches sides twice, not at every setting
+    # (a switch costs ~50 settles at the default BenchCosts)
     for s in range(settings):
         fwd = bench.measure(volts[s], x_fwd[s], "input", taps="forward", coherent=coherent, outputs=not coherent)
         m_fwd.append(fwd["taps"] - cal.tap_offset[0])
         m_out.append(fwd["coherent"] if coherent else fwd["outputs"])
+    for s in range(settings):
         m_bwd.append(bench.measure(volts[s], x_bwd[s], "output", taps="backward")["taps"] - cal.tap_offset[1])
     m_fwd, m_bwd, m_out = np.asarray(m_fwd), np.asarray(m_bwd), np.asarray(m_out)
     tap_scale = cal.tap_fraction.mean() * total_power / n

@@ -325,6 +325,7 @@ def train(
             "best_test_epoch": history.best_test_epoch,
             "final_test_accuracy": history.final_test_acc,
             "chip_passes": int(history.passes[-1]) if history.passes else 0,
+            "bench_seconds": float(history.bench_seconds[-1]) if history.bench_seconds else 0.0,
             "seconds": round(seconds, 1),
             "history": history.as_dict(),
         }

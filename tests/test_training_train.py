@@ -5,7 +5,7 @@ import optax
 import pytest
 
 from tapmesh import circuits
-from tapmesh.calibration import AsBuilt, Noise, VirtualChip, calibrate
+from tapmesh.calibration import AsBuilt, BenchCosts, Noise, VirtualChip, calibrate
 from tapmesh.training import (
     FieldNoise,
     PhotonicNetwork,
@@ -59,6 +59,12 @@ def test_chip_pass_budget_stops_training():
     result = train(net, MOONS, "insitu", epochs=50, batch_size=20, max_passes=5 * 3 * 2 * 20, progress=False)
     assert result.history.passes[-1] == 5 * 3 * 2 * 20 and len(result.history.epoch) == 1
     assert result.history.eval_passes == len(MOONS.y_train) * 2 + len(MOONS.y_test) * 2
+    # bench time: per step the method sets each layer's voltages and reads its frames, at BenchCosts()
+    costs = BenchCosts()
+    bench = result.history.bench_seconds
+    assert len(bench) == 1 and bench[0] >= result.history.passes[-1] * costs.frame_s
+    assert result.history.eval_bench_seconds > 0 and net.chips == (chip,)  # the clock's wrapper is gone
+    assert "bench_seconds" in result.history.as_dict()
 
 
 def test_plots_are_written(tmp_path):

@@ -234,7 +234,7 @@ class PhotonicNetwork:
         A chip this network programmed last with the same phases is not reprogrammed (so nothing else
         should drive the chip between two calls)."""
         chip = self.chip(layer)
-        key = id(chip)
+        key = id(getattr(chip, "wrapped", chip))  # a bench-clocked wrapper shares its chip's state
         phases_l = np.asarray(phases_l, dtype=np.float64)
         last = self._programmed.get(key)
         if last is not None and last[0] == layer and np.array_equal(last[1], phases_l):
@@ -248,13 +248,14 @@ class PhotonicNetwork:
         no light injected, measured once per chip (``frames`` dark fields, counted in
         ``overhead_passes``) and subtracted from tap readings by the in-situ methods."""
         chip = self.chip(layer)
-        if id(chip) not in self._dark:
+        key = id(getattr(chip, "wrapped", chip))
+        if key not in self._dark:
             chip.inject(np.zeros((frames, self.n), dtype=self.dtype), "input")
             fwd = np.asarray(chip.read_taps("forward")).mean(axis=0)
             bwd = np.asarray(chip.read_taps("backward")).mean(axis=0)
-            self._dark[id(chip)] = (fwd, bwd)
+            self._dark[key] = (fwd, bwd)
             self.overhead_passes += frames
-        return self._dark[id(chip)]
+        return self._dark[key]
 
     def chip_forward(self, phases, x_fields, *, taps: bool = False, coherent: bool = True):
         """One forward pass of every layer on the chip(s).

@@ -11,6 +11,7 @@ import numpy as np
 import optax
 from tqdm.auto import tqdm
 
+from tapmesh.calibration.bench_time import BenchClock, ClockedChip
 from tapmesh.circuits.arguments import check_float, check_int
 from tapmesh.training.data import Dataset
 from tapmesh.training.gradients import METHODS, GradientResult
@@ -21,7 +22,9 @@ from tapmesh.training.network import PhotonicNetwork
 class History:
     """Per-epoch record of a run. ``passes`` is the cumulative number of chip passes the gradient method
     used for training (evaluation passes are counted apart in ``eval_passes``); ``wall_time`` is
-    cumulative seconds of training steps (evaluation excluded)."""
+    cumulative seconds of training steps (evaluation excluded). ``bench_seconds`` is the cumulative bench
+    time of the training steps at the chips' declared :class:`~tapmesh.calibration.BenchCosts` (summed over
+    chips; empty for a model-only network), ``eval_bench_seconds`` that of the evaluations."""
 
     method: str = ""
     epoch: list = field(default_factory=list)
@@ -32,7 +35,9 @@ class History:
     test_acc: list = field(default_factory=list)
     passes: list = field(default_factory=list)
     wall_time: list = field(default_factory=list)
+    bench_seconds: list = field(default_factory=list)
     eval_passes: int = 0
+    eval_bench_seconds: float = 0.0
     stopped_early: bool = False
 
     def as_dict(self) -> dict:
@@ -202,8 +207,16 @@ def train(
         phases = optax.apply_updates(phases, updates)
         return [jnp.mod(p, 2 * jnp.pi) for p in phases], opt_state
 
+    # every chip operation is charged at the bench's costs (a wrapper that forwards everything else; the
+    # network keys its chip state by the wrapped chip, so a run that raises leaves nothing inconsistent)
+    clock, chips = None, net.chips
+    if chips is not None:
+        clock = BenchClock.for_chip(chips[0], step="train")
+        net.chips = tuple(ClockedChip(chip, clock) for chip in chips)
     bar = tqdm(range(1, epochs + 1), desc=f"{name}", disable=not progress, leave=False)
     for epoch in bar:
+        if clock is not None:
+            clock.step = "train"
         losses = []
         out_of_budget = False
         for xb, yb in dataset.batches(batch_size, rng):
@@ -219,6 +232,9 @@ def train(
             if max_passes is not None and total_passes >= max_passes:
                 out_of_budget = True
                 break
+        if clock is not None:
+            history.bench_seconds.append(clock.step_seconds().get("train", 0.0))
+            clock.step = "evaluate"
         test_loss, test_acc = net.evaluate(phases, dataset.x_test, dataset.y_test, on=evaluate_on)
         _, train_acc = net.evaluate(phases, dataset.x_train, dataset.y_train, on=evaluate_on)
         if evaluate_on == "chip":
@@ -244,6 +260,9 @@ def train(
             history.stopped_early = True
             break
     bar.close()
+    if clock is not None:
+        history.eval_bench_seconds = clock.step_seconds().get("evaluate", 0.0)
+        net.chips = chips
     keep = patience is not None or restore_best
     return TrainResult(
         phases=best_phases if keep else phases, history=history, best_epoch=best_epoch, monitor=monitor,
