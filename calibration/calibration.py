@@ -228,16 +228,6 @@ class Calibration:
         checksum, :class:`CalibrationVersionError` if it was written by a newer format version."""
         return persistence.load(cls, path)
 
-    @classmethod
-    def refit(cls, archive, **changes) -> "Calibration":
-        """Re-run the fits of the calibration recorded in ``archive`` (``calibrate(..., archive=path)``)
-        offline, on the recorded readings, with no chip (:func:`tapmesh.calibration.replay.refit`).
-        Raises :class:`~tapmesh.calibration.archive.ArchiveExhaustedError` on the archive of a run cut off
-        before its end (resume it on the chip instead)."""
-        from tapmesh.calibration.replay import refit
-
-        return refit(archive, **changes)
-
     def summary(self) -> dict:
         """Headline figures (for CLIs and reports)."""
         return {

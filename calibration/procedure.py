@@ -311,3 +311,20 @@ def calibrate(
     cal.info = {"timings_s": timings, "frames": frames_by_step, "notes": notes, "steps": list(steps),
                 "read_noise_mw": read_sigma, "sweep_points": sweep_points}
     return cal
+
+
+def refit(archive, **changes) -> Calibration:
+    """Re-run the fits of the calibration recorded in ``archive`` (``calibrate(..., archive=path)``) offline,
+    on the recorded readings, with no chip: :func:`calibrate` on a
+    :class:`~tapmesh.calibration.replay.ReplayChip`. ``changes`` override recorded options (one that
+    changes what is measured raises :class:`~tapmesh.calibration.archive.ReplayMismatchError`); the archive
+    of a run cut off before its end raises :class:`~tapmesh.calibration.archive.ArchiveExhaustedError`
+    (resume it on the chip instead). Also ``Calibration.refit(archive)``."""
+    from tapmesh.calibration.replay import refit as replay_refit
+
+    return replay_refit(archive, calibrate, **changes)
+
+
+# Calibration.refit is defined here, beside calibrate, which it runs: calibration.py cannot import this
+# module (calibrate builds a Calibration), so the method is attached where both are known.
+Calibration.refit = staticmethod(refit)

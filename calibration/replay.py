@@ -293,13 +293,12 @@ def archived_run(calibrate, arguments: dict):
     return cal
 
 
-def refit(path, **changes):
-    """Re-run the recorded calibration's fits on its archive, with no chip (``Calibration.refit``).
+def refit(path, calibrate, **changes):
+    """Re-run the recorded calibration's fits on its archive with ``calibrate``, with no chip
+    (:func:`tapmesh.calibration.procedure.refit`, ``Calibration.refit``).
 
     ``changes`` override recorded options; one that changes what the run measures makes the replay
     raise :class:`ReplayMismatchError` at the first call that differs."""
-    from tapmesh.calibration.procedure import calibrate
-
     with Archive.open(path) as archive:
         options = {**archive.meta.get("options", {}), **changes}
         replay = ReplayChip(archive)

@@ -382,7 +382,7 @@ yield_cmd.register(app)
 
 from tapmesh import bench_cmd  # noqa: E402  (`tapmesh bench-emulator` lives in its own module)
 
-bench_cmd.register(app)
+bench_cmd.register(app, command, KINDS, SeedOption, DebugOption)
 
 
 def main(argv: list[str] | None = None) -> int:
