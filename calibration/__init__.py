@@ -32,7 +32,7 @@ from tapmesh.calibration.errors import (
 from tapmesh.calibration.noise import Noise
 from tapmesh.calibration.persistence import FORMAT_VERSION
 from tapmesh.calibration.plots import plot_fits, plot_residuals
-from tapmesh.calibration.procedure import STEPS, FaultWarning, calibrate
+from tapmesh.calibration.procedure import STEPS, FaultWarning, calibrate, refit
 from tapmesh.calibration.replay import ArchivingChip, ReplayChip
 from tapmesh.calibration.virtual import VirtualChip
 from tapmesh.circuits import fidelity
@@ -68,6 +68,7 @@ __all__ = [
     "STEPS",
     "FaultWarning",
     "calibrate",
+    "refit",
     "plot_fits",
     "plot_residuals",
     "fidelity",

@@ -313,18 +313,23 @@ def calibrate(
     return cal
 
 
-def refit(archive, **changes) -> Calibration:
-    """Re-run the fits of the calibration recorded in ``archive`` (``calibrate(..., archive=path)``) offline,
-    on the recorded readings, with no chip: :func:`calibrate` on a
-    :class:`~tapmesh.calibration.replay.ReplayChip`. ``changes`` override recorded options (one that
-    changes what is measured raises :class:`~tapmesh.calibration.archive.ReplayMismatchError`); the archive
-    of a run cut off before its end raises :class:`~tapmesh.calibration.archive.ArchiveExhaustedError`
-    (resume it on the chip instead). Also ``Calibration.refit(archive)``."""
-    from tapmesh.calibration.replay import refit as replay_refit
+def refit(path, **changes):
+    """Re-run the recorded calibration's fits on its archive, with no chip (a function beside
+    :func:`calibrate`, not a method of :class:`Calibration`: the data class would then import the
+    procedure that builds it, a cycle). Raises :class:`~tapmesh.calibration.archive.ArchiveExhaustedError`
+    on the archive of a run cut off before its end (resume it on the chip instead).
 
-    return replay_refit(archive, calibrate, **changes)
+    ``changes`` override recorded options; one that changes what the run measures makes the replay
+    raise :class:`ReplayMismatchError` at the first call that differs."""
+    from tapmesh.calibration.archive import Archive, ReplayMismatchError
+    from tapmesh.calibration.replay import ReplayChip, call_options, record_archive_note
 
-
-# Calibration.refit is defined here, beside calibrate, which it runs: calibration.py cannot import this
-# module (calibrate builds a Calibration), so the method is attached where both are known.
-Calibration.refit = staticmethod(refit)
+    with Archive.open(path) as archive:
+        options = {**archive.meta.get("options", {}), **changes}
+        replay = ReplayChip(archive)
+        cal = calibrate(replay, progress=False, **call_options(options))
+        if replay.cursor != archive.n_calls:
+            raise ReplayMismatchError(f"the refit used {replay.cursor} of the {archive.n_calls} recorded calls: "
+                                      "it is not the recorded run (other options or code)")
+        record_archive_note(cal, archive, None)
+    return cal

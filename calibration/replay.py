@@ -261,7 +261,7 @@ def _json_options(arguments: dict) -> dict:
     return options
 
 
-def _call_options(options: dict) -> dict:
+def call_options(options: dict) -> dict:
     kwargs = dict(options)
     if isinstance(kwargs.get("topology"), dict):
         from tapmesh import circuits
@@ -270,7 +270,7 @@ def _call_options(options: dict) -> dict:
     return kwargs
 
 
-def _note(cal, archive: Archive, resumed_at: int | None) -> None:
+def record_archive_note(cal, archive: Archive, resumed_at: int | None) -> None:
     cal.info["archive"] = {"path": str(archive.path), "calls": archive.n_calls, "readings": archive.n_readings,
                            **({"resumed_at_call": resumed_at} if resumed_at is not None else {})}
 
@@ -286,25 +286,9 @@ def archived_run(calibrate, arguments: dict):
                                        images=bool(arguments.get("archive_images")))
     resumed_at = archive.n_calls if isinstance(wrapped, ReplayChip) else None
     try:
-        cal = calibrate(wrapped, progress=arguments.get("progress", True), **_call_options(options))
-        _note(cal, archive, resumed_at)
+        cal = calibrate(wrapped, progress=arguments.get("progress", True), **call_options(options))
+        record_archive_note(cal, archive, resumed_at)
     finally:
         archive.close()
     return cal
 
-
-def refit(path, calibrate, **changes):
-    """Re-run the recorded calibration's fits on its archive with ``calibrate``, with no chip
-    (:func:`tapmesh.calibration.procedure.refit`, ``Calibration.refit``).
-
-    ``changes`` override recorded options; one that changes what the run measures makes the replay
-    raise :class:`ReplayMismatchError` at the first call that differs."""
-    with Archive.open(path) as archive:
-        options = {**archive.meta.get("options", {}), **changes}
-        replay = ReplayChip(archive)
-        cal = calibrate(replay, progress=False, **_call_options(options))
-        if replay.cursor != archive.n_calls:
-            raise ReplayMismatchError(f"the refit used {replay.cursor} of the {archive.n_calls} recorded calls: "
-                                      "it is not the recorded run (other options or code)")
-        _note(cal, archive, None)
-    return cal

@@ -30,6 +30,17 @@ from .errors import (
 from .mesh import mesh
 from .process import EnclosureRule, LayerRule, ProcessRules, generic_process, get_process, register_process
 from .pdk import activate_pdk, get_pdk
+from .roles import (
+    MissingRoleError,
+    PdkError,
+    PdkNotInstalledError,
+    Roles,
+    UnknownPdkError,
+    active_roles,
+    known_pdks,
+    use_pdk,
+)
+from . import foundry  # noqa: E402,F401 - registers the foundry processes
 from .plot import plot_chip, plot_layout
 
 
@@ -45,6 +56,14 @@ def _ensure_pdk() -> None:
 _ensure_pdk()
 
 __all__ = [
+    "MissingRoleError",
+    "PdkError",
+    "PdkNotInstalledError",
+    "Roles",
+    "UnknownPdkError",
+    "active_roles",
+    "known_pdks",
+    "use_pdk",
     "EnclosureRule",
     "LayerRule",
     "ProcessError",

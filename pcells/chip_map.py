@@ -293,8 +293,12 @@ def _trace_fibers(holder, holder_trans, mesh_inst_name, n, top_ports):
             cur = f"{iname},{nxt}"
         if role is None:
             raise ConnectivityError(f"fiber grating {name!r} is not connected to the mesh or a loopback")
-        p = inst.ports["o2"]
-        pos = holder_trans * kdb.DPoint(*p.dcenter)
+        try:
+            centre = inst.ports["o2"].dcenter
+        except (KeyError, ValueError):  # a foundry grating without a fiber port: its centre
+            b = inst.dbbox()
+            centre = (b.center().x, b.center().y)
+        pos = holder_trans * kdb.DPoint(*centre)
         key = (round(pos.x, 3), round(pos.y, 3))
         fibers.append(
             FiberMap(port=top_ports.get(key, name), position=list(key), role=role, mode=mode, coupler=name)
@@ -305,20 +309,31 @@ def _trace_fibers(holder, holder_trans, mesh_inst_name, n, top_ports):
 
 def chip_map(
     component: gf.Component,
-    conductors: tuple = ("M2", "M3"),
-    vias: tuple = ("VIA2",),
+    conductors: tuple | None = None,
+    vias: tuple | None = None,
 ) -> ChipMap:
     """Derive the :class:`ChipMap` of a :func:`tapmesh.pcells.chip` (or :func:`tapmesh.pcells.mesh`) from its layout.
 
     Args:
         component: the chip (or a bare mesh: then only taps and mesh ports are mapped).
-        conductors: routing metal layers, bottom to top (pads are on the last one).
-        vias: via layers between consecutive ``conductors``.
+        conductors: routing metal layers, bottom to top (pads are on the last one); default: the routing
+            metals of the process of the PDK the chip was drawn on (``info["pdk"]``; ``("M2", "M3")`` generic).
+        vias: via layers between consecutive ``conductors`` (default: that process's; none for a process that
+            contacts by overlap, whose routing metals then form one net where they touch).
 
     Raises:
         ConnectivityError: a heater reaches no pad or several, a return contact reaches no ground pad, a pad
         reaches two heaters, or a fiber grating reaches nothing.
     """
+    if conductors is None or vias is None:
+        from .process import get_process
+
+        pdk = component.info.get("pdk", "generic")
+        routers, cuts = ("M2", "M3"), ("VIA2",)
+        if pdk != "generic":
+            routers, cuts = get_process(pdk).connectivity()
+        conductors = routers if conductors is None else conductors
+        vias = cuts if vias is None else vias
     found = _find_mesh(component)
     if found is None:
         raise ConnectivityError(f"{component.name!r} contains no pcells mesh")

@@ -24,6 +24,7 @@ from .cells import _rect, coupler_pair, mzi_tapped, phase_shifter_tapped, tapped
 from .errors import LayoutError, PitchError, ProcessError, RuleError
 from .process import get_process
 from .routing import dense_tracks, slot_pitch
+from .roles import with_roles
 
 PDK_CELLS = ("mzi_passthrough", "mesh", "heater_trenches")
 
@@ -109,6 +110,13 @@ def mesh(
     cross_section_lane="metal2",
     cross_section_track="metal3",
     via="via_stack_m2_m3",
+    lane_top: float = 18.0,
+    lane_pitch: float = 8.0,
+    lane_width: float = 3.0,
+    contact_size: float = 10.0,
+    contact_clearance: float = 4.0,
+    via_heater="via_stack_heater_m2",
+    shared_return: bool = True,
 ) -> gf.Component:
     """Rectangular (Clements) or triangular (Reck) mesh of tapped MZIs with tapped output phase shifters.
 
@@ -134,7 +142,13 @@ def mesh(
             thermal path to the neighbours: :mod:`tapmesh.circuits.thermal`).
         process: process rules (:func:`tapmesh.pcells.get_process` name or :class:`ProcessRules`).
         cross_section*: waveguide, heater, lane (lower metal) and track (top metal) cross-sections.
-        via: component spec of the lane-to-track via (takes ``size``).
+        via: component spec of the lane-to-track via (takes ``size``); ``None`` where lane and track are one
+            metal or contact by overlap (a square of each metal is drawn).
+        lane_top, lane_pitch, lane_width, contact_size, contact_clearance, via_heater: heater lanes and contacts
+            (see :func:`tapmesh.pcells.mzi_tapped`).
+        shared_return: one return track per column and edge (its lanes cross the signal tracks: a process with
+            vias); ``False`` gives every return its own track ``r{h+1}`` and orders the slots so that no two
+            nets' metals cross (planar routing, for processes that contact by overlap).
     """
     schedule.check_size(n, kind)
     if routing not in ("zone", "dense"):
@@ -161,6 +175,8 @@ def mesh(
     track_pitch = 100.0 if track_pitch is None else track_pitch
     track_width = 5.0 if track_width is None else track_width
     via_size = 5.0 if via_size is None else via_size
+    heater_kw = dict(lane_top=lane_top, lane_pitch=lane_pitch, lane_width=lane_width, contact_size=contact_size,
+                     contact_clearance=contact_clearance, via_heater=via_heater)
     mzi = mzi_tapped(
         pitch=pitch,
         coupler=coupler,
@@ -172,6 +188,7 @@ def mesh(
         cross_section=cross_section,
         cross_section_heater=cross_section_heater,
         cross_section_lane=cross_section_lane,
+        **heater_kw,
     )
     l_mzi = mzi.info["length"]
     lanes = mzi.info["lane_start"]
@@ -180,6 +197,10 @@ def mesh(
         tap_fraction=tap_fraction,
         cross_section=cross_section,
         cross_section_heater=cross_section_heater,
+        contact_size=contact_size,
+        contact_clearance=contact_clearance,
+        via_heater=via_heater,
+        cross_section_contact=cross_section_lane,
     )
     passthrough = mzi_passthrough(
         pitch=pitch,
@@ -197,6 +218,7 @@ def mesh(
         cross_section=cross_section,
         cross_section_heater=cross_section_heater,
         cross_section_lane=cross_section_lane,
+        **heater_kw,
     )
     glanes = gamma.info["lane_start"]
     if trenches:
@@ -215,7 +237,7 @@ def mesh(
 
     # slots per zone: the largest number of heaters one edge of one column carries, plus the return track.
     per_col = [sum(2 for (c, _) in mzis if c == col) for col in range(ncols)] + [n]
-    k_slots = max(math.ceil(h / 2) for h in per_col) + 1
+    k_slots = max(math.ceil(h / 2) for h in per_col) + 1 if shared_return else max(per_col)
     if route_heaters and not dense:
         if track_pitch < track_width + 2.0 or track_pitch < via_size + 2.0:
             raise PitchError(f"track pitch {track_pitch} µm smaller than a track ({track_width} µm) plus spacing")
@@ -229,7 +251,7 @@ def mesh(
 
     c = gf.Component()
     zone_straight = gf.components.straight(length=zone, cross_section=cross_section) if zone > 0 else None
-    via_c = gf.get_component(via, size=(via_size, via_size)) if route_heaters else None
+    via_c = gf.get_component(via, size=(via_size, via_size)) if route_heaters and via is not None else None
 
     heaters_by_col: dict[int, list] = {}
     inputs: dict[int, object] = {}
@@ -300,6 +322,9 @@ def mesh(
             for h, sig, gnd, _, _ in entries:
                 c.ports.add_port(port=sig, name=f"e{h + 1}")
                 c.ports.add_port(port=gnd, name=f"r{h + 1}")
+    elif not shared_return:
+        _planar_tracks(c, heaters_by_col, col_pitch, l_mzi, track_pitch, track_width, y_top, y_bot, lane_layer,
+                       xt.layer)
     else:
         tw = track_width
         for col, entries in heaters_by_col.items():
@@ -351,7 +376,45 @@ def mesh(
     c.info["n_heaters"] = 2 * n_mzi + n
     c.info["y_top"] = y_top
     c.info["y_bot"] = y_bot
+    c.info["shared_return"] = shared_return
     c.info["routing"] = routing if route_heaters else "none"
     c.info["track_pitch"] = track_pitch
     c.info["track_width"] = track_width
     return c
+
+
+mesh_cell = mesh
+mesh = with_roles(mesh_cell)
+"""``mesh(n, kind, ..., pdk=None)``: :func:`mesh_cell` with its cross-sections, vias and layout defaults from
+``pdk``'s roles (default: the active PDK)."""
+
+
+def _planar_tracks(c, heaters_by_col, col_pitch, l_mzi, track_pitch, track_width, y_top, y_bot, lane_layer,
+                   track_layer) -> None:
+    """Every heater lane (signal ``e{h+1}`` and return ``r{h+1}``) on its own track, with no two nets crossing.
+
+    In each column's zone the lanes are sorted by height: the upper half runs to the top edge, the lane nearest
+    the edge taking the slot nearest the column, so a lane only passes slots whose tracks start beyond it; the
+    lower half mirrors that towards the bottom edge. Lane and track meet in one square of each metal.
+    """
+    tw = track_width
+    for col, entries in heaters_by_col.items():
+        xz = col * col_pitch + l_mzi
+        lanes = [(f"e{e[0] + 1}", e[1]) for e in entries] + [(f"r{e[0] + 1}", e[2]) for e in entries]
+        lanes.sort(key=lambda e: -e[1].dcenter[1])
+        n_up = math.ceil(len(lanes) / 2)
+        for side, group in (("top", lanes[:n_up]), ("bot", lanes[n_up:][::-1])):
+            for slot, (name, p) in enumerate(group):
+                xs = xz + (slot + 0.5) * track_pitch
+                x0, ys = p.dcenter
+                lw = p.dwidth
+                _rect(c, x0, xs + tw / 2, ys - lw / 2, ys + lw / 2, lane_layer)
+                _rect(c, xs - tw / 2, xs + tw / 2, ys - lw / 2, ys + lw / 2, track_layer)
+                if side == "top":
+                    _rect(c, xs - tw / 2, xs + tw / 2, ys - lw / 2, y_top, track_layer)
+                    c.add_port(name, center=(xs, y_top), width=tw, orientation=90, layer=track_layer,
+                               port_type="electrical")
+                else:
+                    _rect(c, xs - tw / 2, xs + tw / 2, y_bot, ys + lw / 2, track_layer)
+                    c.add_port(name, center=(xs, y_bot), width=tw, orientation=270, layer=track_layer,
+                               port_type="electrical")

@@ -24,10 +24,28 @@ _SKIP = ("TEXT",)
 _ORDER = ["M3", "MTOP", "M2", "HEATER", "DEEPTRENCH", "WG"]
 
 
+def _polygons_by_name(component) -> dict:
+    """Polygon points per layer name; layers the active PDK has no name for (a foundry's fixed cells carry
+    some, e.g. 998/0 in ubcpdk's grating) are keyed ``"layer/datatype"``."""
+    import gdsfactory as gf
+
+    out = {}
+    info = component.kcl.layout
+    pdk = gf.get_active_pdk()
+    for index, pts in component.get_polygons_points(merge=False, by="index").items():
+        try:
+            name = pdk.get_layer_name(index)
+        except ValueError:
+            li = info.get_info(index)
+            name = f"{li.layer}/{li.datatype}"
+        out.setdefault(name, []).extend(pts)
+    return out
+
+
 def _draw_polygons(ax, component, bbox=None) -> None:
     from matplotlib.collections import PolyCollection
 
-    polys = component.get_polygons_points(merge=False, by="name")
+    polys = _polygons_by_name(component)
     names = sorted(polys, key=lambda n: _ORDER.index(n) if n in _ORDER else -1)
     for name in names:
         if name in _SKIP:

@@ -9,12 +9,10 @@ from typing import Optional
 import typer
 
 
-def register(app: typer.Typer, command, kinds: tuple[str, ...], seed_option, debug_option) -> None:
-    """Add the ``bench-emulator`` sub-command to ``app``, with the CLI's ``command`` wrapper and shared
-    options (passed in: this module does not import :mod:`tapmesh.cli`, which imports it)."""
+def register(app: typer.Typer) -> None:
+    """Add the ``bench-emulator`` sub-command to ``app``."""
+    from tapmesh.command import KINDS, DebugOption, SeedOption, command
     from tapmesh.options import choice_option
-
-    KINDS, SeedOption, DebugOption = kinds, seed_option, debug_option
 
     @app.command("bench-emulator")
     def bench_emulator_cmd(

@@ -14,16 +14,31 @@ with ``headline`` (lines to print), ``files`` (paths written) and, if the report
 
 from __future__ import annotations
 
-import functools
-import json
 import sys
-import traceback
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
 import click
 import typer
 
+from tapmesh.command import (
+    EXIT_BAD_INPUT,
+    EXIT_FAILED,
+    KINDS,
+    TASKS,
+    METHODS,
+    LAYOUT_N_MAX,
+    WL_SPAN_MIN_UM,
+    WL_SPAN_MAX_UM,
+    MAX_MODES,
+    OutOption,
+    SeedOption,
+    ForceOption,
+    JsonOption,
+    DebugOption,
+    command,
+    _command_line,
+)
 from tapmesh.options import UsageError, choice_option, finite_option, out_option
 
 app = typer.Typer(
@@ -34,90 +49,6 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-
-EXIT_BAD_INPUT = 2
-EXIT_FAILED = 1
-KINDS = ("rectangular", "triangular")
-TASKS = ("moons", "circles", "ring", "iris", "digits")
-METHODS = ("insitu", "insitu_analog", "two_pass", "dfa", "spsa", "autodiff")
-LAYOUT_N_MAX = 64  # pcells draws meshes of up to 64 modes
-WL_SPAN_MIN_UM, WL_SPAN_MAX_UM = 0.001, 1.0
-MAX_MODES = 1024  # = tapmesh.circuits.arguments.MAX_MODES (not imported: option checks must not wait for jax)
-
-OutOption = typer.Option(Path("out"), "--out", help="Folder for every file the command writes.")
-SeedOption = typer.Option(0, "--seed", min=0, help="Seed of every random choice (fabrication errors, noise, data split); ≥ 0.")
-ForceOption = typer.Option(False, "--force", help="Replace the chip that --out holds when it is another one.")
-JsonOption = typer.Option(False, "--json", help="Print a machine-readable summary as the last line.")
-DebugOption = typer.Option(False, "--debug", help="Show the full traceback on errors.")
-
-
-def _is_bad_input(error: BaseException) -> bool:
-    return isinstance(error, (ValueError, TypeError, LookupError, FileNotFoundError, PermissionError, NotADirectoryError, IsADirectoryError))
-
-
-def _error_line(name: str, error: BaseException) -> str:
-    message = str(error).strip().splitlines()[0] if str(error).strip() else ""
-    if isinstance(error, UsageError):
-        return f"tapmesh {name}: error: {message}"
-    return f"tapmesh {name}: error: {type(error).__name__}: {message}"
-
-
-def _print_summary(summary: dict[str, Any]) -> None:
-    for line in summary.get("headline", ()):
-        typer.echo(line)
-    files = summary.get("files") or []
-    if files:
-        typer.echo("wrote: " + ", ".join(str(f) for f in files))
-    if summary.get("report"):
-        typer.echo(f"report: {summary['report']}")
-
-
-def command(name: str, report: bool = True) -> Callable:
-    """Wrap a sub-command's ``run``: one-line errors with exit codes, a printed summary, the report
-    rebuilt from what ``--out`` holds (``report``), the ``--json`` line, the ``--debug`` traceback."""
-
-    def decorate(fn: Callable[..., dict[str, Any]]) -> Callable:
-        @functools.wraps(fn)
-        def wrapper(*args, **kwargs):
-            as_json = kwargs.pop("as_json", False)
-            debug = kwargs.pop("debug", False)
-            try:
-                summary = fn(*args, **kwargs)
-                if report and "out" in kwargs and not summary.get("report"):
-                    from tapmesh import report as report_module
-
-                    folder = Path(summary.pop("out_folder", kwargs["out"]))
-                    summary["report"] = str(report_module.build(folder, command=_command_line())[0])
-            except typer.Exit:
-                raise
-            except Exception as error:  # noqa: BLE001 - every failure becomes one clear line
-                if debug:
-                    traceback.print_exc()
-                typer.echo(_error_line(name, error), err=True)
-                raise typer.Exit(EXIT_BAD_INPUT if _is_bad_input(error) else EXIT_FAILED)
-            _print_summary(summary)
-            if as_json:
-                payload = {k: v for k, v in summary.items() if k != "headline"}
-                typer.echo(json.dumps({"command": name, **payload}, default=_json_default, sort_keys=True))
-            return summary
-
-        return wrapper
-
-    return decorate
-
-
-def _command_line() -> str:
-    """The command as typed (for the report)."""
-    return " ".join(["tapmesh", *sys.argv[1:]])
-
-
-def _json_default(value: Any) -> Any:
-    if hasattr(value, "tolist"):
-        return value.tolist()
-    if isinstance(value, Path):
-        return str(value)
-    raise TypeError(f"cannot serialize {type(value).__name__}")
-
 
 def _chip_option(n: Optional[int], kind: str) -> dict[str, Any]:
     """``--n``/``--kind`` of a layout: the demo chip when ``n`` is None."""
@@ -172,6 +103,7 @@ def layout_cmd(
     n: Optional[int] = typer.Option(None, "--n", min=2, max=LAYOUT_N_MAX, help=f"Number of modes, 2 … {LAYOUT_N_MAX} (default: the demo chip, a 6-mode triangular mesh)."),
     kind: str = typer.Option("triangular", "--kind", help="rectangular | triangular (with --n)."),
     png: bool = typer.Option(True, "--png/--no-png", help="Also write chip.png, the layout with the chip map overlaid."),
+    pdk: str = typer.Option("generic", "--pdk", help="PDK to lay out on: generic | ubcpdk | cspdk (foundry PDKs need tapmesh[NAME])."),
     pads: str = typer.Option("direct", "--pads", help="direct | bumps | edge: pad per heater on zone tracks, or dense routing to a bump array / edge pad field (with --n)."),
     out: Path = OutOption,
     seed: int = SeedOption,
@@ -185,9 +117,10 @@ def layout_cmd(
     position in µm, fiber port → mode) into --out; with --out NAME.gds, writes NAME.gds and NAME.png
     beside each other instead. Lengths in µm."""
 
-    def run(n, kind, png, out, seed, force, pads="direct"):
+    def run(n, kind, png, out, seed, force, pads="direct", pdk="generic"):
         from tapmesh.options import check_same_chip
 
+        _check_pdk(pdk)
         name = "chip"
         if Path(out).suffix.lower() == ".gds":
             out, name = Path(out).parent, Path(out).stem
@@ -199,7 +132,7 @@ def layout_cmd(
 
         if replaced:
             stages.forget_chip(out)
-        s = stages.layout(out, n=n, kind=kind, demo=chosen["demo"], png=png, name=name, pads=pads)
+        s = stages.layout(out, n=n, kind=kind, demo=chosen["demo"], png=png, name=name, pads=pads, pdk=pdk)
         s["out_folder"] = str(out)
         s["headline"] = (["replaced the chip in --out (" + "; ".join(replaced) + ")"] if replaced else []) + [
             f"laid out {s['chip']}: {s['n_heaters']} heaters, {s['n_taps']} tap gratings, {s['n_pads']} bond pads",
@@ -207,7 +140,22 @@ def layout_cmd(
         ]
         return s
 
-    command("layout")(run)(n=n, kind=kind, png=png, out=out, seed=seed, force=force, as_json=as_json, debug=debug, pads=pads)
+    command("layout")(run)(n=n, kind=kind, png=png, out=out, seed=seed, force=force, as_json=as_json, debug=debug, pads=pads,
+                           pdk=pdk)
+
+
+def _check_pdk(name: str) -> str:
+    """A known, installed PDK name, else a one-line UsageError (the known names, or the extra to install)."""
+    import importlib.util
+
+    from tapmesh.pcells.roles import KNOWN_PDKS
+
+    if name not in KNOWN_PDKS:
+        raise UsageError(f"unknown --pdk {name!r}; known: {', '.join(sorted(KNOWN_PDKS))}")
+    module = KNOWN_PDKS[name]["module"]
+    if module is not None and importlib.util.find_spec(module.split(".")[0]) is None:
+        raise UsageError(f"PDK {name!r} is not installed: pip install '{KNOWN_PDKS[name]['extra']}'")
+    return name
 
 
 @app.command("calibrate")
@@ -382,7 +330,7 @@ yield_cmd.register(app)
 
 from tapmesh import bench_cmd  # noqa: E402  (`tapmesh bench-emulator` lives in its own module)
 
-bench_cmd.register(app, command, KINDS, SeedOption, DebugOption)
+bench_cmd.register(app)
 
 
 def main(argv: list[str] | None = None) -> int:

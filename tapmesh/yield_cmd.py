@@ -29,7 +29,7 @@ def _numbers(text: str, kind, option: str) -> tuple:
 
 def register(app: typer.Typer) -> None:
     """Add the ``yield`` sub-command to ``app`` (the options every sub-command has come from :mod:`tapmesh.cli`)."""
-    from tapmesh.cli import DebugOption, JsonOption, OutOption, SeedOption, command
+    from tapmesh.command import DebugOption, JsonOption, OutOption, SeedOption, command
 
     @app.command("yield")
     def yield_cmd(

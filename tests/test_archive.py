@@ -18,6 +18,7 @@ import pytest
 from tapmesh import circuits
 from tapmesh.calibration import AsBuilt, Calibration, Noise, VirtualChip, calibrate
 from tapmesh.calibration.archive import Archive, ArchiveError, ArchiveExhaustedError, ReplayMismatchError
+from tapmesh.calibration.procedure import refit
 from tapmesh.calibration.replay import ReplayChip
 
 OPTIONS = dict(steps=("phase_voltage", "couplers"), sweep_points=8, repeat_frames=1, progress=False, seed=3)
@@ -75,8 +76,8 @@ def test_archive_round_trip_and_refit(recorded):
         assert ds.taps.shape == (ds.sizes["frame"], 16) and set(ds.direction.values) == {"forward", "backward"}
         assert ds.voltages.shape[1] == 16 and ds.step.values.min() >= 0
         assert archive.n_readings == cal.n_measurements
-    refit = Calibration.refit(path)  # no chip: the fits re-run on the recorded readings
-    same_fit(refit, cal)
+    again = refit(path)  # no chip: the fits re-run on the recorded readings
+    same_fit(again, cal)
     saved = cal.save(path.with_suffix(".json"))
     assert Calibration.load(saved).info["archive"]["path"] == str(path)
 
@@ -97,7 +98,7 @@ def test_resume_equals_an_uninterrupted_run(tmp_path):
     with Archive.open(part) as archive:
         recorded = archive.n_calls
     with pytest.raises(ArchiveExhaustedError):
-        Calibration.refit(part)  # a cut-off run cannot be re-fitted without a chip
+        refit(part)  # a cut-off run cannot be re-fitted without a chip
     resumed = calibrate(chip(), archive=part, resume=True, **OPTIONS)
     same_fit(resumed, whole)
     with Archive.open(part) as a, Archive.open(tmp_path / "whole.h5") as b:
@@ -206,4 +207,4 @@ def test_killed_calibration_resumes_after_emulator_restart(tmp_path):
         assert a.n_calls == b.n_calls, f"killed at frame {kill_at}"
         for table in ("settings", "injections", "taps", "outputs", "coherent"):
             np.testing.assert_array_equal(a.table(table), b.table(table), err_msg=f"{table}, killed at frame {kill_at}")
-    same_fit(Calibration.refit(whole), Calibration.refit(part))
+    same_fit(refit(whole), refit(part))
