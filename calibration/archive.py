@@ -6,7 +6,7 @@ the readings, and raw camera frames where the chip exposes ``last_frames``) into
 :class:`ReplayChip` serves the recorded results in order and checks that every call matches its record
 (same voltages, same fields, same side and direction); past the end it hands over to a live chip,
 restoring its state, and goes on recording. Since ``calibrate`` is deterministic given its seed and the
-readings, a calibration on a ReplayChip is the recorded calibration: that is ``Calibration.refit`` and
+readings, a calibration on a ReplayChip is the recorded calibration: that is ``calibration.refit`` and
 ``calibrate(..., resume=True)``. docs/bench.md ("The archive") gives the layout and its crash safety.
 
 Crash safety: each record is written (rows, then its ``calls`` row, then the committed count in the
