@@ -31,6 +31,8 @@ from tapmesh.calibration.noise import Noise
 from tapmesh.calibration.persistence import FORMAT_VERSION
 from tapmesh.calibration.plots import plot_fits, plot_residuals
 from tapmesh.calibration.procedure import STEPS, FaultWarning, calibrate
+from tapmesh.calibration.quality import CalibrationQualityError, Quality, QualityWarning
+from tapmesh.calibration.bench import Bench, LimitError
 from tapmesh.calibration.virtual import VirtualChip
 from tapmesh.circuits import fidelity
 
@@ -58,6 +60,11 @@ __all__ = [
     "STEPS",
     "FaultWarning",
     "calibrate",
+    "CalibrationQualityError",
+    "Quality",
+    "QualityWarning",
+    "LimitError",
+    "Bench",
     "plot_fits",
     "plot_residuals",
     "fidelity",

@@ -25,7 +25,7 @@ from tapmesh.calibration import (
 class GuardedChip:
     """Forwards the Chip protocol only; touching anything else (truth, unitary, noise, ...) fails the test."""
 
-    _PROTOCOL = {"n_modes", "n_heaters", "set_voltages", "inject", "read_taps", "read_outputs",
+    _PROTOCOL = {"n_modes", "n_heaters", "capabilities", "set_voltages", "inject", "read_taps", "read_outputs",
                  "read_outputs_coherent"}
 
     def __init__(self, chip):
