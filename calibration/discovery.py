@@ -105,11 +105,13 @@ def discover_column(stage: Progressive, c: int, noise: float) -> dict:
     found: dict[int, float | None] = {}
     x_top = stage.x_top
     known = np.array([a for a in stage.discovered.values() if a is not None])
+    hinted = list(stage.discovered) == [-1]
     for heaters, field, taps in jobs:
         heaters, taps = np.array(heaters), np.array(taps)
         full = float(np.min(x_top[heaters]))
-        if len(known):  # later columns: start where the chip's known laws span ~1.3 fringes
-            window = min(full, 2.6 * np.pi / float(np.median(known)))
+        if len(known):  # later columns: start where the chip's known laws span ~1.3 fringes (a mere
+            # hint, key -1, is trusted less: 16× below, so that a hint 10× off still cannot alias)
+            window = min(full, 2.6 * np.pi / float(np.median(known))) / (GROWTH**2 if hinted else 1.0)
         else:
             window = full * FIRST_WINDOW
         todo = np.ones(len(heaters), dtype=bool)

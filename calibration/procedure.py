@@ -295,7 +295,7 @@ def calibrate(
             max_voltage=float(np.sqrt(min(x_max, float(np.min(plan.x_top))))),
             fit_crosstalk="crosstalk" in steps,
             fit_couplers="couplers" in steps or not do_sweeps,
-            fit_beta=fit_beta,
+            fit_beta=fit_beta or bool(np.any(cal.beta != 0)),  # a cubic term the stages resolved is refitted
             usable=usable,
             unswept=~swept,
             max_parameters=max_refine_parameters,

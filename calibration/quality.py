@@ -185,6 +185,11 @@ def _predict(cal, q: Quality, targets: int, seed: int, inflate: float) -> None:
             q.reasons.append(f"target {t}: no settings found ({err})")
             values.append(0.0)
             continue
+        limits = cal.info.get("drive_limits")
+        if limits is not None and np.any(volts > np.asarray(limits[1]) + 1e-9):
+            worst = int(np.argmax(volts - np.asarray(limits[1])))
+            q.reasons.append(f"target {t}: heater {worst} would need {volts[worst]:.3g}, above its declared "
+                             f"limit {limits[1][worst]:.3g}")
         for _ in range(DRAWS):
             other = _draw(cal, rng, inflate)
             values.append(score(u, other.unitary(other.phases_for_voltages(volts))))

@@ -105,6 +105,22 @@ def fit_stage(stage: Progressive, c, members, tops, channels, volts, fields, tap
                 p0[j, col] = trial[int(np.argmin(costs))]
     var_scale = np.array([0.05, 0.01, 0.05, 0.01, 0.01, 0.01, 0.02, 0.02, 0.02, 0.005, 0.005, 0.005, 0.001, 0.001])
     p, jm, r = batched_levenberg_marquardt(fun, jacobian, p0, movable, var_scale)
+    if stage.fit_beta:
+        # a cubic term the data do not resolve (|β| < 3σ) is noise that trades against α and φ0: such
+        # heaters are fitted again with β = 0 (the refinement then holds it there)
+        weak = np.zeros((len(p), 2), dtype=bool)
+        for j in range(len(members)):
+            free = movable[j] > 0
+            jj = jm[j][:, free]
+            cov = np.linalg.pinv(jj.T @ jj, rcond=1e-12, hermitian=True) * float(np.sum(r[j] ** 2)) \
+                / max(int(mask[j].sum()) - int(free.sum()), 1)
+            sig = np.full(N_PARAMS, np.inf)
+            sig[free] = np.sqrt(np.clip(np.diag(cov), 0, None))
+            weak[j] = (np.abs(p[j, 12:14]) < 3 * sig[12:14]) & (movable[j, 12:14] > 0)
+        if weak.any():
+            p[:, 12:14] = np.where(weak, 0.0, p[:, 12:14])
+            movable[:, 12:14] *= ~weak
+            p, jm, r = batched_levenberg_marquardt(fun, jacobian, p, movable, var_scale)
     for j, k in enumerate(members):
         phi_h = k_all + k
         cal.phase_offsets[[phi_h, k]] = np.mod(p[j, [0, 2]], TWO_PI)

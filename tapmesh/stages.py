@@ -225,7 +225,12 @@ def calibrate(out: Path, seed: int, chip=None, targets: int = 3, progress: bool 
 
     chip = chip if chip is not None else virtual_chip(out, seed)
     start = time.perf_counter()
-    result = calibration.calibrate(chip, seed=seed + 1000, progress=progress)
+    try:
+        result = calibration.calibrate(chip, seed=seed + 1000, progress=progress)
+    except calibration.CalibrationQualityError as failed:  # the partial result goes beside, never over, a good file
+        where = failed.save(out / "calibration.json")
+        failed.args = (f"{failed.args[0]}; partial calibration saved to {where}",)
+        raise
     seconds = time.perf_counter() - start
     result.save(out / "calibration.json")
     files = [str(out / "calibration.json")]
