@@ -2,7 +2,8 @@
 
 A :class:`Calibration` is a digital twin. It turns phases into heater voltages (crosstalk-compensated) and
 back, builds the :class:`tapmesh.circuits.MeshParams` of the chip at any phases, finds error-corrected voltages
-for a target unitary (:meth:`Calibration.voltages_for`), and saves itself to a checksummed JSON file.
+for a target unitary (:meth:`Calibration.voltages_for`), and saves itself to a checksummed JSON file
+(:mod:`tapmesh.calibration.correction`, :mod:`tapmesh.calibration.persistence`). See docs/calibration.md.
 """
 
 from __future__ import annotations

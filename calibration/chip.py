@@ -10,7 +10,8 @@ Units: voltages in V; fields in √mW (|x|² is mW at the chip's input); powers 
 
 Heater / tap order is the canonical phase-shifter order of the mesh topology
 (:attr:`tapmesh.circuits.MeshTopology.phase_shifters`): θ heaters of MZIs 0..K−1, then φ heaters of MZIs
-0..K−1, then the n output γ heaters; tap i is the grating tap on the segment of heater i.
+0..K−1, then the n output γ heaters; tap i is the grating tap on the segment of heater i. Writing a
+driver for a real bench: docs/calibration.md.
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ while its ~8 200 nonzeros take ~0.2 MB and a product microseconds.
 :class:`Crosstalk` holds X as (rows, cols, values) in row-major order (the order of the on-disk format of
 :meth:`tapmesh.calibration.Calibration.save`) with a CSR matrix for the products. It is immutable. It behaves like
 the dense matrix where code needs one: ``X @ p``, ``X[i, j]``, ``np.asarray(X)`` (a dense copy: avoid at
-large H), ``X.toarray()``, ``np.array_equal(X, Y)``.
+large H), ``X.toarray()``, ``np.array_equal(X, Y)``. How the stages measure X: docs/calibration.md.
 """
 
 from __future__ import annotations

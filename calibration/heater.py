@@ -6,7 +6,7 @@ Per heater i (canonical order θ…, φ…, γ…)::
     φ_i = φ0_i + α_i · (P_i + Σ_j X_ij P_j) + β_i · V_i³
 
 with φ0 in rad, α in rad/V², β in rad/V³ and X the thermal crosstalk (zero diagonal; a dense array or a
-sparse :class:`tapmesh.calibration.Crosstalk`: anything with ``X @ p``).
+sparse :class:`tapmesh.calibration.Crosstalk`: anything with ``X @ p``). See docs/calibration.md.
 """
 
 from __future__ import annotations

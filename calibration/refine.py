@@ -3,6 +3,7 @@
 Used by :func:`tapmesh.calibration.calibrate`; talks to the chip only through the procedure's bench wrapper.
 Small problems use a dense Jacobian (``jax.jacfwd``) and give 1σ uncertainties from ``(JᵀJ)⁻¹``; large
 ones a matrix-free Jacobian (JVP/VJP as a ``LinearOperator``, LSMR trust-region steps) without uncertainties.
+The model, the prior from the progressive stages and the measured limits: docs/calibration.md.
 """
 
 from __future__ import annotations
