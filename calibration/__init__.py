@@ -2,7 +2,9 @@
 
 One module per job: :mod:`~tapmesh.calibration.procedure` (:func:`calibrate`), the progressive stages
 (``progressive``, ``stage_model``, ``stage_fit``, ``stage_crosstalk``, ``gamma``), the older ``sweeps``,
-``fringes``, the global ``refine``, ``correction``, ``persistence``, ``crosstalk``, and the virtual chip
+``fringes``, the global ``refine``, ``correction``, ``persistence``, ``crosstalk``, the plan from the bench's
+``capabilities`` (``planning``, ``bench``), ``discovery`` of the heater laws, the verdict ``quality``,
+``neighbours`` from the chip's geometry, the driver kit ``testing``, and the virtual chip
 (``virtual``, ``asbuilt``, ``noise``). Derivations are in docs/calibration.md.
 """
 

@@ -1,8 +1,11 @@
 """The calibration procedure: :func:`calibrate` runs the steps on any chip, through the ``Chip`` protocol only.
 
-Camera offsets and fault detection first, then the phase-voltage and coupler step (the progressive stages
+The plan from the chip's declared capabilities (:mod:`tapmesh.calibration.planning`), camera offsets, noise
+floor and fault detection first, the heater-law discovery (:mod:`tapmesh.calibration.discovery`), then the
+phase-voltage and coupler step (the progressive stages
 of :mod:`tapmesh.calibration.progressive`, or the older :mod:`tapmesh.calibration.sweeps`), thermal
-crosstalk, and the global refinement of :mod:`tapmesh.calibration.refine`. What each step measures and
+crosstalk, the global refinement of :mod:`tapmesh.calibration.refine`, and the verdict
+(:mod:`tapmesh.calibration.quality`). What each step measures and
 why is in docs/calibration.md.
 """
 
