@@ -1,9 +1,15 @@
-"""Build + write-GDS time of tapped rectangular meshes with pads (pcells.chip), n = 8, 16, 32, 64.
+"""Build + write-GDS time, connectivity and DRC time, die size and GDS size of tapped rectangular chips.
 
-Run:  python benchmarks/bench_layout.py [--sizes 8 16 32 64] [--kind rectangular] [--out DIR]
+Run:  python benchmarks/bench_layout.py [--sizes 8 16 32 64] [--pads bumps] [--checks] [--quick] [--out DIR]
+      .venv-ubcpdk/bin/python benchmarks/bench_layout.py --pdk ubcpdk [--checks] [--quick]   (a foundry PDK, in
+      its own environment: direct drive, one signal and one return pad a heater; DRC = the foundry's rules)
 
-Each size is built in a fresh process (so gdsfactory's cell cache starts empty) and timed in two parts:
-building the chip (mesh, taps, heater tracks, pads, fiber gratings and routes) and writing the GDS file.
+Each size is built in a fresh process (gdsfactory's cell cache starts empty) and timed in parts: building the chip
+(mesh, taps, dense heater tracks, pad/bump field, fiber gratings and routes, die outline), writing the GDS,
+and with ``--checks`` the connectivity extraction (``chip_map``: KLayout ``LayoutToNetlist`` over the metal) and
+the DRC deck (hierarchical KLayout Region checks). The reference is the direct-drive chip (``pads="direct"``,
+one pad per heater on a 100 µm track zone) at the sizes where it still fits a reticle (n ≤ 16), built in the same
+run; ``--quick`` runs n = 8 and 16 only.
 """
 
 from __future__ import annotations
@@ -22,45 +28,89 @@ warnings.filterwarnings("ignore")
 t0 = time.perf_counter()
 from tapmesh import pcells
 t1 = time.perf_counter()
-n, kind, path = int(sys.argv[1]), sys.argv[2], sys.argv[3]
-c = pcells.chip(n=n, kind=kind)
+n, kind, pads, path, checks = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5] == "1"
+pdk = sys.argv[6]
+if pdk == "generic":
+    c = pcells.chip(n=n, kind=kind, pads=pads)
+else:  # overlap-contact processes: direct drive; report the die even where it exceeds a reticle
+    c = pcells.chip(n=n, kind=kind, pdk=pdk, check_reticle=False)
 t2 = time.perf_counter()
 c.write_gds(path)
 t3 = time.perf_counter()
 import os
-print(json.dumps({
-    "n": n, "kind": kind, "import_s": t1 - t0, "build_s": t2 - t1, "write_s": t3 - t2,
+row = {
+    "n": n, "kind": kind, "pads": pads, "pdk": pdk, "import_s": t1 - t0, "build_s": t2 - t1, "write_s": t3 - t2,
     "total_s": t3 - t1, "gds_mb": os.path.getsize(path) / 1e6, "heaters": c.info["n_heaters"],
-    "pads": c.info["n_pads"], "taps": 2 * c.info["n_heaters"],
-    "width_mm": c.dbbox().width() / 1e3, "height_mm": c.dbbox().height() / 1e3,
-}))
+    "n_pads": c.info["n_pads"], "taps": 2 * c.info["n_heaters"],
+    "die_mm": [v / 1e3 for v in c.info["die_size"]],
+}
+if checks:
+    t4 = time.perf_counter()
+    cm = pcells.chip_map(c)
+    t5 = time.perf_counter()
+    if pdk == "generic":
+        res = pcells.drc(c)
+    else:
+        from tapmesh.pcells import foundry_drc
+        res = foundry_drc.run_deck(c, pdk)
+    t6 = time.perf_counter()
+    row.update(connectivity_s=t5 - t4, drc_s=t6 - t5, drc_violations=sum(res.values()), mapped_pads=len(cm.pads))
+print(json.dumps(row))
 """
+
+
+def run_one(n: int, kind: str, pads: str, out: str, checks: bool, env: dict, pdk: str = "generic") -> dict:
+    path = os.path.join(out, f"chip_{pdk}_{kind}_{pads}_{n}.gds")
+    t = time.perf_counter()
+    res = subprocess.run([sys.executable, "-c", CHILD, str(n), kind, pads, path, "1" if checks else "0", pdk],
+                         env=env, capture_output=True, text=True, check=True)
+    row = json.loads(res.stdout.strip().splitlines()[-1])
+    row["wall_s"] = time.perf_counter() - t
+    return row
 
 
 def main(argv=None) -> list[dict]:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", type=int, nargs="+", default=[8, 16, 32, 64])
     ap.add_argument("--kind", default="rectangular")
+    ap.add_argument("--pads", default="bumps", choices=("bumps", "edge", "direct"))
+    ap.add_argument("--checks", action="store_true", help="also time chip_map (connectivity) and DRC")
+    ap.add_argument("--quick", action="store_true", help="n = 8 and 16 only")
+    ap.add_argument("--pdk", default="generic", help="generic | ubcpdk | cspdk (run with that PDK's environment)")
     ap.add_argument("--out", default=None, help="folder for the GDS files (default: a temporary one)")
     args = ap.parse_args(argv)
+    sizes = [8, 16] if args.quick else args.sizes
     out = args.out or tempfile.mkdtemp(prefix="tapmesh_bench_")
     os.makedirs(out, exist_ok=True)
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     env = {**os.environ, "PYTHONPATH": root + os.pathsep + os.environ.get("PYTHONPATH", "")}
     rows = []
-    print(f"{'n':>4} {'heaters':>8} {'pads':>6} {'taps':>6} {'build s':>8} {'write s':>8} {'total s':>8} "
-          f"{'GDS MB':>7} {'chip mm':>14}")
-    for n in args.sizes:
-        path = os.path.join(out, f"chip_{args.kind}_{n}.gds")
-        t = time.perf_counter()
-        res = subprocess.run([sys.executable, "-c", CHILD, str(n), args.kind, path], env=env, capture_output=True,
-                             text=True, check=True)
-        row = json.loads(res.stdout.strip().splitlines()[-1])
-        row["wall_s"] = time.perf_counter() - t
-        rows.append(row)
-        print(f"{n:>4} {row['heaters']:>8} {row['pads']:>6} {row['taps']:>6} {row['build_s']:>8.2f} "
-              f"{row['write_s']:>8.2f} {row['total_s']:>8.2f} {row['gds_mb']:>7.2f} "
-              f"{row['width_mm']:>6.1f} x {row['height_mm']:<5.1f}", flush=True)
+    print(f"{'n':>4} {'pdk':>7} {'pads':>6} {'heaters':>8} {'pads#':>6} {'build s':>8} {'write s':>8} {'total s':>8} "
+          f"{'conn s':>7} {'DRC s':>7} {'GDS MB':>7} {'die mm':>13}")
+    for n in sizes:
+        if args.pdk == "generic":
+            plan = [("generic", args.pads)] + ([("generic", "direct")] if args.pads != "direct" and n <= 16 else [])
+        else:  # the reference: the generic direct-drive chip of the same n, same run
+            plan = [(args.pdk, "direct")] + ([("generic", "direct")] if n <= 16 else [])
+        for pdk, pads in plan:
+            row = run_one(n, args.kind, pads, out, args.checks, env, pdk)
+            rows.append(row)
+            conn = f"{row['connectivity_s']:>7.2f} {row['drc_s']:>7.2f}" if args.checks else f"{'-':>7} {'-':>7}"
+            w, h = row["die_mm"]
+            print(f"{n:>4} {pdk:>7} {pads:>6} {row['heaters']:>8} {row['n_pads']:>6} {row['build_s']:>8.2f} "
+                  f"{row['write_s']:>8.2f} {row['total_s']:>8.2f} {conn} {row['gds_mb']:>7.2f} "
+                  f"{w:>5.1f} x {h:<5.1f}", flush=True)
+    for n in sizes:
+        ref = [r for r in rows if r["n"] == n and r["pads"] == "direct" and r["pdk"] == "generic"]
+        new = [r for r in rows if r["n"] == n and r["pads"] == args.pads and r["pdk"] == "generic"]
+        mine = [r for r in rows if r["n"] == n and r["pdk"] == args.pdk != "generic"]
+        if ref and mine:
+            a, b = mine[0], ref[0]
+            print(f"n={n}: {args.pdk}/generic direct build+write time ratio {a['total_s'] / b['total_s']:.2f}, "
+                  f"die area ratio {a['die_mm'][0] * a['die_mm'][1] / (b['die_mm'][0] * b['die_mm'][1]):.2f}")
+        if ref and new and args.pads != "direct" and args.pdk == "generic":
+            print(f"n={n}: {args.pads}/direct build+write time ratio {new[0]['total_s'] / ref[0]['total_s']:.2f}, "
+                  f"die area ratio {new[0]['die_mm'][0] * new[0]['die_mm'][1] / (ref[0]['die_mm'][0] * ref[0]['die_mm'][1]):.2f}")
     print(json.dumps(rows))
     return rows
 

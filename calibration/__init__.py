@@ -8,6 +8,7 @@ One module per job: :mod:`~tapmesh.calibration.procedure` (:func:`calibrate`), t
 (``virtual``, ``asbuilt``, ``noise``). Derivations are in docs/calibration.md.
 """
 
+from tapmesh.calibration.archive import Archive, ArchiveError, ArchiveExhaustedError, ReplayMismatchError
 from tapmesh.calibration.asbuilt import AsBuilt
 from tapmesh.calibration.calibration import Calibration
 from tapmesh.calibration.capabilities import (
@@ -24,6 +25,7 @@ from tapmesh.calibration.errors import (
     CalibrationError,
     CalibrationFileError,
     CalibrationVersionError,
+    ChipInterfaceError,
     ChipStateError,
     FieldError,
     MeasurementError,
@@ -35,10 +37,18 @@ from tapmesh.calibration.plots import plot_fits, plot_residuals
 from tapmesh.calibration.procedure import STEPS, FaultWarning, calibrate
 from tapmesh.calibration.quality import CalibrationQualityError, Quality, QualityWarning
 from tapmesh.calibration.bench import Bench, LimitError
+from tapmesh.calibration.procedure import STEPS, FaultWarning, calibrate, refit
+from tapmesh.calibration.replay import ArchivingChip, ReplayChip
 from tapmesh.calibration.virtual import VirtualChip
 from tapmesh.circuits import fidelity
 
 __all__ = [
+    "Archive",
+    "ArchiveError",
+    "ArchiveExhaustedError",
+    "ArchivingChip",
+    "ReplayChip",
+    "ReplayMismatchError",
     "FORMAT_VERSION",
     "Calibration",
     "Correction",
@@ -52,6 +62,7 @@ __all__ = [
     "CalibrationError",
     "CalibrationFileError",
     "CalibrationVersionError",
+    "ChipInterfaceError",
     "Chip",
     "ChipStateError",
     "FieldError",
@@ -67,6 +78,7 @@ __all__ = [
     "QualityWarning",
     "LimitError",
     "Bench",
+    "refit",
     "plot_fits",
     "plot_residuals",
     "fidelity",

@@ -13,7 +13,22 @@ import numpy as np
 
 from tapmesh import circuits
 from tapmesh.calibration.crosstalk import neighbour_pairs
+from tapmesh.calibration.errors import CalibrationError
+from tapmesh.circuits.arguments import check_float, check_int
 from tapmesh.calibration.heater import heater_phases
+
+
+def _layout_crosstalk(source, n_heaters: int, thermal_length: float | None):
+    """(rows, cols, X values) of the thermal crosstalk of a layout (a chip map or positions/lengths arrays)."""
+    from tapmesh.circuits import thermal
+
+    ell = thermal.THERMAL_LENGTH if thermal_length is None else float(thermal_length)
+    pos, lengths = source.heater_positions() if hasattr(source, "heater_positions") else source
+    if np.shape(pos) != (n_heaters, 2):
+        raise ValueError(f"crosstalk_from has {len(pos)} heater positions, the topology has {n_heaters} heaters")
+    if hasattr(source, "heater_positions"):
+        return thermal.crosstalk_from_chip_map(source, thermal_length=ell)
+    return thermal.crosstalk_pairs(pos, lengths, thermal_length=ell)
 
 
 @dataclass(frozen=True, eq=False)
@@ -60,15 +75,40 @@ class AsBuilt:
         tap_spread: float = 0.0,
         dead_heaters=(),
         dark_taps=(),
+        crosstalk_from=None,
+        thermal_length: float | None = None,
     ) -> "AsBuilt":
         """A random chip: φ0 uniform over [0, 2π); α = ``alpha``·(1 + ``alpha_spread``·N(0,1)); β ~ N(0,
         ``beta_sigma``); crosstalk ``crosstalk``·(1 + 0.2·N(0,1)) between neighbouring heaters
         (:func:`neighbour_pairs`); δ ~ N(0, ``delta_sigma``) rad; segment losses N(``loss_db``,
-        ``loss_db_sigma``) dB clipped at 0; tap fractions ``tap_fraction``·(1 + ``tap_spread``·N(0,1))."""
-        rng = np.random.default_rng(seed)
+        ``loss_db_sigma``) dB clipped at 0; tap fractions ``tap_fraction``·(1 + ``tap_spread``·N(0,1)), the
+        draws' tails clipped to [1e-4, 0.5]. Out-of-range arguments (``tap_fraction`` outside (0, 0.5], a
+        negative spread, ``alpha`` ≤ 0, a heater index off the mesh) raise :class:`CalibrationError`.
+
+        ``crosstalk_from`` takes the crosstalk from a layout instead: a :class:`tapmesh.pcells.ChipMap` (its drawn
+        heater positions and deep trenches through :func:`tapmesh.circuits.thermal.crosstalk_pairs`, thermal
+        length ``thermal_length`` µm) or a ``(positions (H, 2) µm, lengths (H,) µm)`` pair; each coupling is
+        scattered by (1 + 0.2·N(0,1)) and ``crosstalk`` is then ignored."""
+        if not isinstance(topology, circuits.MeshTopology):
+            raise CalibrationError(f"topology must be a circuits.MeshTopology, got {type(topology).__name__}")
+        check_int(seed, "seed", minimum=0, error=CalibrationError)
+        for name, value in (("delta_sigma", delta_sigma), ("alpha_spread", alpha_spread), ("beta_sigma", beta_sigma),
+                            ("crosstalk", crosstalk), ("loss_db", loss_db), ("loss_db_sigma", loss_db_sigma),
+                            ("tap_spread", tap_spread)):
+            check_float(value, name, minimum=0.0, error=CalibrationError)
+        check_float(alpha, "alpha", minimum=0.0, strict_minimum=True, unit="rad/V²", error=CalibrationError)
+        check_float(tap_fraction, "tap_fraction", minimum=0.0, strict_minimum=True, maximum=0.5, error=CalibrationError)
+        check_float(crosstalk, "crosstalk", maximum=0.5, error=CalibrationError)
         k, n, h = topology.n_mzis, topology.n, topology.n_shifters
+        for name, indices in (("dead_heaters", dead_heaters), ("dark_taps", dark_taps)):
+            for i in indices:
+                check_int(i, f"{name} entry", minimum=0, maximum=h - 1, error=CalibrationError)
+        rng = np.random.default_rng(seed)
         x = np.zeros((h, h))
-        if crosstalk:
+        if crosstalk_from is not None:
+            rows, cols, vals = _layout_crosstalk(crosstalk_from, h, thermal_length)
+            x[rows, cols] = vals * (1 + 0.2 * rng.normal(size=len(vals)))
+        elif crosstalk:
             pairs = neighbour_pairs(topology)
             x[pairs[:, 0], pairs[:, 1]] = crosstalk * (1 + 0.2 * rng.normal(size=len(pairs)))
         taps = tap_fraction * (1 + tap_spread * rng.normal(size=h))

@@ -21,6 +21,8 @@ from typing import Literal, Protocol, runtime_checkable
 import numpy as np
 from numpy.typing import ArrayLike
 
+from tapmesh.calibration.errors import FieldError, VoltageError
+
 Side = Literal["input", "output"]
 TapDirection = Literal["forward", "backward"]
 
@@ -68,3 +70,51 @@ class Chip(Protocol):
         Only chips with a coherent analyzer (or a reference arm) have it; others raise
         ``NotImplementedError``."""
         ...
+
+
+def checked_voltages(voltages: ArrayLike, n_heaters: int) -> np.ndarray:
+    """``voltages`` as a float array of shape (n_heaters,), or :class:`VoltageError` (complex, wrong shape,
+    NaN/inf): the checks every driver's ``set_voltages`` makes before its own range check."""
+    if np.iscomplexobj(voltages):
+        raise VoltageError("voltages must be real")
+    v = np.array(voltages, dtype=float)
+    if v.shape != (n_heaters,):
+        raise VoltageError(f"voltages must have shape ({n_heaters},), got {v.shape}")
+    if not np.all(np.isfinite(v)):
+        raise VoltageError("voltages contain NaN or infinity")
+    return v
+
+
+def checked_field(x: ArrayLike, side: str, n_modes: int) -> np.ndarray:
+    """``x`` as an array of shape (n_modes,) or (batch, n_modes), or :class:`FieldError` (side not
+    input/output, not floating point, wrong shape, NaN/inf): the checks of every driver's ``inject``."""
+    if side not in ("input", "output"):
+        raise FieldError(f"side must be 'input' or 'output', got {side!r}")
+    x = np.asarray(x)
+    if not (np.issubdtype(x.dtype, np.complexfloating) or np.issubdtype(x.dtype, np.floating)):
+        raise FieldError(f"field must be complex or real floating point, got dtype {x.dtype}")
+    if x.ndim not in (1, 2) or x.shape[-1] != n_modes:
+        raise FieldError(f"field must have shape ({n_modes},) or (batch, {n_modes}), got {x.shape}")
+    if not np.all(np.isfinite(x)):
+        raise FieldError("field contains NaN or infinity")
+    return x
+
+
+REQUIRED = ("n_modes", "n_heaters", "set_voltages", "inject", "read_taps", "read_outputs")
+"""The members every chip must have (``read_outputs_coherent`` may raise NotImplementedError)."""
+
+
+def check_chip(chip) -> None:
+    """Refuse an object that is not a :class:`Chip` before any work: a missing member, or a mode or heater
+    count that is not a positive integer, raises :class:`~tapmesh.calibration.ChipInterfaceError`."""
+    from tapmesh.calibration.errors import ChipInterfaceError
+
+    missing = [name for name in REQUIRED if not hasattr(chip, name)]
+    if missing:
+        raise ChipInterfaceError(
+            f"{type(chip).__name__} is not a Chip: it lacks {', '.join(missing)} (see tapmesh.calibration.Chip)"
+        )
+    for name in ("n_modes", "n_heaters"):
+        value = getattr(chip, name)
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+            raise ChipInterfaceError(f"chip.{name} must be a positive integer, got {value!r}")

@@ -7,6 +7,7 @@ optional gradient polish of the whole calibrated model (L-BFGS on JAX). Used thr
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -81,30 +82,37 @@ def local_correction(cal: Calibration, u) -> np.ndarray:
     return np.mod(np.concatenate([theta, phi, gamma]), TWO_PI)
 
 
+@functools.cache
+def _infidelity_value_and_grad():
+    """``(1 − F, ∂/∂phases)`` of the calibrated model against a target, jitted once (the topology static,
+    everything else an argument), so that every target and chip of a size reuses one compiled function."""
+    import jax
+    import jax.numpy as jnp
+
+    def loss(p, topology, base, target, free, fixed):
+        p = jnp.where(free, p, fixed)
+        return 1.0 - circuits.fidelity(target, circuits.unitary(topology, base.with_phases(p)))
+
+    return jax.jit(jax.value_and_grad(loss), static_argnums=1)
+
+
 def polish(cal: Calibration, u, phases, max_iterations: int = 300) -> np.ndarray:
     """Gradient polish: maximize the fidelity of the calibrated model's transfer matrix to ``u`` over all
     phases, from ``phases`` (L-BFGS on the JAX model)."""
-    import jax
     import jax.numpy as jnp
     from scipy.optimize import minimize
 
     u = np.asarray(u, dtype=np.complex128)
     base = cal.mesh_params(np.asarray(phases, dtype=float))
-    topology = cal.topology
     target = jnp.asarray(u)
     dead = np.zeros(cal.n_heaters, dtype=bool)
     dead[list(cal.dead_heaters)] = True
     free = jnp.asarray(~dead)
     fixed = jnp.asarray(np.asarray(phases, dtype=float))
-
-    def loss(p):
-        p = jnp.where(free, p, fixed)
-        return 1.0 - circuits.fidelity(target, circuits.unitary(topology, base.with_phases(p)))
-
-    value_and_grad = jax.jit(jax.value_and_grad(loss))
+    value_and_grad = _infidelity_value_and_grad()
 
     def fun(p):
-        value, grad = value_and_grad(jnp.asarray(p))
+        value, grad = value_and_grad(jnp.asarray(p), cal.topology, base, target, free, fixed)
         return float(value), np.asarray(grad, dtype=float)
 
     result = minimize(fun, np.asarray(phases, dtype=float), jac=True, method="L-BFGS-B",

@@ -7,6 +7,10 @@ class CalibrationError(ValueError):
     """Base class of every error raised by ``calibration`` for bad input or a failed calibration."""
 
 
+class ChipInterfaceError(CalibrationError, TypeError):
+    """An object given as a chip lacks members of the :class:`tapmesh.calibration.Chip` protocol."""
+
+
 class VoltageError(CalibrationError):
     """Heater voltages have the wrong shape, contain NaN/inf, or exceed the chip's range."""
 

@@ -11,6 +11,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from tapmesh.calibration.errors import CalibrationError
+from tapmesh.circuits.arguments import check_float, check_int
+
 
 @dataclass(frozen=True)
 class Noise:
@@ -31,6 +34,13 @@ class Noise:
     full_scale_mw: float = 1.0
     gain_sigma: float = 0.0
     offset_mw: float = 0.0
+
+    def __post_init__(self):
+        for name in ("shot", "read_mw", "gain_sigma", "offset_mw"):
+            check_float(getattr(self, name), f"Noise.{name}", minimum=0.0, error=CalibrationError)
+        check_float(self.full_scale_mw, "Noise.full_scale_mw", minimum=0.0, strict_minimum=True, unit="mW", error=CalibrationError)
+        if self.bits is not None:
+            check_int(self.bits, "Noise.bits", minimum=1, maximum=32, error=CalibrationError)
 
     @classmethod
     def none(cls) -> "Noise":

@@ -59,9 +59,15 @@ def from_dict(cls: type[Calibration], data: dict) -> Calibration:
     h = top.n_shifters
     x = data["crosstalk"]
     crosstalk = Crosstalk(h, np.asarray(x["rows"], dtype=int), np.asarray(x["cols"], dtype=int), _decode(x["values"]))
+    arrays = {name: _decode(data[name]) for name in ARRAYS}
+    _check_shapes(arrays, top)
+    if len(crosstalk.rows) != len(crosstalk.cols) or len(crosstalk.rows) != np.size(crosstalk.values) or (
+        len(crosstalk.rows) and (min(crosstalk.rows.min(), crosstalk.cols.min()) < 0 or max(crosstalk.rows.max(), crosstalk.cols.max()) >= h)
+    ):
+        raise ValueError(f"crosstalk pairs must index the {h} heaters of a {top.n}-mode {top.kind} mesh")
     return cls(
         topology=top,
-        **{name: _decode(data[name]) for name in ARRAYS},
+        **arrays,
         crosstalk=crosstalk,
         uncertainties={k: _decode(v) for k, v in data.get("uncertainties", {}).items()},
         residuals={k: _decode(v) for k, v in data.get("residuals", {}).items()},
@@ -81,6 +87,21 @@ def _quality(data):
 
     return Quality.from_dict({k: (float(v) if isinstance(v, str) and v in ("nan", "inf", "-inf") else v)
                               for k, v in data.items()})
+
+
+def array_shapes(topology: circuits.MeshTopology) -> dict[str, tuple[int, ...]]:
+    """The shape of each array of :data:`ARRAYS` for ``topology`` (K MZIs, n modes, h heaters)."""
+    k, n, h = topology.n_mzis, topology.n, topology.n_shifters
+    return {"phase_offsets": (h,), "alpha": (h,), "beta": (h,), "delta": (k, 2), "loss_db": (k, 4),
+            "output_loss_db": (n,), "tap_fraction": (h,), "tap_efficiency": (2, h), "tap_offset": (2, h)}
+
+
+def _check_shapes(arrays: dict[str, np.ndarray], topology: circuits.MeshTopology) -> None:
+    for name, shape in array_shapes(topology).items():
+        if np.shape(arrays[name]) != shape:
+            raise ValueError(
+                f"{name} has shape {np.shape(arrays[name])}, a {topology.n}-mode {topology.kind} mesh needs {shape}"
+            )
 
 
 def save(cal: Calibration, path) -> Path:
@@ -109,9 +130,11 @@ def load(cls: type[Calibration], path) -> Calibration:
     was written by a newer format version."""
     path = Path(path)
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8")
     except OSError as error:
         raise CalibrationFileError(f"cannot read calibration file {path}: {error}") from error
+    except UnicodeDecodeError as error:
+        raise CalibrationFileError(f"calibration file {path} is not text (a binary file?): {error}") from error
     try:
         document = json.loads(text)
     except (json.JSONDecodeError, UnicodeDecodeError) as error:

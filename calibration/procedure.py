@@ -21,6 +21,8 @@ from tapmesh.calibration.bench import Bench
 from tapmesh.calibration.calibration import Calibration
 from tapmesh.calibration.capabilities import capabilities_of
 from tapmesh.calibration.discovery import discover_column
+from tapmesh.calibration.chip import check_chip
+from tapmesh.calibration.crosstalk import neighbour_pairs
 from tapmesh.calibration.errors import CalibrationError
 from tapmesh.calibration.neighbours import crosstalk_pairs
 from tapmesh.calibration.planning import fine_sweep, measure_camera, plan_steps
@@ -28,6 +30,7 @@ from tapmesh.calibration.progressive import Progressive
 from tapmesh.calibration.quality import assess, enforce
 from tapmesh.calibration.refine import refine
 from tapmesh.calibration.sweeps import run_sweeps
+from tapmesh.circuits.arguments import check_float, check_int
 
 STEPS = ("phase_voltage", "couplers", "crosstalk", "refine")
 
@@ -47,6 +50,21 @@ every chip; at n = 16 it pulled φ0 toward the stages' worse values (0.0063 → 
 def _stage_prior(uncertainties: dict) -> dict:
     """The progressive stages' 1σ of φ0, α and δ, as the refinement's prior (:func:`~tapmesh.calibration.refine.refine`)."""
     return {name: uncertainties[name] for name in ("phase_offsets", "alpha", "delta") if name in uncertainties}
+
+
+def _check_arguments(**values) -> None:
+    """The numeric arguments of :func:`calibrate`, each in its range (:class:`CalibrationError` naming it)."""
+    counts = {"seed": 0, "sweep_points": 5, "passes": 1, "repeat_frames": 1, "refine_settings": 1, "refine_batch": 1,
+              "max_refine_parameters": 0}
+    for name, minimum in counts.items():
+        if values[name] is not None:
+            check_int(values[name], name, minimum=minimum, error=CalibrationError)
+    positive = {"alpha_guess": "rad/V²", "max_voltage": "V", "power_mw": "mW", "max_delta": "rad"}
+    for name, unit in positive.items():
+        if values[name] is not None:
+            check_float(values[name], name, minimum=0.0, strict_minimum=True, unit=unit, error=CalibrationError)
+    check_float(values["tap_guess"], "tap_guess", minimum=0.0, strict_minimum=True, maximum=1.0, error=CalibrationError)
+    check_float(values["visibility_threshold"], "visibility_threshold", minimum=0.0, maximum=1.0, error=CalibrationError)
 
 
 def calibrate(
@@ -76,6 +94,9 @@ def calibrate(
     neighbour_distance_um: float | None = None,
     quality_targets: int = 3,
     min_fidelity: float = 0.9,
+    archive=None,
+    resume: bool = False,
+    archive_images: bool = False,
 ) -> Calibration:
     """Calibrate ``chip`` (any :class:`tapmesh.calibration.Chip`) and return a :class:`Calibration`.
 
@@ -132,6 +153,11 @@ def calibrate(
             within ``neighbour_distance_um``, else the mesh's neighbour grid.
         quality_targets: Haar targets the verdict's predicted fidelity is computed on.
         min_fidelity: the verdict fails when its predicted fidelity's lower bound is below this.
+        archive: path of a raw-measurement archive (HDF5, :mod:`tapmesh.calibration.archive`): every chip
+            call and reading of the run is appended to it as it is taken, and ``info["archive"]`` names it.
+        resume: continue the run recorded in ``archive`` (replayed up to where it stopped, then on
+            ``chip``); it must have been recorded with the same options.
+        archive_images: also archive the raw camera frames of chips that expose ``last_frames``.
 
     Raises:
         MeasurementError: the chip returned NaN/inf or a wrongly shaped reading.
@@ -141,8 +167,14 @@ def calibrate(
     """
     from tqdm.auto import tqdm
 
+    check_chip(chip)
     if method not in ("sweeps", "progressive"):
         raise CalibrationError(f"method must be 'sweeps' or 'progressive', got {method!r}")
+    _check_arguments(seed=seed, sweep_points=sweep_points, passes=passes, repeat_frames=repeat_frames,
+                     refine_settings=refine_settings, refine_batch=refine_batch, alpha_guess=alpha_guess,
+                     tap_guess=tap_guess, max_voltage=max_voltage, power_mw=power_mw,
+                     visibility_threshold=visibility_threshold, max_delta=max_delta,
+                     max_refine_parameters=max_refine_parameters)
     unknown = set(steps) - set(STEPS)
     if unknown:
         raise CalibrationError(f"unknown calibration steps {sorted(unknown)}; choose from {STEPS}")
@@ -156,6 +188,12 @@ def calibrate(
             f"chip has {n} modes and {h} heaters; a {topology.kind} mesh on {topology.n} modes has "
             f"{topology.n_shifters}"
         )
+    if archive is not None:  # the same run, on a chip that records it (or replays it, then goes on)
+        from tapmesh.calibration.replay import archived_run
+
+        return archived_run(calibrate, locals())
+    if resume:
+        raise CalibrationError("resume=True needs archive= (the archive of the run to continue)")
     if alpha_guess is not None and not (np.isfinite(alpha_guess) and alpha_guess > 0):
         raise CalibrationError(f"alpha_guess must be a positive number (rad/V²) or None, got {alpha_guess!r}")
     caps = capabilities_of(chip)
@@ -328,4 +366,26 @@ def calibrate(
                 "refine_scale_mw": float(np.mean(cal.tap_fraction) * 0.5 * refine_power_mw)}
     cal.quality = assess(cal, targets=quality_targets, seed=seed, min_fidelity=min_fidelity)
     enforce(cal, strict)
+    return cal
+
+
+def refit(path, **changes):
+    """Re-run the recorded calibration's fits on its archive, with no chip (a function beside
+    :func:`calibrate`, not a method of :class:`Calibration`: the data class would then import the
+    procedure that builds it, a cycle). Raises :class:`~tapmesh.calibration.archive.ArchiveExhaustedError`
+    on the archive of a run cut off before its end (resume it on the chip instead).
+
+    ``changes`` override recorded options; one that changes what the run measures makes the replay
+    raise :class:`ReplayMismatchError` at the first call that differs."""
+    from tapmesh.calibration.archive import Archive, ReplayMismatchError
+    from tapmesh.calibration.replay import ReplayChip, call_options, record_archive_note
+
+    with Archive.open(path) as archive:
+        options = {**archive.meta.get("options", {}), **changes}
+        replay = ReplayChip(archive)
+        cal = calibrate(replay, progress=False, **call_options(options))
+        if replay.cursor != archive.n_calls:
+            raise ReplayMismatchError(f"the refit used {replay.cursor} of the {archive.n_calls} recorded calls: "
+                                      "it is not the recorded run (other options or code)")
+        record_archive_note(cal, archive, None)
     return cal

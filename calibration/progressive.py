@@ -265,7 +265,7 @@ class Progressive:
         else:
             self.unfitted.add(heater)
         self.fits_y[heater] = readings
-        self.fits_m[heater] = readings - fringe.residuals[:, j]
+        self.fits_m[heater] = readings + fringe.residuals[:, j]  # the fit: residual = model − reading
 
     def _prefit_phi(self, members, readings):
         k_all = self.k_all

@@ -91,7 +91,7 @@ def run_sweeps(bench: Bench, cal: Calibration, *, passes: int, sweep_x, offsets,
                 cal.alpha[k] = fringe.alpha[j]
                 cal.tap_efficiency[1, k_all + k] = (fringe.offset[j] + fringe.amplitude[j]) / power_mw
                 swept[k] = True
-            record([k for k in members], readings[:, phi_taps], readings[:, phi_taps] - fringe.residuals)
+            record([k for k in members], readings[:, phi_taps], readings[:, phi_taps] + fringe.residuals)  # residual = model − reading
             # output-coupler split ratio at the θ tap (backward grating): top-only cos²κ2, bottom-only sin²κ2
             for k in members:
                 if usable[1, k]:
@@ -144,7 +144,7 @@ def run_sweeps(bench: Bench, cal: Calibration, *, passes: int, sweep_x, offsets,
                 t_phi = cal.tap_fraction[heater]
                 if p_top > 0 and p_bottom > 0:
                     in_ratio[k] = p_bottom / p_top * (1 - t_phi)
-            record(phi_heaters, readings[:, theta_taps], readings[:, theta_taps] - fringe.residuals)
+            record(phi_heaters, readings[:, theta_taps], readings[:, theta_taps] + fringe.residuals)  # residual = model − reading
             residuals["sweeps"].append((fringe.residuals / max(power_mw * tap_guess, 1e-30)).ravel())
             bar.update(1)
         if couplers:

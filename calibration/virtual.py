@@ -4,7 +4,8 @@
 (:func:`tapmesh.circuits.propagate` with ``taps="power"``), with the errors of an
 :class:`~tapmesh.calibration.asbuilt.AsBuilt` and the camera of a :class:`~tapmesh.calibration.noise.Noise`;
 calibration and training code must never read its hidden truth. Heater law, camera model and the lazy
-simulation are described in docs/calibration.md.
+simulation are described in docs/calibration.md. On several devices (``jax.devices()``) each injected batch
+is split over them (:func:`tapmesh.circuits.engine.shard_batch`), with the same readings.
 """
 
 from __future__ import annotations
@@ -20,10 +21,12 @@ from tapmesh import circuits
 from tapmesh.calibration.asbuilt import AsBuilt
 from tapmesh.calibration.bench import electrical_power_mw
 from tapmesh.calibration.capabilities import Capabilities
+from tapmesh.calibration.chip import checked_field, checked_voltages
 from tapmesh.calibration.crosstalk import Crosstalk, neighbour_pairs  # noqa: F401  (re-exported)
-from tapmesh.calibration.errors import ChipStateError, FieldError, VoltageError
+from tapmesh.calibration.errors import ChipStateError, VoltageError
 from tapmesh.calibration.heater import heater_phases
 from tapmesh.calibration.noise import Noise, camera_reading
+from tapmesh.circuits.engine import padded_batch, replicate, shard_batch
 
 
 # ----------------------------------------------------------------------------- the chip
@@ -210,13 +213,7 @@ class VirtualChip:
         return self._voltages.copy()
 
     def set_voltages(self, voltages: ArrayLike) -> None:
-        if np.iscomplexobj(voltages):
-            raise VoltageError("voltages must be real")
-        v = np.array(voltages, dtype=float)
-        if v.shape != (self.n_heaters,):
-            raise VoltageError(f"voltages must have shape ({self.n_heaters},), got {v.shape}")
-        if not np.all(np.isfinite(v)):
-            raise VoltageError("voltages contain NaN or infinity")
+        v = checked_voltages(voltages, self.n_heaters)
         caps = self.capabilities
         unit = "V" if caps.drive == "voltage" else "mA"
         if np.any((v > self.max_voltage) | (v < self.min_voltage)):
@@ -236,24 +233,16 @@ class VirtualChip:
             self._simulate_tapped()
 
     def inject(self, x: ArrayLike, side: str = "input") -> None:
-        if side not in ("input", "output"):
-            raise FieldError(f"side must be 'input' or 'output', got {side!r}")
+        x = checked_field(x, side, self.n_modes)
         if side == "output" and not self.capabilities.output_side_source:
             raise NotImplementedError("this chip has no light source at the output side")
-        x = np.asarray(x)
-        if not (np.issubdtype(x.dtype, np.complexfloating) or np.issubdtype(x.dtype, np.floating)):
-            raise FieldError(f"field must be complex or real floating point, got dtype {x.dtype}")
-        if x.ndim not in (1, 2) or x.shape[-1] != self.n_modes:
-            raise FieldError(f"field must have shape ({self.n_modes},) or (batch, {self.n_modes}), got {x.shape}")
-        if not np.all(np.isfinite(x)):
-            raise FieldError("field contains NaN or infinity")
         self._single = x.ndim == 1
         x = np.atleast_2d(x)
         self._batch = x.shape[0]
-        padded = _bucket(self._batch)
+        padded = padded_batch(_bucket(self._batch))  # on several devices also a multiple of their count
         if padded != self._batch:
             x = np.concatenate([x, np.zeros((padded - self._batch, self.n_modes), dtype=x.dtype)])
-        self._field = jnp.asarray(x, dtype=self._cdtype)  # one host→device copy per injection
+        self._field = shard_batch(jnp.asarray(x, dtype=self._cdtype))  # one host→device copy per injection
         self._side = side
         self._y = self._taps = None
         if not self.lazy:
@@ -280,7 +269,7 @@ class VirtualChip:
             matrix = self._transfer.get(direction)
             if matrix is None:
                 u = circuits.unitary(self.topology, self._params.astype(self._rdtype), dtype=self._cdtype)
-                matrix = u.T if direction == "forward" else u  # y = U x forward, Uᵀ x backward (rows: fields)
+                matrix = replicate(u.T if direction == "forward" else u)  # y = U x forward, Uᵀ x backward (rows: fields)
                 self._transfer[direction] = matrix
             self._y = np.asarray(_apply(matrix, self._field))[: self._batch].astype(np.complex128)
         return self._y

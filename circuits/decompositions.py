@@ -14,10 +14,11 @@ the MZIs of a topology, so the same code serves every layout whose dependency or
 
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
-from tapmesh.circuits.errors import NotRealizableError, NotUnitaryError, ShapeError
+from tapmesh.circuits.errors import NonFiniteError, NotRealizableError, NotUnitaryError, ShapeError
 from tapmesh.circuits.params import MeshParams
 from tapmesh.circuits.topology import MeshTopology, analyzer, generator, rectangular, triangular
 
@@ -224,7 +225,17 @@ def haar_unitary(n: int, seed: int | np.random.Generator = 0) -> np.ndarray:
 def fidelity(u, v):
     """Fidelity |Tr(U†V)|² / (Tr(U†U)·Tr(V†V)) of two transfer matrices (1 when equal up to a global phase).
 
-    A JAX scalar, so it can be jitted and differentiated (``float(fidelity(u, v))`` for a number)."""
+    A JAX scalar, so it can be jitted and differentiated (``float(fidelity(u, v))`` for a number). Both must
+    be (n, n) matrices of the same shape, neither all zero (:class:`ShapeError` / :class:`NonFiniteError` otherwise; values are checked when concrete)."""
+    for name, m in (("u", u), ("v", v)):
+        if not isinstance(m, jax.core.Tracer):  # concrete: its values can be checked without a trace
+            values = np.asarray(m)
+            if values.ndim == 2 and values.size:
+                norm = float(np.sum(np.abs(values) ** 2))
+                if not np.isfinite(norm) or norm == 0.0:
+                    raise NonFiniteError(f"fidelity: {name} is all zero or holds NaN/inf (norm² {norm})")
     u, v = jnp.asarray(u), jnp.asarray(v)
+    if u.ndim != 2 or u.shape[0] != u.shape[1] or v.shape != u.shape or u.shape[0] == 0:
+        raise ShapeError(f"fidelity needs two square matrices of one shape, got {tuple(u.shape)} and {tuple(v.shape)}")
     overlap = jnp.abs(jnp.trace(u.conj().T @ v)) ** 2
     return overlap / (jnp.real(jnp.trace(u.conj().T @ u)) * jnp.real(jnp.trace(v.conj().T @ v)))

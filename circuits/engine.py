@@ -31,6 +31,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from tapmesh.circuits import models
+from tapmesh.circuits.arguments import check_wavelength
 from tapmesh.circuits.errors import DTypeError, NonFiniteError, ShapeError
 from tapmesh.circuits.params import MeshParams
 from tapmesh.circuits.topology import MeshTopology
@@ -286,13 +287,51 @@ def _raise_non_finite(params: MeshParams, x) -> None:
 BUCKETED_BATCH = 1 << 14
 
 
+def padded_batch(batch: int) -> int:
+    """Rows a batch of ``batch`` is padded to: the next power of two (up to 2¹⁴ rows), so that callers with
+    varying batch sizes (a calibration's sweeps, a last partial mini-batch) reuse a few compiled shapes;
+    then, on several devices, the next multiple of the device count (:func:`shard_batch`)."""
+    if batch < BUCKETED_BATCH and batch & (batch - 1):
+        batch = 1 << batch.bit_length()
+    devices = _batch_mesh()
+    if devices is not None:
+        size = devices.devices.size
+        batch = -(-batch // size) * size
+    return batch
+
+
 def _pad_batch(x: jax.Array) -> jax.Array:
-    """Pad a batch with zero rows to the next power of two (up to 2¹⁴ rows), so that callers with
-    varying batch sizes (a calibration's sweeps, a last partial mini-batch) reuse a few compiled shapes."""
+    """Pad a batch with zero rows to :func:`padded_batch` rows."""
     batch = x.shape[0]
-    if batch >= BUCKETED_BATCH or batch & (batch - 1) == 0:
+    padded = padded_batch(batch)
+    return x if padded == batch else jnp.pad(x, ((0, padded - batch), (0, 0)))
+
+
+@functools.cache
+def _batch_mesh() -> jax.sharding.Mesh | None:
+    """A one-axis device mesh ``("batch",)`` over ``jax.devices()``, or None on a single device."""
+    devices = jax.devices()
+    return jax.sharding.Mesh(np.array(devices), ("batch",)) if len(devices) > 1 else None
+
+
+def shard_batch(x):
+    """Place the batch ``x`` (B, …) across ``jax.devices()`` along its first axis (B a multiple of the device
+    count: :func:`padded_batch`), when there is more than one device; otherwise, or under tracing (the caller's
+    jit decides), ``x`` unchanged. Compiled passes then run each device's rows on that device (GSPMD)."""
+    mesh = _batch_mesh()
+    if mesh is None or isinstance(x, jax.core.Tracer):
         return x
-    return jnp.pad(x, ((0, (1 << batch.bit_length()) - batch), (0, 0)))
+    spec = jax.sharding.PartitionSpec("batch", *([None] * (x.ndim - 1)))
+    return jax.device_put(x, jax.sharding.NamedSharding(mesh, spec))
+
+
+def replicate(tree):
+    """Copy every array of ``tree`` to all devices (the parameters next to a :func:`shard_batch` batch);
+    unchanged on one device or under tracing."""
+    mesh = _batch_mesh()
+    if mesh is None or any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree_util.tree_leaves(tree)):
+        return tree
+    return jax.device_put(tree, jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec()))
 
 
 def _real_dtype(cdtype) -> jnp.dtype:
@@ -318,6 +357,8 @@ def _check_field(topology: MeshTopology, x) -> tuple[jax.Array, bool]:
             f"field x must have shape (batch, {topology.n}) or ({topology.n},) for a mesh on "
             f"{topology.n} modes, got {tuple(x.shape)}"
         )
+    if x.ndim == 2 and x.shape[0] == 0:
+        raise ShapeError(f"field x is an empty batch, shape {tuple(x.shape)}: give at least one row")
     single = x.ndim == 1
     if not (isinstance(x, jax.Array) and x.dtype == cdtype):
         x = jnp.asarray(x, dtype=cdtype)
@@ -354,17 +395,22 @@ def propagate(
     Returns:
         ``y`` of shape (batch, n) (or (n,) for one vector), and with ``taps=True`` a tuple
         ``(y, tap_fields)`` with ``tap_fields`` (or tap powers) of shape (batch, 2K + n) in canonical shifter order
-        (:attr:`MeshTopology.phase_shifters`). Jitted, differentiable, runs unchanged on GPU.
+        (:attr:`MeshTopology.phase_shifters`). Jitted, differentiable, runs unchanged on GPU. With more than
+        one device in ``jax.devices()`` the batch is split over them (:func:`shard_batch`; the results are
+        sharded the same way and equal the single-device ones).
     """
     if direction not in ("forward", "backward"):
         raise ValueError(f"direction must be 'forward' or 'backward', got {direction!r}")
     if taps not in (False, True, "power"):
         raise ValueError(f"taps must be False, True or 'power', got {taps!r}")
     x, single = _check_field(topology, x)
+    check_wavelength(wl)
     wl = np.asarray(wl, dtype=_real_dtype(x.dtype)) if not isinstance(wl, jax.Array) else wl.astype(_real_dtype(x.dtype))
     batch = x.shape[0]
     x = _pad_batch(x)
     padded = x.shape[0] != batch
+    if not isinstance(x, jax.core.Tracer):  # on several devices: the batch split over them, the rest on all
+        x, params, wl = shard_batch(x), replicate(params), replicate(wl)
     if taps:
         (y, tap_fields), finite = _apply_scanned(topology, params, x, wl, direction, taps == "power")
     else:
@@ -391,5 +437,5 @@ def unitary(
     couplers are ideal there; with errors, loss and taps it is the full (sub-unitary) transfer matrix.
     """
     params = params.check(topology).astype(_real_dtype(dtype))
-    wl = jnp.asarray(wl, dtype=_real_dtype(dtype))
+    wl = jnp.asarray(check_wavelength(wl), dtype=_real_dtype(dtype))
     return _unitary(topology, params, wl, jnp.dtype(dtype))

@@ -20,6 +20,7 @@ from typing import Literal
 import networkx as nx
 import numpy as np
 
+from tapmesh.circuits.arguments import MAX_MODES
 from tapmesh.circuits.errors import TopologyError
 
 Kind = Literal["rectangular", "triangular", "generator", "analyzer"]
@@ -184,14 +185,29 @@ def _check_n(n: int, minimum: int = 2) -> int:
         raise TopologyError(f"number of modes n must be an integer, got {n!r}")
     if n < minimum:
         raise TopologyError(f"a mesh needs at least {minimum} modes, got n={n}")
+    if n > MAX_MODES:
+        raise TopologyError(f"n={n} modes is above the size limit MAX_MODES={MAX_MODES} ({MAX_MODES * (MAX_MODES - 1) // 2:,} MZIs)")
     return int(n)
+
+
+def _sized(build):
+    """Check ``n`` (:func:`_check_n`) before the per-size cache of ``build``: any bad ``n`` (a float, a list,
+    a size beyond the limit) is a :class:`TopologyError`, never an unhashable-key error of the cache."""
+    cached = functools.cache(build)
+
+    @functools.wraps(build)
+    def topology_of(n: int) -> MeshTopology:
+        return cached(_check_n(n))
+
+    topology_of.cache_clear = cached.cache_clear
+    return topology_of
 
 
 def _build(n: int, kind: str, positions: list[tuple[int, int]], n_columns: int) -> MeshTopology:
     return MeshTopology(n=n, kind=kind, mzis=tuple(sorted(positions)), n_columns=n_columns)
 
 
-@functools.cache
+@_sized
 def rectangular(n: int) -> MeshTopology:
     """Clements rectangular mesh: n columns, MZI (c, m) for every m ≡ c (mod 2) with m + 1 < n."""
     n = _check_n(n)
@@ -199,7 +215,7 @@ def rectangular(n: int) -> MeshTopology:
     return _build(n, "rectangular", positions, n)
 
 
-@functools.cache
+@_sized
 def triangular(n: int) -> MeshTopology:
     """Reck triangular mesh: 2n − 3 columns; MZI (c, m) where k = n − 2 − m has k ≡ c (mod 2) and
     k ≤ min(c, 2n − 4 − c). Its first column holds one MZI on the two bottom modes."""
@@ -213,7 +229,7 @@ def triangular(n: int) -> MeshTopology:
     return _build(n, "triangular", positions, columns)
 
 
-@functools.cache
+@_sized
 def generator(n: int) -> MeshTopology:
     """Universal input generator: an unbalanced tree (a diagonal chain) of n − 1 MZIs, MZI c on modes
     (c, c+1), that prepares any complex n-vector from light in mode 0 (with the output phases γ)."""
@@ -221,7 +237,7 @@ def generator(n: int) -> MeshTopology:
     return _build(n, "generator", [(c, c) for c in range(n - 1)], n - 1)
 
 
-@functools.cache
+@_sized
 def analyzer(n: int) -> MeshTopology:
     """Coherent analyzer: the generator's mirror, MZI c on modes (n−2−c, n−1−c); set to a vector v it
     folds all of v's power into mode 0, so nulling it measures v's amplitudes and phases."""

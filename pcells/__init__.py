@@ -12,7 +12,7 @@ import gdsfactory as gf
 from . import errors, schedule
 from .cells import grating_tap, mzi_tapped, phase_shifter_tapped
 from .chip import DEMO_ROLES, chip, demo_chip
-from .chip_map import ChipMap, FiberMap, PadMap, TapMap, chip_map
+from .chip_map import ChipMap, FiberMap, HeaterMap, PadMap, TapMap, chip_map
 from .checks import DRC_RULES, dangling_optical_ports, drc, netlist_summary, overlap_area, write_drc_deck
 from .errors import (
     ConnectivityError,
@@ -22,11 +22,26 @@ from .errors import (
     MeshKindError,
     MeshSizeError,
     PitchError,
+    ProcessError,
+    ReticleError,
+    RuleError,
     TapFractionError,
 )
 from .mesh import mesh
+from .process import EnclosureRule, LayerRule, ProcessRules, generic_process, get_process, register_process
 from .pdk import activate_pdk, get_pdk
-from .plot import plot_layout
+from .roles import (
+    MissingRoleError,
+    PdkError,
+    PdkNotInstalledError,
+    Roles,
+    UnknownPdkError,
+    active_roles,
+    known_pdks,
+    use_pdk,
+)
+from . import foundry  # noqa: E402,F401 - registers the foundry processes
+from .plot import plot_chip, plot_layout
 
 
 def _ensure_pdk() -> None:
@@ -41,6 +56,23 @@ def _ensure_pdk() -> None:
 _ensure_pdk()
 
 __all__ = [
+    "MissingRoleError",
+    "PdkError",
+    "PdkNotInstalledError",
+    "Roles",
+    "UnknownPdkError",
+    "active_roles",
+    "known_pdks",
+    "use_pdk",
+    "EnclosureRule",
+    "LayerRule",
+    "ProcessError",
+    "ProcessRules",
+    "ReticleError",
+    "RuleError",
+    "generic_process",
+    "get_process",
+    "register_process",
     "DEMO_ROLES",
     "DRC_RULES",
     "ChipMap",
@@ -48,6 +80,7 @@ __all__ = [
     "CouplerKindError",
     "CrossSectionError",
     "FiberMap",
+    "HeaterMap",
     "LayoutError",
     "MeshKindError",
     "MeshSizeError",
@@ -69,6 +102,7 @@ __all__ = [
     "netlist_summary",
     "overlap_area",
     "phase_shifter_tapped",
+    "plot_chip",
     "plot_layout",
     "schedule",
     "write_drc_deck",

@@ -131,12 +131,15 @@ def heater(
     cross_section="strip",
     cross_section_heater="heater_metal",
     via_stack="via_stack_heater_m2",
+    cross_section_contact="metal2",
 ) -> gf.Component:
     """Thermo-optic phase shifter: a straight waveguide under a heater strip, contacted from below (−y).
 
     The heater strip covers the waveguide over ``length``; at each end a heater-metal leg drops to a via
     stack (``contact_size`` square, its top ``contact_clearance`` µm below the waveguide) whose bottom edge
-    carries the electrical port: ``e1`` west (signal), ``e2`` east (return).
+    carries the electrical port: ``e1`` west (signal), ``e2`` east (return). With ``via_stack=None`` (a process
+    that contacts by overlap) the contact is a heater-metal square under a square of the metal of
+    ``cross_section_contact``.
     """
     xs = xs_layer(cross_section)
     xh = xs_layer(cross_section_heater)
@@ -147,12 +150,20 @@ def heater(
     hw = xh.width
     _rect(c, 0, length, -hw / 2, hw / 2, xh.layer)
     drop = contact_clearance + contact_size / 2
-    vs = gf.get_component(via_stack, size=(contact_size, contact_size))
+    if via_stack is not None:
+        vs = gf.get_component(via_stack, size=(contact_size, contact_size))
+    else:  # overlap contact: the router metal drawn over a heater-metal square of the same size
+        port_layer = gf.get_layer(xs_layer(cross_section_contact).layer)
     for name, x in (("e1", contact_size / 2), ("e2", length - contact_size / 2)):
         _rect(c, x - hw / 2, x + hw / 2, -drop, 0, xh.layer)
-        v = c << vs
-        v.dmove((x, -drop))
-        port_layer = v.ports["e4"].layer
+        if via_stack is not None:
+            v = c << vs
+            v.dmove((x, -drop))
+            port_layer = v.ports["e4"].layer
+        else:
+            s = contact_size / 2
+            for layer in (xh.layer, port_layer):
+                _rect(c, x - s, x + s, -drop - s, -drop + s, layer)
         c.add_port(
             name,
             center=(x, -drop - contact_size / 2),
@@ -305,14 +316,17 @@ def _add_lanes(
 ) -> None:
     """Route heater contacts (ports facing −y) to the east edge on lanes below them, as a non-crossing staircase.
 
-    The westmost contact takes the deepest lane; lane i ends in port ``e{i+1}`` at ``x_end``.
+    The westmost contact takes the deepest lane; lane i ends in port ``e{i+1}`` at ``x_end``. Returns the x
+    (µm) where each lane starts (its contact), the west end of the span a router may tap it in.
     """
     k = len(contacts)
+    starts = []
     for i, p in enumerate(contacts):
         x, y = p.dcenter
         y_lane = y_first - (k - 1 - i) * lane_pitch
         _rect(c, x - lane_width / 2, x + lane_width / 2, y_lane - lane_width / 2, y + lane_width / 2, layer)
         _rect(c, x - lane_width / 2, x_end, y_lane - lane_width / 2, y_lane + lane_width / 2, layer)
+        starts.append(round(x + lane_width / 2, 3))
         c.add_port(
             f"e{i + 1}",
             center=(x_end, y_lane),
@@ -321,6 +335,7 @@ def _add_lanes(
             layer=layer,
             port_type="electrical",
         )
+    return starts
 
 
 @gf.cell
@@ -330,12 +345,23 @@ def tapped_segment(
     cross_section="strip",
     cross_section_heater="heater_metal",
     tap="grating_tap",
+    contact_size: float = 10.0,
+    contact_clearance: float = 4.0,
+    via_heater="via_stack_heater_m2",
+    cross_section_contact="metal2",
 ) -> gf.Component:
-    """A heated waveguide segment with its grating tap: [tap][heater], ports o1/o2 bus, o3/o4 tap, e1/e2 heater."""
+    """A heated waveguide segment with its grating tap: [tap][heater], ports o1/o2 bus, o3/o4 tap, e1/e2 heater.
+
+    ``contact_size``, ``contact_clearance``, ``via_heater`` and ``cross_section_contact`` go to :func:`heater`.
+    """
     c = gf.Component()
     t = c.add_ref(gf.get_component(tap, tap_fraction=tap_fraction, cross_section=cross_section), name="tap")
     h = c.add_ref(
-        heater(length=heater_length, cross_section=cross_section, cross_section_heater=cross_section_heater),
+        heater(
+            length=heater_length, contact_size=contact_size, contact_clearance=contact_clearance,
+            cross_section=cross_section, cross_section_heater=cross_section_heater, via_stack=via_heater,
+            cross_section_contact=cross_section_contact,
+        ),
         name="heater",
     )
     h.connect("o1", t.ports["o2"])
@@ -362,6 +388,9 @@ def mzi_tapped(
     cross_section="strip",
     cross_section_heater="heater_metal",
     cross_section_lane="metal2",
+    contact_size: float = 10.0,
+    contact_clearance: float = 4.0,
+    via_heater="via_stack_heater_m2",
 ) -> gf.Component:
     """Balanced MZI T(θ, φ) with a heater and a grating tap on its top input (φ) and top arm (θ).
 
@@ -381,6 +410,8 @@ def mzi_tapped(
         dc_gap, dc_length: directional-coupler gap and coupling length, µm.
         coupler_dx: length of each fan-in/fan-out s-bend, µm.
         lane_top, lane_pitch, lane_width: depth of the first lane below the top path, lane pitch and width, µm.
+        contact_size, contact_clearance, via_heater: heater contacts (see :func:`heater`; ``via_heater=None``
+            contacts the lane metal by overlap).
     """
     xl = xs_layer(cross_section_lane)
     seg = tapped_segment(
@@ -388,6 +419,10 @@ def mzi_tapped(
         tap_fraction=tap_fraction,
         cross_section=cross_section,
         cross_section_heater=cross_section_heater,
+        contact_size=contact_size,
+        contact_clearance=contact_clearance,
+        via_heater=via_heater,
+        cross_section_contact=cross_section_lane,
     )
     seg_top = seg.ymax
     needed = max(seg_top + 5.0, lane_top + 3 * lane_pitch + lane_width + 5.0)
@@ -416,7 +451,7 @@ def mzi_tapped(
         c.add_port(name, port=ref.ports[p])
     x_end = c_out.ports["o3"].dcenter[0]
     contacts = [phi.ports["e1"], phi.ports["e2"], theta.ports["e1"], theta.ports["e2"]]
-    _add_lanes(c, contacts, x_end, pitch - lane_top, lane_pitch, lane_width, xl.layer)
+    c.info["lane_start"] = _add_lanes(c, contacts, x_end, pitch - lane_top, lane_pitch, lane_width, xl.layer)
     c.info["length"] = x_end
     c.info["pitch"] = pitch
     c.info["coupler"] = coupler
@@ -434,6 +469,9 @@ def phase_shifter_tapped(
     cross_section="strip",
     cross_section_heater="heater_metal",
     cross_section_lane="metal2",
+    contact_size: float = 10.0,
+    contact_clearance: float = 4.0,
+    via_heater="via_stack_heater_m2",
 ) -> gf.Component:
     """Output phase shifter γ: a tapped heated segment padded with straight waveguide to ``length`` µm.
 
@@ -446,6 +484,10 @@ def phase_shifter_tapped(
         tap_fraction=tap_fraction,
         cross_section=cross_section,
         cross_section_heater=cross_section_heater,
+        contact_size=contact_size,
+        contact_clearance=contact_clearance,
+        via_heater=via_heater,
+        cross_section_contact=cross_section_lane,
     )
     pad = length - seg.info["length"]
     if pad < 0:
@@ -458,7 +500,8 @@ def phase_shifter_tapped(
     c.add_port("o2", port=p.ports["o2"])
     c.add_port("o3", port=s.ports["o3"])
     c.add_port("o4", port=s.ports["o4"])
-    _add_lanes(c, [s.ports["e1"], s.ports["e2"]], length, -lane_top, lane_pitch, lane_width, xl.layer)
+    c.info["lane_start"] = _add_lanes(c, [s.ports["e1"], s.ports["e2"]], length, -lane_top, lane_pitch, lane_width,
+                                      xl.layer)
     c.info["length"] = length
     return c
 

@@ -11,9 +11,12 @@ from __future__ import annotations
 import gdsfactory as gf
 
 from . import schedule
-from .cells import _rect, xs_layer
-from .errors import LayoutError, PitchError
-from .mesh import mesh as mesh_cell
+from .cells import _rect, mzi_tapped, xs_layer
+from .die import PAD_KINDS, check_pads, die_outline, estimate_die, fits, pad_fields, reticle_error
+from .errors import LayoutError, PitchError, ReticleError
+from .mesh import mesh_cell
+from .process import get_process
+from .roles import with_roles
 
 PDK_CELLS = ("chip", "demo_chip", "edge_coupler")
 
@@ -85,101 +88,91 @@ def _fan_in(c, gc_ports, mesh_ports, side: str, radius: float, separation: float
 
 
 def _pad_on_trace(c, pad, name: str, x: float, y_from: float, y_pad: float, trace_width: float, trace_layer,
-                  label: str | None, layer_label) -> None:
+                  label: str | None, layer_label, opening=None) -> None:
     """A bond pad centred at (``x``, ``y_pad``) µm, fed by a vertical trace from ``y_from``; its port and
-    reference are named ``name``, with an optional text label on the pad."""
+    reference are named ``name``, with an optional text label on the pad and an optional opening window
+    ``opening = (layer, (w, h))`` centred on it."""
     _rect(c, x - trace_width / 2, x + trace_width / 2, *sorted((y_from, y_pad)), trace_layer)
     ref = c.add_ref(pad, name=name)
     ref.dmove((x, y_pad))
     c.ports.add_port(port=ref.ports["pad"], name=name)
+    if opening is not None:
+        layer, (w, h) = opening
+        _rect(c, x - w / 2, x + w / 2, y_pad - h / 2, y_pad + h / 2, layer)
     if label is not None:
         c.add_label(label, position=(x, y_pad), layer=layer_label)
 
 
-@gf.cell
-def chip(
-    n: int = 4,
-    kind: str = "rectangular",
-    pitch: float = 50.0,
-    coupler: str = "dc",
-    heater_length: float = 100.0,
-    tap_fraction: float = 0.02,
-    pad_pitch: float = 100.0,
-    pad_size: tuple = (80.0, 80.0),
-    pad_gap: float = 150.0,
-    bus_width: float = 10.0,
-    fiber_pitch: float = 127.0,
-    io: str = "grating",
-    grating_coupler="grating_coupler_elliptical_te",
-    edge_coupler="edge_coupler",
-    io_margin: float = 300.0,
-    route_separation: float = 5.0,
-    with_labels: bool = True,
-    cross_section="strip",
-    cross_section_heater="heater_metal",
-    cross_section_lane="metal2",
-    cross_section_track="metal3",
-    via="via_stack_m2_m3",
-    layer_label="TEXT",
-) -> gf.Component:
-    """A tapped ``n``-mode mesh with fiber gratings on ``fiber_pitch``, a loopback and one pad per heater.
+def fiber_io(c, mr, mports, n: int, gc, *, fiber_pitch: float, io_margin: float, route_separation: float,
+             cross_section, with_labels: bool, layer_label, wg_port: str = "o1",
+             out_port: str | None = "o2") -> tuple[list, list]:
+    """Fiber couplers on ``fiber_pitch`` west (inputs) and east (outputs) of the mesh instance ``mr``, each array
+    with a two-coupler alignment loopback on top, joined to the mesh by a non-crossing fan-in. ``wg_port`` is
+    the coupler's waveguide port (turned to face the mesh), ``out_port`` its fiber port (``None``: the coupler
+    has none, a vertical port is placed at its centre).
 
-    Ports: ``fiber_in{m}`` / ``fiber_out{m}`` (vertical grating ports, mode m), ``loopback_w1/w2/e1/e2``;
-    ``pad_e{h+1}`` for shifter h (canonical order) and ``pad_gnd_top`` / ``pad_gnd_bot``.
-
-    Args:
-        n, kind, pitch, coupler, heater_length, tap_fraction: the mesh (see :func:`tapmesh.pcells.mesh`).
-        pad_pitch: bond-pad pitch, µm (the mesh's track slots follow it).
-        pad_size: pad size, µm (must be smaller than ``pad_pitch``).
-        pad_gap: distance from the mesh edge to the pad row, µm.
-        bus_width: width of the return bus, µm.
-        fiber_pitch: fiber-array pitch, µm (127 for a standard array).
-        io: ``"grating"`` (vertical fiber array on grating couplers) or ``"edge"`` (edge couplers at the chip
-            facets: inverse tapers whose tips are the fiber ports).
-        grating_coupler: fiber grating coupler spec (port ``o1`` waveguide, ``o2`` fiber).
-        edge_coupler: edge coupler spec (port ``o1`` waveguide, ``o2`` the tip at the facet).
-        io_margin: extra distance between the grating arrays and the mesh, µm.
-        route_separation: waveguide separation in the fan-in bundles, µm.
-        with_labels: add text labels to pads and gratings.
-        cross_section*, via: as in :func:`tapmesh.pcells.mesh`.
-        layer_label: layer of the text labels.
+    Returns the (input, output) chip port names, mode order.
     """
-    if pad_size[0] + 10 > pad_pitch:
-        raise PitchError(f"pad pitch {pad_pitch} µm smaller than a pad ({pad_size[0]} µm) plus 10 µm spacing")
-    if io not in ("grating", "edge"):
-        raise LayoutError(f"unknown io {io!r}; expected 'grating' or 'edge'")
-    gc = gf.get_component(grating_coupler if io == "grating" else edge_coupler)
-    gc_width = gc.dbbox().height()
-    if fiber_pitch < gc_width + 5:
-        raise PitchError(f"fiber pitch {fiber_pitch} µm smaller than the grating coupler ({gc_width:.1f} µm)")
+    y_mid = (mports["o1"].dcenter[1] + mports[f"o{n}"].dcenter[1]) / 2
+    ys_io = [y_mid + (n - 1) / 2 * fiber_pitch - k * fiber_pitch for k in range(n)]
+    ys = [ys_io[0] + 2 * fiber_pitch, ys_io[0] + fiber_pitch, *ys_io]
+    radius = float(gf.get_cross_section(cross_section).radius or 10.0)
+    fan = io_margin + n * route_separation
+    x_w = mr.dxmin - fan
+    x_e = mr.dxmax + fan
+    inputs, outputs = [], []
+    for side, x, rot in (("w", x_w, 180), ("e", x_e, 0)):
+        refs = []
+        for i, y in enumerate(ys):
+            r = c.add_ref(gc, name=f"gc_{side}{i}")
+            r.drotate((rot - 180 - gc.ports[wg_port].orientation) % 360)  # waveguide port faces the mesh
+            r.dmove((x - r.ports[wg_port].dcenter[0], y - r.ports[wg_port].dcenter[1]))
+            refs.append(r)
+        gf.routing.route_single(c, refs[0].ports[wg_port], refs[1].ports[wg_port], cross_section=cross_section)
+        for j in (0, 1):
+            _add_fiber_port(c, refs[j], out_port, f"loopback_{side}{j + 1}")
+        io_refs = refs[2:]
+        mesh_ports = [mports[f"o{k + 1}"] if side == "w" else mports[f"o{n + k + 1}"] for k in range(n)]
+        _fan_in(c, [r.ports[wg_port] for r in io_refs], mesh_ports, side, radius, route_separation, cross_section)
+        for k, r in enumerate(io_refs):
+            name = f"fiber_in{k}" if side == "w" else f"fiber_out{k}"
+            fp = _add_fiber_port(c, r, out_port, name)
+            (inputs if side == "w" else outputs).append(name)
+            if with_labels:
+                c.add_label(name, position=fp.dcenter, layer=layer_label)
+    return inputs, outputs
+
+
+def _add_fiber_port(c, ref, port: str | None, name: str):
+    """Export the fiber port of coupler ``ref`` as ``name``; a coupler without one (``port=None``) gets a
+    vertical port at its centre. Returns the exported port."""
+    if port is not None:
+        c.ports.add_port(port=ref.ports[port], name=name)
+    else:
+        b = ref.dbbox()
+        c.add_port(name, center=(b.center().x, b.center().y), width=10.0, orientation=0,
+                   layer=ref.ports[0].layer, port_type="vertical_te")
+    return c.ports[name]
+
+
+def _direct_pads(c, mr, mports, m, *, pad_size, pad_gap, bus_width, via, cross_section_lane, cross_section_track,
+                 with_labels, layer_label, labels, pad="pad", pad_open=None, track_width: float = 5.0,
+                 shared_return: bool = True) -> None:
+    """``pads="direct"``: one pad per heater on its zone track, a row above and below the mesh, a return bus per
+    row in the lower metal with one ground pad; with ``shared_return=False`` one return pad per heater instead
+    (``pad_r{h+1}``, no buses: nothing crosses). ``pad`` is the pad component (takes ``size`` and ``layer``),
+    ``pad_open`` an opening layer drawn 2 µm inside each pad (``None``: none, or the pad cell draws its own)."""
     xt = xs_layer(cross_section_track)
     xl = xs_layer(cross_section_lane)
-    m = mesh_cell(
-        n=n,
-        kind=kind,
-        pitch=pitch,
-        coupler=coupler,
-        heater_length=heater_length,
-        tap_fraction=tap_fraction,
-        track_pitch=pad_pitch,
-        cross_section=cross_section,
-        cross_section_heater=cross_section_heater,
-        cross_section_lane=cross_section_lane,
-        cross_section_track=cross_section_track,
-        via=via,
-    )
-    c = gf.Component()
-    mr = c.add_ref(m, name="mesh")
-    mports = {p.name: p for p in mr.ports}  # one pass: instance port lookup by name is linear in kfactory
     y_top, y_bot = m.info["y_top"], m.info["y_bot"]
-    tw = mports["gnd_top0"].dwidth if "gnd_top0" in mports else 5.0
-    via_c = gf.get_component(via, size=(tw, tw))
-    pad = gf.components.pad(size=pad_size, layer=xt.layer)
+    tw = track_width
+    pad = gf.get_component(pad, size=pad_size, layer=xt.layer)
     n_heaters = m.info["n_heaters"]
     ph = pad_size[1]
-
+    opening = None if pad_open is None else (pad_open, (pad_size[0] - 4.0, pad_size[1] - 4.0))
     # ---- pads and return buses
-    for side, sign, y_edge in (("top", 1, y_top), ("bot", -1, y_bot)):
+    for side, sign, y_edge in (("top", 1, y_top), ("bot", -1, y_bot)) if shared_return else ():
+        via_c = gf.get_component(via, size=(tw, tw))
         y_bus = y_edge + sign * pad_gap / 2
         y_pad = y_edge + sign * (pad_gap + ph / 2)
         gnd_x = []
@@ -197,51 +190,198 @@ def chip(
         v = c << via_c
         v.dmove((x_gpad, y_bus))
         _pad_on_trace(c, pad, f"pad_gnd_{side}", x_gpad, y_bus, y_pad, tw, xt.layer,
-                      f"GND_{side.upper()}" if with_labels else None, layer_label)
-    labels = [f"{name}{idx}" for name, idx in schedule.shifters(n, kind)]
+                      f"GND_{side.upper()}" if with_labels else None, layer_label, opening)
     for h in range(n_heaters):
-        p = mports[f"e{h + 1}"]
-        x, y = p.dcenter
-        sign = 1 if p.orientation == 90 else -1
-        y_pad = y + sign * (pad_gap + ph / 2)
-        _pad_on_trace(c, pad, f"pad_e{h + 1}", x, y, y_pad, tw, xt.layer,
-                      f"e{h + 1} {labels[h]}" if with_labels else None, layer_label)
+        for prefix in ("e",) if shared_return else ("e", "r"):
+            p = mports[f"{prefix}{h + 1}"]
+            x, y = p.dcenter
+            sign = 1 if p.orientation == 90 else -1
+            y_pad = y + sign * (pad_gap + ph / 2)
+            text = f"e{h + 1} {labels[h]}" if prefix == "e" else f"r{h + 1}"
+            _pad_on_trace(c, pad, f"pad_{prefix}{h + 1}", x, y, y_pad, tw, xt.layer,
+                          text if with_labels else None, layer_label, opening)
 
-    # ---- fiber gratings: west inputs, east outputs, two loopback gratings above each array
-    y_mid = (mports["o1"].dcenter[1] + mports[f"o{n}"].dcenter[1]) / 2
-    ys_io = [y_mid + (n - 1) / 2 * fiber_pitch - k * fiber_pitch for k in range(n)]
-    ys = [ys_io[0] + 2 * fiber_pitch, ys_io[0] + fiber_pitch, *ys_io]
-    radius = float(gf.get_cross_section(cross_section).radius or 10.0)
-    fan = io_margin + n * route_separation
-    x_w = mr.dxmin - fan
-    x_e = mr.dxmax + fan
-    inputs, outputs = [], []
-    for side, x, rot in (("w", x_w, 180), ("e", x_e, 0)):
-        refs = []
-        for i, y in enumerate(ys):
-            r = c.add_ref(gc, name=f"gc_{side}{i}")
-            r.drotate(rot)
-            r.dmove((x - r.ports["o1"].dcenter[0], y - r.ports["o1"].dcenter[1]))
-            refs.append(r)
-        gf.routing.route_single(c, refs[0].ports["o1"], refs[1].ports["o1"], cross_section=cross_section)
-        for j in (0, 1):
-            c.ports.add_port(port=refs[j].ports["o2"], name=f"loopback_{side}{j + 1}")
-        io_refs = refs[2:]
-        mesh_ports = [mports[f"o{k + 1}"] if side == "w" else mports[f"o{n + k + 1}"] for k in range(n)]
-        _fan_in(c, [r.ports["o1"] for r in io_refs], mesh_ports, side, radius, route_separation, cross_section)
-        for k, r in enumerate(io_refs):
-            name = f"fiber_in{k}" if side == "w" else f"fiber_out{k}"
-            c.ports.add_port(port=r.ports["o2"], name=name)
-            (inputs if side == "w" else outputs).append(name)
-            if with_labels:
-                c.add_label(name, position=r.ports["o2"].dcenter, layer=layer_label)
+
+
+@gf.cell
+def chip(
+    n: int = 4,
+    kind: str = "rectangular",
+    pitch: float = 50.0,
+    coupler: str = "dc",
+    heater_length: float = 100.0,
+    tap_fraction: float = 0.02,
+    pads: str = "direct",
+    pad_pitch: float | None = None,
+    pad_size: tuple | None = None,
+    pad_gap: float = 150.0,
+    coupler_dx: float | None = None,
+    return_group: int = 8,
+    die_margin: float = 100.0,
+    check_reticle: bool = True,
+    process="generic",
+    bus_width: float = 10.0,
+    fiber_pitch: float = 127.0,
+    io: str = "grating",
+    grating_coupler="grating_coupler_elliptical_te",
+    edge_coupler="edge_coupler",
+    io_margin: float = 300.0,
+    route_separation: float = 5.0,
+    with_labels: bool = True,
+    cross_section="strip",
+    cross_section_heater="heater_metal",
+    cross_section_lane="metal2",
+    cross_section_track="metal3",
+    via="via_stack_m2_m3",
+    layer_label="TEXT",
+    pad="pad",
+    pad_open=None,
+    fiber_wg_port: str = "o1",
+    fiber_port: str | None = "o2",
+    lane_top: float = 18.0,
+    lane_pitch: float = 8.0,
+    lane_width: float = 3.0,
+    track_width: float = 5.0,
+    contact_size: float = 10.0,
+    contact_clearance: float = 4.0,
+    via_heater="via_stack_heater_m2",
+    shared_return: bool = True,
+    dc_gap: float = 0.236,
+    pdk: str = "generic",
+) -> gf.Component:
+    """A tapped ``n``-mode mesh with fiber gratings on ``fiber_pitch``, a loopback, a pad per heater, a die outline.
+
+    Ports: ``fiber_in{m}`` / ``fiber_out{m}`` (vertical grating ports, mode m), ``loopback_w1/w2/e1/e2``;
+    ``pad_e{h+1}`` for shifter h (canonical order); grounds ``pad_gnd_top`` / ``pad_gnd_bot`` (direct) or
+    ``pad_gnd_<top|bot><column>_<group>`` (edge/bumps).
+
+    Args:
+        n, kind, pitch, coupler, heater_length, tap_fraction: the mesh (see :func:`tapmesh.pcells.mesh`).
+        pads: ``"direct"`` — one pad per heater on a zone track of the pad pitch (the column pitch grows with n);
+            ``"bumps"`` — dense tracks over the mesh to a flip-chip area array above and below it;
+            ``"edge"`` — dense tracks to a multi-row bond-pad field on the top and bottom die edges
+            (:mod:`tapmesh.pcells.die`).
+        pad_pitch: pad or bump pitch, µm (default 100; :class:`RuleError` below the process minimum).
+        pad_size: pad size, µm (default 80 × 80 direct, 50 × 50 edge/bumps).
+        pad_gap: ``"direct"``: distance from the mesh edge to the pad row, µm.
+        coupler_dx: s-bend length of the MZI couplers, µm (default 60 direct, 40 edge/bumps: the n = 64
+            column fits the reticle).
+        return_group: heaters per shared return track (edge/bumps).
+        die_margin: die outline margin around the drawing, µm.
+        check_reticle: raise :class:`ReticleError` (before drawing) when the die would exceed the process's
+            reticle field; the message lists the pad options that fit.
+        process: process rules (name or :class:`tapmesh.pcells.ProcessRules`).
+        bus_width: width of the return bus, µm.
+        fiber_pitch: fiber-array pitch, µm (127 for a standard array).
+        io: ``"grating"`` (vertical fiber array on grating couplers) or ``"edge"`` (edge couplers at the chip
+            facets: inverse tapers whose tips are the fiber ports).
+        grating_coupler: fiber grating coupler spec (port ``o1`` waveguide, ``o2`` fiber).
+        edge_coupler: edge coupler spec (port ``o1`` waveguide, ``o2`` the tip at the facet).
+        io_margin: extra distance between the grating arrays and the mesh, µm.
+        route_separation: waveguide separation in the fan-in bundles, µm.
+        with_labels: add text labels to pads and gratings.
+        cross_section*, via: as in :func:`tapmesh.pcells.mesh`.
+        layer_label: layer of the text labels.
+        pad: bond-pad component (takes ``size`` and ``layer``); pad_open: opening layer drawn 2 µm inside each
+            pad (``None``: none, or the pad cell draws its own).
+        fiber_wg_port, fiber_port: the fiber coupler's waveguide port and fiber port (``None``: the coupler has
+            none; a vertical port is placed at its centre).
+        lane_*, track_width, contact_*, via_heater, shared_return, dc_gap: ``"direct"`` routing and couplers
+            (see :func:`tapmesh.pcells.mesh`); with ``shared_return=False`` every heater return gets its own pad
+            ``pad_r{h+1}`` and there are no ground buses (planar routing for overlap-contact processes).
+        pdk: name of the PDK the chip was drawn on (recorded in ``info``; :func:`tapmesh.pcells.chip` fills
+            every part from that PDK's roles, :mod:`tapmesh.pcells.roles`).
+    """
+    rules = get_process(process)
+    if pads not in PAD_KINDS:
+        raise LayoutError(f"unknown pads {pads!r}; expected one of {PAD_KINDS}")
+    dense = pads != "direct"
+    if coupler_dx is None:
+        coupler_dx = 40.0 if dense else 60.0
+    if pad_pitch is None:
+        pad_pitch = 100.0
+    if pad_size is None:
+        pad_size = (50.0, 50.0) if dense else (80.0, 80.0)
+    if dense:
+        check_pads(pads, pad_pitch, pad_size[0], rules)
+    elif pad_size[0] + 10 > pad_pitch:
+        raise PitchError(f"pad pitch {pad_pitch} µm smaller than a pad ({pad_size[0]} µm) plus 10 µm spacing")
+    if io not in ("grating", "edge"):
+        raise LayoutError(f"unknown io {io!r}; expected 'grating' or 'edge'")
+    gc = gf.get_component(grating_coupler if io == "grating" else edge_coupler)
+    wg_port = fiber_wg_port if io == "grating" else "o1"
+    out_port = fiber_port if io == "grating" else "o2"
+    gc_width = gc.dbbox().height()
+    if fiber_pitch < gc_width + 5:
+        raise PitchError(f"fiber pitch {fiber_pitch} µm smaller than the grating coupler ({gc_width:.1f} µm)")
+    mesh_kw = dict(n=n, kind=kind, pitch=pitch, coupler=coupler, heater_length=heater_length,
+                   tap_fraction=tap_fraction, cross_section=cross_section, cross_section_heater=cross_section_heater,
+                   cross_section_lane=cross_section_lane, cross_section_track=cross_section_track, via=via)
+    if coupler_dx != 60.0:
+        mesh_kw["coupler_dx"] = coupler_dx
+    planar = dict(lane_top=lane_top, lane_pitch=lane_pitch, lane_width=lane_width, contact_size=contact_size,
+                  contact_clearance=contact_clearance, via_heater=via_heater, dc_gap=dc_gap)
+    defaults = dict(lane_top=18.0, lane_pitch=8.0, lane_width=3.0, contact_size=10.0, contact_clearance=4.0,
+                    via_heater="via_stack_heater_m2", dc_gap=0.236)
+    mesh_kw.update({k: v for k, v in planar.items() if v != defaults[k]})  # generic cells keep their keys
+    if check_reticle:
+        mzi = mzi_tapped(pitch=pitch, coupler=coupler, heater_length=heater_length, tap_fraction=tap_fraction,
+                         coupler_dx=coupler_dx, cross_section=cross_section,
+                         cross_section_heater=cross_section_heater, cross_section_lane=cross_section_lane,
+                         **{k: v for k, v in planar.items() if v != defaults[k] and k != "dc_gap"})
+        est = {}
+        for kind_, dx in (("direct", 60.0), ("edge", 40.0), ("bumps", 40.0), (pads, coupler_dx)):
+            l_col = mzi.info["length"] if dx == coupler_dx else mzi.info["length"] - 4 * (coupler_dx - dx)
+            label = kind_ if (kind_, dx) != (pads, coupler_dx) else "chosen"
+            est[label if label == "chosen" else f"pads={kind_!r}"] = estimate_die(
+                n, kind, pads=kind_, col_length=l_col, pitch=pitch, pad_pitch=pad_pitch, fiber_pitch=fiber_pitch,
+                fiber_len=gc.dbbox().width(), io_margin=io_margin, route_separation=route_separation,
+                die_margin=die_margin, track_pitch=6.5, pad_gap=pad_gap, pad_size=pad_size[1])
+        chosen = est.pop("chosen")
+        if not fits(chosen, rules.reticle):
+            raise reticle_error(n, kind, chosen, rules.reticle, pads, est)
+    if dense:
+        m = mesh_cell(**mesh_kw, routing="dense", return_group=return_group, process=rules)
+    else:
+        extra = {} if shared_return else dict(shared_return=False, track_width=track_width, process=rules)
+        m = mesh_cell(**mesh_kw, track_pitch=pad_pitch, **extra)
+    c = gf.Component()
+    mr = c.add_ref(m, name="mesh")
+    mports = {p.name: p for p in mr.ports}  # one pass: instance port lookup by name is linear in kfactory
+    n_heaters = m.info["n_heaters"]
+    labels = [f"{name}{idx}" for name, idx in schedule.shifters(n, kind)]
+    if not dense:
+        _direct_pads(c, mr, mports, m, pad_size=pad_size, pad_gap=pad_gap, bus_width=bus_width, via=via,
+                     cross_section_lane=cross_section_lane, cross_section_track=cross_section_track,
+                     with_labels=with_labels, layer_label=layer_label, labels=labels, pad=pad, pad_open=pad_open,
+                     track_width=m.info["track_width"], shared_return=shared_return)
+    inputs, outputs = fiber_io(c, mr, mports, n, gc, fiber_pitch=fiber_pitch, io_margin=io_margin,
+                               route_separation=route_separation, cross_section=cross_section,
+                               with_labels=with_labels, layer_label=layer_label, wg_port=wg_port,
+                               out_port=out_port)
+    if dense:
+        b = c.dbbox()
+        field = pad_fields(c, mr, mports, pads=pads, pad_pitch=pad_pitch, pad_size=pad_size[0],
+                           track_pitch=m.info["track_pitch"], track_width=m.info["track_width"], rules=rules,
+                           y_outer=(b.top, b.bottom) if pads == "edge" else None, with_labels=with_labels,
+                           layer_label=layer_label, labels=labels)
+        c.info["pad_rows"] = field["rows"]
+    n_pads = sum(1 for p in c.ports if p.name.startswith("pad_"))
+    w, h = die_outline(c, rules, die_margin, facets=io == "edge")
+    if check_reticle and not fits((w, h), rules.reticle):
+        raise ReticleError(f"drawn die {w / 1e3:.1f} × {h / 1e3:.1f} mm exceeds the reticle field")
+    c.info["die_size"] = [round(w, 1), round(h, 1)]
+    c.info["pads"] = pads
+    c.info["process"] = rules.name
     c.info["n"] = n
     c.info["kind"] = kind
     c.info["input_ports"] = inputs
     c.info["output_ports"] = outputs
     c.info["n_heaters"] = n_heaters
-    c.info["n_pads"] = n_heaters + 2
+    c.info["n_pads"] = n_pads
     c.info["io"] = io
+    c.info["pdk"] = pdk
+    c.info["shared_return"] = shared_return
     return c
 
 
@@ -262,3 +402,10 @@ def demo_chip(pad_pitch: float = 100.0, coupler: str = "dc", tap_fraction: float
         c.info[key] = inner.info[key]
     c.info["roles"] = {role: [list(x) for x in mzis] for role, mzis in DEMO_ROLES.items()}
     return c
+
+
+chip_cell = chip
+chip = with_roles(chip_cell)
+"""``chip(n, kind, ..., pdk=None)``: :func:`chip_cell` with every layer, cross-section and component (and the
+process's layout defaults) taken from ``pdk``'s :class:`~tapmesh.pcells.roles.Roles` (default: the active PDK);
+arguments passed explicitly win."""

@@ -49,6 +49,18 @@ class TapMap:
 
 
 @dataclass
+class HeaterMap:
+    """One heater: canonical ``shifter`` index, kind, its centre (µm) and drawn length (µm, along x)."""
+
+    shifter: int
+    kind: str
+    position: list
+    length: float
+    mzi: list | None = None
+    mode: int | None = None
+
+
+@dataclass
 class FiberMap:
     """One fiber coupler: ``port`` the chip port at its fiber end (``fiber_in0``…; the instance name when the
     chip exports none there), ``role`` input/output/loopback, ``mode`` (None for loopback), position (µm),
@@ -71,6 +83,8 @@ class ChipMap:
     taps: list = field(default_factory=list)
     fibers: list = field(default_factory=list)
     roles: dict | None = None
+    heaters: list = field(default_factory=list)
+    trenches: list = field(default_factory=list)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -87,6 +101,8 @@ class ChipMap:
             taps=[TapMap(**t) for t in d.get("taps", [])],
             fibers=[FiberMap(**f) for f in d.get("fibers", [])],
             roles=d.get("roles"),
+            heaters=[HeaterMap(**h) for h in d.get("heaters", [])],
+            trenches=[list(t) for t in d.get("trenches", [])],
         )
 
     @classmethod
@@ -99,6 +115,20 @@ class ChipMap:
             if p.shifter == shifter:
                 return p
         raise KeyError(shifter)
+
+    def heater_positions(self):
+        """(positions (H, 2) µm, lengths (H,) µm) of the heaters in canonical order, as NumPy arrays (the input
+        of :func:`tapmesh.circuits.thermal.crosstalk_pairs`)."""
+        import numpy as np
+
+        hs = sorted(self.heaters, key=lambda h: h.shifter)
+        return np.array([h.position for h in hs], dtype=float).reshape(-1, 2), np.array([h.length for h in hs])
+
+    def trench_rects(self):
+        """Deep trenches as an (K, 4) array of ``(x0, y0, x1, y1)`` µm rectangles."""
+        import numpy as np
+
+        return np.array(self.trenches, dtype=float).reshape(-1, 4)
 
     def taps_of(self, shifter: int) -> dict:
         """``{"fwd": TapMap, "bwd": TapMap}`` of canonical shifter ``shifter``."""
@@ -168,12 +198,30 @@ def _segment_points(seg_inst, t0, role, mzi, mode):
     for pname in ("e1", "e2"):
         p = heater.cell.ports[pname]
         pts[pname] = th * kdb.DPoint(p.dcenter[0], p.dcenter[1] + 1.0)
+    length = float(heater.cell.info["length"])
+    centre = th * kdb.DPoint(length / 2, 0.0)
     tt = ts * tap.dcplx_trans
     taps = {}
     for pname, direction in (("o3", "fwd"), ("o4", "bwd")):
         p = tap.cell.ports[pname]
         taps[direction] = tt * kdb.DPoint(*p.dcenter)
-    return {"kind": role, "mzi": mzi, "mode": mode, "signal": pts["e1"], "return": pts["e2"], "taps": taps}
+    return {"kind": role, "mzi": mzi, "mode": mode, "signal": pts["e1"], "return": pts["e2"], "taps": taps,
+            "centre": centre, "length": length}
+
+
+def _trenches(component, layer="DEEPTRENCH") -> list:
+    """Deep-trench rectangles ``[x0, y0, x1, y1]`` (µm) drawn anywhere in ``component`` (their bounding boxes)."""
+    ly = component.kcl.layout
+    try:
+        li = int(gf.get_layer(layer))
+    except Exception:  # noqa: BLE001 - a PDK without a trench layer draws none
+        return []
+    reg = kdb.Region(ly.begin_shapes(component.kdb_cell.cell_index(), li)).merged()
+    out = []
+    for poly in reg.each():
+        b = poly.bbox().to_dtype(ly.dbu)
+        out.append([round(b.left, 3), round(b.bottom, 3), round(b.right, 3), round(b.top, 3)])
+    return sorted(out)
 
 
 def _metal_nets(component, conductors, vias):
@@ -245,8 +293,12 @@ def _trace_fibers(holder, holder_trans, mesh_inst_name, n, top_ports):
             cur = f"{iname},{nxt}"
         if role is None:
             raise ConnectivityError(f"fiber grating {name!r} is not connected to the mesh or a loopback")
-        p = inst.ports["o2"]
-        pos = holder_trans * kdb.DPoint(*p.dcenter)
+        try:
+            centre = inst.ports["o2"].dcenter
+        except (KeyError, ValueError):  # a foundry grating without a fiber port: its centre
+            b = inst.dbbox()
+            centre = (b.center().x, b.center().y)
+        pos = holder_trans * kdb.DPoint(*centre)
         key = (round(pos.x, 3), round(pos.y, 3))
         fibers.append(
             FiberMap(port=top_ports.get(key, name), position=list(key), role=role, mode=mode, coupler=name)
@@ -257,20 +309,31 @@ def _trace_fibers(holder, holder_trans, mesh_inst_name, n, top_ports):
 
 def chip_map(
     component: gf.Component,
-    conductors: tuple = ("M2", "M3"),
-    vias: tuple = ("VIA2",),
+    conductors: tuple | None = None,
+    vias: tuple | None = None,
 ) -> ChipMap:
     """Derive the :class:`ChipMap` of a :func:`tapmesh.pcells.chip` (or :func:`tapmesh.pcells.mesh`) from its layout.
 
     Args:
         component: the chip (or a bare mesh: then only taps and mesh ports are mapped).
-        conductors: routing metal layers, bottom to top (pads are on the last one).
-        vias: via layers between consecutive ``conductors``.
+        conductors: routing metal layers, bottom to top (pads are on the last one); default: the routing
+            metals of the process of the PDK the chip was drawn on (``info["pdk"]``; ``("M2", "M3")`` generic).
+        vias: via layers between consecutive ``conductors`` (default: that process's; none for a process that
+            contacts by overlap, whose routing metals then form one net where they touch).
 
     Raises:
         ConnectivityError: a heater reaches no pad or several, a return contact reaches no ground pad, a pad
         reaches two heaters, or a fiber grating reaches nothing.
     """
+    if conductors is None or vias is None:
+        from .process import get_process
+
+        pdk = component.info.get("pdk", "generic")
+        routers, cuts = ("M2", "M3"), ("VIA2",)
+        if pdk != "generic":
+            routers, cuts = get_process(pdk).connectivity()
+        conductors = routers if conductors is None else conductors
+        vias = cuts if vias is None else vias
     found = _find_mesh(component)
     if found is None:
         raise ConnectivityError(f"{component.name!r} contains no pcells mesh")
@@ -291,6 +354,12 @@ def chip_map(
                     mode=g["mode"],
                 )
             )
+    heaters = [
+        HeaterMap(shifter=h, kind=geo[h]["kind"], position=[round(geo[h]["centre"].x, 3), round(geo[h]["centre"].y, 3)],
+                  length=geo[h]["length"], mzi=geo[h]["mzi"], mode=geo[h]["mode"])
+        for h in sorted(geo)
+    ]
+    trenches = _trenches(component)
     roles = component.info.get("roles")
     roles = {k: [list(v) for v in vs] for k, vs in roles.items()} if roles else None
     if holder_info is None:  # a bare mesh: its own optical ports are the I/O
@@ -299,7 +368,7 @@ def chip_map(
             for name, role in ((f"o{m + 1}", "input"), (f"o{n + m + 1}", "output")):
                 p = component.ports[name]
                 fibers.append(FiberMap(port=name, position=[p.dcenter[0], p.dcenter[1]], role=role, mode=m))
-        return ChipMap(n=n, kind=kind, taps=taps, fibers=fibers, roles=roles)
+        return ChipMap(n=n, kind=kind, taps=taps, fibers=fibers, roles=roles, heaters=heaters, trenches=trenches)
 
     holder, mesh_inst_name = holder_info
     top_ports = {
@@ -347,4 +416,5 @@ def chip_map(
     unused = [name for hits in pad_net.values() for name, _ in hits if name not in used]
     if unused:
         raise ConnectivityError(f"pads {unused} drive nothing")
-    return ChipMap(n=n, kind=kind, pads=pads, taps=taps, fibers=fibers, roles=roles)
+    return ChipMap(n=n, kind=kind, pads=pads, taps=taps, fibers=fibers, roles=roles, heaters=heaters,
+                   trenches=trenches)

@@ -33,3 +33,15 @@ class CouplerKindError(LayoutError):
 
 class ConnectivityError(LayoutError):
     """A drawn layout is not connected as intended (dangling optical port, heater without pad)."""
+
+
+class ProcessError(LayoutError):
+    """Process rules that are inconsistent, or a process name that is not registered."""
+
+
+class RuleError(PitchError):
+    """A width, pitch or spacing (track, pad, bump) below the process minimum; the message names the minimum."""
+
+
+class ReticleError(LayoutError):
+    """The die does not fit the reticle field with the chosen options; the message says what would fit."""

@@ -6,6 +6,8 @@ import functools
 
 import gdsfactory as gf
 
+from . import compat
+
 
 def _cells() -> dict:
     import importlib
@@ -21,20 +23,12 @@ def _cells() -> dict:
 @functools.cache
 def get_pdk() -> gf.Pdk:
     """A PDK named ``tapmesh`` built on the generic PDK with every ``pcells`` cell registered."""
-    base = gf.gpdk.get_generic_pdk() if hasattr(gf.gpdk, "get_generic_pdk") else gf.gpdk.PDK
-    return gf.Pdk(
-        name="tapmesh",
-        cells={**base.cells, **_cells()},
-        cross_sections=base.cross_sections,
-        layers=base.layers,
-        layer_stack=base.layer_stack,
-        layer_views=base.layer_views,
-        layer_transitions=base.layer_transitions,
-        routing_strategies=base.routing_strategies,
-        constants=base.constants,
-        connectivity=base.connectivity,
-        models=base.models,
-    )
+    return derived_pdk(compat.generic_pdk(), name="tapmesh")
+
+
+def derived_pdk(base: gf.Pdk, name: str) -> gf.Pdk:
+    """``base`` (a foundry or the generic PDK) with every ``pcells`` cell registered, named ``name``."""
+    return gf.Pdk(name=name, cells={**base.cells, **_cells()}, **compat.pdk_fields(base))
 
 
 def activate_pdk() -> gf.Pdk:

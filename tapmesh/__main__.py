@@ -1,3 +1,5 @@
-from tapmesh.cli import app
+import sys
 
-app(prog_name="tapmesh")
+from tapmesh.cli import main
+
+sys.exit(main())

@@ -1,21 +1,45 @@
 """The ``tapmesh`` command line: the whole flow, and each stage on its own.
 
-Every sub-command reads and writes files in ``--out`` (default ``out/``), takes ``--seed`` and ``--json``
-(a machine-readable summary as the last line of output), and reports bad input as one line on stderr
-with exit code 2 (``--debug`` shows the traceback). Files are written atomically, so a failed stage
-leaves the outputs of earlier stages intact.
+Every sub-command reads and writes files in ``--out`` (default ``out/``), checks every option before any
+work or file write (:mod:`tapmesh.options`), prints a short summary on success (headline numbers with
+units, the files written, the report's path; ``--json``: a machine-readable summary as the last line),
+and reports bad input as one line on stderr with exit code 2 (``--debug`` shows the traceback). Files
+are written atomically, so a failed stage leaves the outputs of earlier stages intact.
+
+Adding a sub-command: a ``@app.command`` function whose body checks its options with the helpers of
+:mod:`tapmesh.options` and passes a ``run`` function to :func:`command`; ``run`` returns a summary dict
+with ``headline`` (lines to print), ``files`` (paths written) and, if the report belongs elsewhere than
+``--out``, ``out_folder``.
 """
 
 from __future__ import annotations
 
-import functools
-import json
 import sys
-import traceback
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
+import click
 import typer
+
+from tapmesh.command import (
+    EXIT_BAD_INPUT,
+    EXIT_FAILED,
+    KINDS,
+    TASKS,
+    METHODS,
+    LAYOUT_N_MAX,
+    WL_SPAN_MIN_UM,
+    WL_SPAN_MAX_UM,
+    MAX_MODES,
+    OutOption,
+    SeedOption,
+    ForceOption,
+    JsonOption,
+    DebugOption,
+    command,
+    _command_line,
+)
+from tapmesh.options import UsageError, choice_option, finite_option, out_option
 
 app = typer.Typer(
     name="tapmesh",
@@ -26,78 +50,12 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-EXIT_BAD_INPUT = 2
-EXIT_FAILED = 1
-
-OutOption = typer.Option(Path("out"), "--out", help="Folder for every file the command writes.")
-SeedOption = typer.Option(0, "--seed", help="Seed of every random choice (fabrication errors, noise, data split).")
-JsonOption = typer.Option(False, "--json", help="Print a machine-readable summary as the last line.")
-DebugOption = typer.Option(False, "--debug", help="Show the full traceback on errors.")
-
-
-class UsageError(ValueError):
-    """Bad command-line input (reported as one line, exit code 2)."""
-
-
-def _is_bad_input(error: BaseException) -> bool:
-    return isinstance(error, (ValueError, TypeError, FileNotFoundError, PermissionError, NotADirectoryError, IsADirectoryError, KeyError))
-
-
-def command(name: str) -> Callable:
-    """Wrap a sub-command: one-line errors with exit codes, ``--json`` summary, ``--debug`` traceback."""
-
-    def decorate(fn: Callable[..., dict[str, Any]]) -> Callable:
-        @functools.wraps(fn)
-        def wrapper(*args, **kwargs):
-            as_json = kwargs.pop("as_json", False)
-            debug = kwargs.pop("debug", False)
-            try:
-                summary = fn(*args, **kwargs)
-            except typer.Exit:
-                raise
-            except Exception as error:  # noqa: BLE001 - every failure becomes one clear line
-                if debug:
-                    traceback.print_exc()
-                message = str(error).strip().splitlines()[0] if str(error).strip() else ""
-                typer.echo(f"tapmesh {name}: error: {type(error).__name__}: {message}", err=True)
-                raise typer.Exit(EXIT_BAD_INPUT if _is_bad_input(error) else EXIT_FAILED)
-            if as_json:
-                typer.echo(json.dumps({"command": name, **summary}, default=_json_default, sort_keys=True))
-            return summary
-
-        return wrapper
-
-    return decorate
-
-
-def _json_default(value: Any) -> Any:
-    if hasattr(value, "tolist"):
-        return value.tolist()
-    if isinstance(value, Path):
-        return str(value)
-    raise TypeError(f"cannot serialize {type(value).__name__}")
-
-
-def _check_out(out: Path) -> Path:
-    """Create ``out`` or fail with a clear message if it cannot be written."""
-    import os
-
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise NotADirectoryError(f"--out {out} exists and is not a folder")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise PermissionError(f"cannot create --out folder {out}: {error.strerror}") from None
-    if not os.access(out, os.W_OK):
-        raise PermissionError(f"--out folder {out} is not writable")
-    return out
-
-
-def _check_n(n: int, minimum: int = 2) -> int:
-    if n < minimum:
-        raise UsageError(f"--n must be at least {minimum}, got {n}")
-    return n
+def _chip_option(n: Optional[int], kind: str) -> dict[str, Any]:
+    """``--n``/``--kind`` of a layout: the demo chip when ``n`` is None."""
+    if n is None:
+        return {"demo": True, "n": 6, "kind": "triangular"}
+    choice_option(kind, KINDS, "--kind")
+    return {"demo": False, "n": n, "kind": kind}
 
 
 @app.callback()
@@ -108,10 +66,10 @@ def _root() -> None:
 # ----------------------------------------------------------------------------------------- commands
 @app.command("simulate")
 def simulate_cmd(
-    n: int = typer.Option(4, "--n", help="Number of modes."),
+    n: int = typer.Option(4, "--n", min=2, max=MAX_MODES, help=f"Number of modes (2 … {MAX_MODES})."),
     kind: str = typer.Option("rectangular", "--kind", help="rectangular | triangular"),
-    wl_span: float = typer.Option(0.1, "--wl-span", help="Width of the wavelength sweep around 1.55 µm, µm."),
-    sax_check: bool = typer.Option(True, "--sax/--no-sax", help="Check the engine against the SAX reference circuit."),
+    wl_span: float = typer.Option(0.1, "--wl-span", min=WL_SPAN_MIN_UM, max=WL_SPAN_MAX_UM, help=f"Width of the wavelength sweep around 1.55 µm, µm ({WL_SPAN_MIN_UM:g} … {WL_SPAN_MAX_UM:g})."),
+    sax_check: bool = typer.Option(True, "--sax/--no-sax", help="Check the engine against the SAX reference circuit (n ≤ 8)."),
     out: Path = OutOption,
     seed: int = SeedOption,
     as_json: bool = JsonOption,
@@ -120,36 +78,36 @@ def simulate_cmd(
     """Model a mesh: a random as-built mesh in the JAX engine, checked against SAX, swept over wavelength.
 
     Writes simulation.json and simulation.png (|U|² and the transmission spectrum)."""
-    command("simulate")(_simulate)(n=n, kind=kind, wl_span=wl_span, sax_check=sax_check, out=out, seed=seed, as_json=as_json, debug=debug)
 
+    def run(n, kind, wl_span, sax_check, out, seed):
+        choice_option(kind, KINDS, "--kind")
+        finite_option(wl_span, "--wl-span")
+        out = out_option(out)
+        from tapmesh import stages  # after the checks: bad input fails at once, not after seconds of imports
 
-def _simulate(n, kind, wl_span, sax_check, out, seed):
-    _check_n(n)
-    _check_choice(kind, KINDS, "--kind")
-    out = _check_out(out)
-    from tapmesh import stages  # after the checks: bad input fails at once, not after seconds of imports
+        s = stages.simulate(n=n, kind=kind, wl_span=wl_span, sax_check=sax_check, out=out, seed=seed)
+        sax = s.get("engine_vs_sax_max_error")
+        s["headline"] = [
+            f"simulated a {n}-mode {kind} mesh: {s['n_mzis']} MZIs, {s['n_heaters']} heaters",
+            f"insertion loss {s['insertion_loss_db']:.3f} dB at 1.55 µm, worst {s['worst_insertion_loss_db']:.3f} dB over ±{wl_span / 2:g} µm",
+            (f"engine vs SAX: max |ΔU| {sax:.1e} (SAX took {s['sax_seconds']:.1f} s)" if sax is not None else "engine vs SAX: not checked")
+            + f"; Clements round trip max |ΔU| {s['decomposition_max_error']:.1e}",
+        ]
+        return s
 
-    return stages.simulate(n=n, kind=kind, wl_span=wl_span, sax_check=sax_check, out=out, seed=seed)
-
-
-KINDS = ("rectangular", "triangular")
-TASKS = ("moons", "circles", "ring", "iris", "digits")
-METHODS = ("insitu", "insitu_analog", "two_pass", "dfa", "spsa", "autodiff")
-
-
-def _check_choice(value: str, allowed: tuple[str, ...], option: str) -> str:
-    if value not in allowed:
-        raise UsageError(f"unknown {option} {value!r}; expected one of {', '.join(allowed)}")
-    return value
+    command("simulate")(run)(n=n, kind=kind, wl_span=wl_span, sax_check=sax_check, out=out, seed=seed, as_json=as_json, debug=debug)
 
 
 @app.command("layout")
 def layout_cmd(
-    n: Optional[int] = typer.Option(None, "--n", help="Number of modes (default: the demo chip, a 6-mode triangular mesh)."),
+    n: Optional[int] = typer.Option(None, "--n", min=2, max=LAYOUT_N_MAX, help=f"Number of modes, 2 … {LAYOUT_N_MAX} (default: the demo chip, a 6-mode triangular mesh)."),
     kind: str = typer.Option("triangular", "--kind", help="rectangular | triangular (with --n)."),
     png: bool = typer.Option(True, "--png/--no-png", help="Also write chip.png, the layout with the chip map overlaid."),
+    pdk: str = typer.Option("generic", "--pdk", help="PDK to lay out on: generic | ubcpdk | cspdk (foundry PDKs need tapmesh[NAME])."),
+    pads: str = typer.Option("direct", "--pads", help="direct | bumps | edge: pad per heater on zone tracks, or dense routing to a bump array / edge pad field (with --n)."),
     out: Path = OutOption,
     seed: int = SeedOption,
+    force: bool = ForceOption,
     as_json: bool = JsonOption,
     debug: bool = DebugOption,
 ) -> None:
@@ -159,27 +117,57 @@ def layout_cmd(
     position in µm, fiber port → mode) into --out; with --out NAME.gds, writes NAME.gds and NAME.png
     beside each other instead. Lengths in µm."""
 
-    def run(n, kind, png, out, seed):
+    def run(n, kind, png, out, seed, force, pads="direct", pdk="generic"):
+        from tapmesh.options import check_same_chip
+
+        _check_pdk(pdk)
         name = "chip"
         if Path(out).suffix.lower() == ".gds":
             out, name = Path(out).parent, Path(out).stem
-        if n is not None:
-            _check_n(n)
-            _check_choice(kind, KINDS, "--kind")
-        out = _check_out(out)
+        chosen = _chip_option(n, kind)
+        choice_option(pads, ("direct", "bumps", "edge"), "--pads")
+        out = out_option(out)
+        replaced = check_same_chip(out, layout=chosen, force=force)
         from tapmesh import stages
 
-        return stages.layout(out, n=n, kind=kind, demo=n is None, png=png, name=name)
+        if replaced:
+            stages.forget_chip(out)
+        s = stages.layout(out, n=n, kind=kind, demo=chosen["demo"], png=png, name=name, pads=pads, pdk=pdk)
+        s["out_folder"] = str(out)
+        s["headline"] = (["replaced the chip in --out (" + "; ".join(replaced) + ")"] if replaced else []) + [
+            f"laid out {s['chip']}: {s['n_heaters']} heaters, {s['n_taps']} tap gratings, {s['n_pads']} bond pads",
+            f"GDS {s['gds_bytes'] / 1e6:.2f} MB, built in {s['layout_seconds']:.1f} s",
+        ]
+        return s
 
-    command("layout")(run)(n=n, kind=kind, png=png, out=out, seed=seed, as_json=as_json, debug=debug)
+    command("layout")(run)(n=n, kind=kind, png=png, out=out, seed=seed, force=force, as_json=as_json, debug=debug, pads=pads,
+                           pdk=pdk)
+
+
+def _check_pdk(name: str) -> str:
+    """A known, installed PDK name, else a one-line UsageError (the known names, or the extra to install)."""
+    import importlib.util
+
+    from tapmesh.pcells.roles import KNOWN_PDKS
+
+    if name not in KNOWN_PDKS:
+        raise UsageError(f"unknown --pdk {name!r}; known: {', '.join(sorted(KNOWN_PDKS))}")
+    module = KNOWN_PDKS[name]["module"]
+    if module is not None and importlib.util.find_spec(module.split(".")[0]) is None:
+        raise UsageError(f"PDK {name!r} is not installed: pip install '{KNOWN_PDKS[name]['extra']}'")
+    return name
 
 
 @app.command("calibrate")
 def calibrate_cmd(
-    driver: Optional[str] = typer.Option(None, "--driver", help="A Chip driver registered under the 'tapmesh.chips' entry points (a real bench). Default: a VirtualChip fabricated from --seed."),
+    driver: Optional[str] = typer.Option(None, "--driver", help="'scpi' (the reference PyVISA bench driver, with --config) or a Chip driver registered under the 'tapmesh.chips' entry points. Default: a VirtualChip fabricated from --seed."),
+    config: Optional[Path] = typer.Option(None, "--config", help="Bench config TOML for --driver scpi."),
+    archive: Optional[Path] = typer.Option(None, "--archive", help="Raw-measurement archive (HDF5); default --out/calibration_archive.h5 with --driver scpi."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the interrupted calibration recorded in --archive."),
     png: bool = typer.Option(True, "--png/--no-png", help="Also plot residuals and fitted curves."),
     out: Path = OutOption,
-    seed: int = SeedOption,
+    seed: Optional[int] = typer.Option(None, "--seed", min=0, help="Fabrication seed of the VirtualChip (≥ 0; default: the chip --out holds, else 0)."),
+    force: bool = ForceOption,
     as_json: bool = JsonOption,
     debug: bool = DebugOption,
 ) -> None:
@@ -188,24 +176,67 @@ def calibrate_cmd(
 
     Writes calibration.json (versioned, checksummed, written atomically) and calibration_summary.json."""
 
-    def run(driver, png, out, seed):
-        out = _check_out(out)
+    def run(driver, config, archive, resume, png, out, seed, force):
+        from tapmesh.options import check_same_chip, folder_chip
+
+        if driver == "scpi":  # the reference bench driver (tapmesh.bench): its archive, resume and config
+            from tapmesh.bench.commands import calibrate_scpi
+
+            s = calibrate_scpi(config, out_option(out), 0 if seed is None else seed, archive=archive, resume=resume, png=png)
+            s["headline"] = calibration_headline(s)
+            return s
+        if resume and archive is None:
+            raise UsageError("--resume needs --archive (or --driver scpi, whose archive is --out/calibration_archive.h5)")
+        if seed is not None:
+            out = out_option(out)
+        replaced = [] if driver else check_same_chip(out, seed=seed, force=force)
         from tapmesh import stages
 
         chip = stages.load_driver(driver) if driver else None
-        if chip is None and not (out / "fabrication.json").exists():
-            stages.fabricate(out, seed)
-        return stages.calibrate(out, seed, chip=chip, png=png)
+        fabricated = folder_chip(out)["fabrication"]
+        if chip is None and (fabricated is None or replaced):
+            stages.fabricate(out, 0 if seed is None else seed)
+        use_seed = seed if seed is not None else (fabricated or {}).get("seed", 0)
+        s = stages.calibrate(out, use_seed, chip=chip, png=png, archive=archive, resume=resume)
+        s["headline"] = (["replaced the chip in --out (" + "; ".join(replaced) + ")"] if replaced else []) + calibration_headline(s)
+        return s
 
-    command("calibrate")(run)(driver=driver, png=png, out=out, seed=seed, as_json=as_json, debug=debug)
+    command("calibrate")(run)(driver=driver, config=config, archive=archive, resume=resume, png=png, out=out, seed=seed,
+                              force=force, as_json=as_json, debug=debug)
+
+
+def calibration_headline(s: dict[str, Any]) -> list[str]:
+    """The calibration summary's headline lines (also used by ``flow``)."""
+    bench = f", bench time {s['bench_seconds']:.0f} s" if s.get("bench_seconds") is not None else ""
+    lines = [
+        f"calibrated a {s['n_modes']}-mode {s['kind']} chip: {s['n_measurements']:,} camera frames in {s['calibration_seconds']:.1f} s{bench}",
+        f"fidelity on the chip {s['mean_fidelity_uncorrected']:.4f} uncorrected → {s['mean_fidelity_corrected']:.4f} corrected (mean of {len(s['fidelity'])} Haar-random targets)",
+    ]
+    if "phase_offset_rms_error" in s:
+        lines.append(
+            f"against the hidden truth: φ0 {s['phase_offset_rms_error']:.4f} rad, δ {s['delta_rms_error']:.4f} rad, "
+            f"α {100 * s['alpha_rms_relative_error']:.2f} % RMS"
+        )
+    return lines
+
+
+def training_headline(s: dict[str, Any]) -> list[str]:
+    """The training summary's headline lines (also used by ``flow``)."""
+    chip, twin = s["chip"], s["twin"]
+    return [
+        f"trained {s['task']} ({s['layers']} layers, {s['epochs']} epochs, {s['method']}): test accuracy on the chip "
+        f"{100 * chip['test_accuracy']:.1f} % (epoch {chip['epoch_kept']} kept; best {100 * chip['best_test_accuracy']:.1f} %), "
+        f"digital twin {100 * twin['test_accuracy']:.1f} %",
+        f"{chip['chip_passes']:,} chip passes in {chip['seconds']:.1f} s; twin {twin['seconds']:.1f} s",
+    ]
 
 
 @app.command("train")
 def train_cmd(
     task: str = typer.Option("moons", "--task", help="moons | circles | ring | iris | digits"),
     method: str = typer.Option("insitu", "--method", help="insitu | insitu_analog | two_pass | dfa | spsa | autodiff"),
-    layers: int = typer.Option(3, "--layers", help="Number of mesh layers."),
-    epochs: int = typer.Option(20, "--epochs", help="Training epochs."),
+    layers: int = typer.Option(3, "--layers", min=1, max=16, help="Number of mesh layers (1 … 16)."),
+    epochs: int = typer.Option(20, "--epochs", min=1, max=10_000, help="Training epochs (1 … 10000)."),
     png: bool = typer.Option(True, "--png/--no-png"),
     out: Path = OutOption,
     seed: int = SeedOption,
@@ -217,14 +248,14 @@ def train_cmd(
     Writes training.json, training_curves.png and (2-D tasks) decision_boundary.png."""
 
     def run(task, method, layers, epochs, png, out, seed):
-        _check_choice(task, TASKS, "--task")
-        _check_choice(method, METHODS, "--method")
-        if layers < 1 or epochs < 1:
-            raise UsageError("--layers and --epochs must be at least 1")
-        out = _check_out(out)
+        choice_option(task, TASKS, "--task")
+        choice_option(method, METHODS, "--method")
+        out = out_option(out)
         from tapmesh import stages
 
-        return stages.train(out, seed, task=task, method=method, layers=layers, epochs=epochs, png=png)
+        s = stages.train(out, seed, task=task, method=method, layers=layers, epochs=epochs, png=png)
+        s["headline"] = training_headline(s)
+        return s
 
     command("train")(run)(task=task, method=method, layers=layers, epochs=epochs, png=png, out=out, seed=seed, as_json=as_json, debug=debug)
 
@@ -241,48 +272,82 @@ def report_cmd(
     def run(out, seed):
         out = Path(out)
         if not out.is_dir():
-            raise FileNotFoundError(f"--out folder {out} does not exist: run a stage first")
+            raise UsageError(f"--out {out} is not a folder: run a stage first")
         from tapmesh import report
 
-        path, status = report.build(out)
-        return {"report": str(path), "sections": status}
+        path, status = report.build(out, command=_command_line())
+        done = sum(bool(v) for v in status.values())
+        return {"report": str(path), "sections": status, "headline": [f"report with {done} of {len(status)} sections"]}
 
-    command("report")(run)(out=out, seed=seed, as_json=as_json, debug=debug)
+    command("report", report=False)(run)(out=out, seed=seed, as_json=as_json, debug=debug)
 
 
 @app.command("flow")
 def flow_cmd(
-    n: Optional[int] = typer.Option(None, "--n", help="Modes of a generic chip instead of the demo chip (6-mode triangular)."),
+    n: Optional[int] = typer.Option(None, "--n", min=2, max=LAYOUT_N_MAX, help=f"Modes of a generic chip, 2 … {LAYOUT_N_MAX}, instead of the demo chip (6-mode triangular)."),
     kind: str = typer.Option("triangular", "--kind", help="rectangular | triangular (with --n)."),
     task: str = typer.Option("moons", "--task", help="moons | circles | ring | iris | digits"),
     method: str = typer.Option("insitu", "--method", help="Gradient method on the chip."),
-    epochs: int = typer.Option(20, "--epochs", help="Training epochs."),
-    fast: bool = typer.Option(False, "--fast", help="A small, quick setting (CI): fewer epochs, no SAX reference."),
+    epochs: int = typer.Option(20, "--epochs", min=1, max=10_000, help="Training epochs (1 … 10000)."),
+    fast: bool = typer.Option(False, "--fast", help="A small, quick setting (CI): 3 epochs, no SAX reference."),
     out: Path = OutOption,
     seed: int = SeedOption,
+    force: bool = ForceOption,
     as_json: bool = JsonOption,
     debug: bool = DebugOption,
 ) -> None:
     """The whole pipeline on the demo chip: layout → model extraction → fabricate a VirtualChip →
     calibrate → train in situ → report.html. Each stage writes its files into --out."""
 
-    def run(n, kind, task, method, epochs, fast, out, seed):
-        if n is not None:
-            _check_n(n)
-            _check_choice(kind, KINDS, "--kind")
-        _check_choice(task, TASKS, "--task")
-        _check_choice(method, METHODS, "--method")
-        out = _check_out(out)
+    def run(n, kind, task, method, epochs, fast, out, seed, force):
+        from tapmesh.options import check_same_chip
+
+        chosen = _chip_option(n, kind)
+        choice_option(task, TASKS, "--task")
+        choice_option(method, METHODS, "--method")
+        out = out_option(out)
+        replaced = check_same_chip(out, seed=seed, layout=chosen, force=force)
         from tapmesh import stages
 
-        return stages.flow(out, seed, n=n, kind=kind, task=task, method=method, epochs=3 if fast else epochs, fast=fast)
+        if replaced:
+            stages.forget_chip(out)
+        s = stages.flow(out, seed, n=n, kind=kind, task=task, method=method, epochs=3 if fast else epochs, fast=fast,
+                        command=_command_line())
+        s["headline"] = [
+            *calibration_headline(s["calibrate"]),
+            *training_headline(s["train"]),
+            f"tapmesh flow: done in {s['seconds']:.0f} s",
+        ]
+        s["report"] = s["report"]["report"]
+        return s
 
-    command("flow")(run)(n=n, kind=kind, task=task, method=method, epochs=epochs, fast=fast, out=out, seed=seed, as_json=as_json, debug=debug)
+    command("flow", report=False)(run)(n=n, kind=kind, task=task, method=method, epochs=epochs, fast=fast, out=out, seed=seed, force=force, as_json=as_json, debug=debug)
 
 
-def main() -> None:  # pragma: no cover - console entry point
-    app()
+from tapmesh import yield_cmd  # noqa: E402  (`tapmesh yield` lives in its own module)
+
+yield_cmd.register(app)
+
+from tapmesh import bench_cmd  # noqa: E402  (`tapmesh bench-emulator` lives in its own module)
+
+bench_cmd.register(app)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Console entry point: click's parse errors (``--n eight``) as one line with exit code 2."""
+    try:
+        result = app(args=argv, prog_name="tapmesh", standalone_mode=False)
+    except click.exceptions.UsageError as error:  # includes BadParameter, NoSuchOption, MissingParameter
+        where = error.ctx.command_path if error.ctx is not None else "tapmesh"
+        typer.echo(f"{where}: error: {error.format_message()}", err=True)
+        return EXIT_BAD_INPUT
+    except click.exceptions.Abort:
+        typer.echo("tapmesh: aborted", err=True)
+        return EXIT_FAILED
+    except click.exceptions.Exit as done:
+        return done.exit_code
+    return result if isinstance(result, int) else 0
 
 
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(app())
+    sys.exit(main())

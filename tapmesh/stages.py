@@ -10,30 +10,15 @@ from typing import Any
 import numpy as np
 
 from tapmesh.circuits.io import atomic_write_bytes, atomic_write_json
+from tapmesh.figures import save_figure, simulation_figure
 
 SAX_CHECK_MAX_N = 8
 """Largest mesh the CLI checks against SAX by default (the reference compile grows super-linearly)."""
 
 
-def save_figure(fig, path: Path) -> Path:
-    """Write a matplotlib figure as PNG atomically and close it."""
-    import io
-
-    import matplotlib.pyplot as plt
-
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    return atomic_write_bytes(path, buffer.getvalue())
-
-
 def simulate(n: int, kind: str, out: Path, seed: int = 0, wl_span: float = 0.1, sax_check: bool = True) -> dict[str, Any]:
     """Engine vs SAX on a random as-built mesh, decomposition round trip, and a wavelength sweep."""
     import jax.numpy as jnp
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
     from tapmesh import circuits
 
@@ -57,40 +42,36 @@ def simulate(n: int, kind: str, out: Path, seed: int = 0, wl_span: float = 0.1, 
 
     wavelengths = np.linspace(1.55 - wl_span / 2, 1.55 + wl_span / 2, 101)
     sweep = np.abs(np.asarray(circuits.unitary(topology, params, wl=jnp.asarray(wavelengths)))) ** 2
+    summary["wl_span_um"] = wl_span
+    # the worst input over the sweep: the least total output power of any input at any wavelength
+    summary["worst_insertion_loss_db"] = float(-10 * np.log10(max(sweep.sum(axis=1).min(), 1e-30)))
     atomic_write_json(out / "simulation.json", summary)
 
-    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
-    image = left.imshow(np.abs(u) ** 2, cmap="magma", vmin=0)
-    left.set(title=f"|U|² of a random as-built {kind} mesh, n={n}", xlabel="input mode", ylabel="output mode")
-    left.set_xticks(range(n))
-    left.set_yticks(range(n))
-    fig.colorbar(image, ax=left, fraction=0.046)
-    for mode in range(n):
-        right.plot(wavelengths, 10 * np.log10(sweep[:, mode, 0] + 1e-12), label=f"out {mode}")
-    right.set(title="transmission from input 0", xlabel="wavelength (µm)", ylabel="dB", ylim=(-40, 1))
-    if n <= 8:
-        right.legend(fontsize=7)
+    fig = simulation_figure(u, wavelengths, sweep, kind)
     save_figure(fig, out / "simulation.png")
     summary["files"] = [str(out / "simulation.json"), str(out / "simulation.png")]
     return summary
 
 
 # ------------------------------------------------------------------------------------------ layout
-def _build_chip(n: int | None, kind: str, demo: bool):
+def _build_chip(n: int | None, kind: str, demo: bool, pads: str = "direct", pdk: str = "generic"):
     from tapmesh import pcells
 
-    return pcells.demo_chip() if demo else pcells.chip(n=n, kind=kind)
+    pcells.use_pdk(pdk)
+    return pcells.demo_chip() if demo else pcells.chip(n=n, kind=kind, pads=pads, pdk=pdk)
 
 
 def layout(
-    out: Path, n: int | None = None, kind: str = "triangular", demo: bool = True, png: bool = True, name: str = "chip"
+    out: Path, n: int | None = None, kind: str = "triangular", demo: bool = True, png: bool = True, name: str = "chip",
+    pads: str = "direct",
+    pdk: str = "generic",
 ) -> dict[str, Any]:
-    """Lay out the chip: ``{name}.gds``, ``{name}.png`` (the layout with the chip map overlaid) and
+    """Lay out the chip on ``pdk``: ``{name}.gds``, ``{name}.png`` (the layout with the chip map overlaid) and
     chip_map.json in ``out``."""
     from tapmesh import pcells
 
     start = time.perf_counter()
-    component = _build_chip(n, kind, demo)
+    component = _build_chip(n, kind, demo, pads, pdk)
     mapping = pcells.chip_map(component)
     gds = out / f"{name}.gds"
     tmp = out / f".{name}.gds.tmp.gds"
@@ -99,9 +80,6 @@ def layout(
     atomic_write_bytes(out / "chip_map.json", mapping.to_json().encode())
     files = [str(gds), str(out / "chip_map.json")]
     if png:
-        import matplotlib
-
-        matplotlib.use("Agg")
         fig = pcells.plot_layout(component, None, chip_map=mapping)
         save_figure(fig if hasattr(fig, "savefig") else fig.figure, out / f"{name}.png")
         files.append(str(out / f"{name}.png"))
@@ -113,12 +91,32 @@ def layout(
         "n_heaters": int(info["n_heaters"]),
         "n_taps": len(mapping.taps),
         "n_pads": len(mapping.pads),
+        "pdk": pdk,
         "gds_bytes": gds.stat().st_size,
         "layout_seconds": round(time.perf_counter() - start, 2),
         "files": files,
     }
-    atomic_write_json(out / "layout.json", {"demo": demo, "n": summary["n"], "kind": summary["kind"], "summary": summary})
+    atomic_write_json(out / "layout.json", {"demo": demo, "n": summary["n"], "kind": summary["kind"], "pads": pads,
+                                            "summary": summary})
     return summary
+
+
+CHIP_FILES = (
+    "fabrication.json", "calibration.json", "calibration_summary.json", "calibration_residuals.png", "calibration_fits.png",
+    "training.json", "training_curves.png", "decision_boundary.png",
+)
+"""Files that belong to one fabricated chip: :func:`forget_chip` removes them when the chip is replaced."""
+
+
+def forget_chip(out: Path) -> list[str]:
+    """Remove the files of the chip ``out`` holds (before another chip replaces it); returns their names."""
+    removed = []
+    for name in CHIP_FILES:
+        path = Path(out) / name
+        if path.exists():
+            path.unlink()
+            removed.append(name)
+    return removed
 
 
 def read_layout(out: Path) -> dict[str, Any]:
@@ -136,7 +134,7 @@ def extract(out: Path, png: bool = True) -> dict[str, Any]:
     from tapmesh import circuits
 
     chosen = read_layout(out)
-    component = _build_chip(chosen["n"], chosen["kind"], chosen["demo"])
+    component = _build_chip(chosen["n"], chosen["kind"], chosen["demo"], chosen.get("pads", "direct"))
     start = time.perf_counter()
     extracted = circuits.sax_circuit(component)
     topology = circuits.topology(chosen["n"], chosen["kind"])
@@ -218,15 +216,19 @@ def load_driver(name: str):
 
 
 # -------------------------------------------------------------------------------------- calibration
-def calibrate(out: Path, seed: int, chip=None, targets: int = 3, progress: bool = True, png: bool = True) -> dict[str, Any]:
-    """Calibrate the chip, save calibration.json (+ plots), and report fidelity before/after correction."""
+def calibrate(out: Path, seed: int, chip=None, targets: int = 3, progress: bool = True, png: bool = True,
+              archive: Path | None = None, resume: bool = False, archive_images: bool = False) -> dict[str, Any]:
+    """Calibrate the chip, save calibration.json (+ plots), and report fidelity before/after correction.
+
+    ``archive``: record every chip call into this HDF5 file (``resume``: continue the run it holds)."""
     from tapmesh import calibration
     from tapmesh import circuits
 
     chip = chip if chip is not None else virtual_chip(out, seed)
     start = time.perf_counter()
+    extra = {"archive": archive, "resume": resume, "archive_images": archive_images} if archive is not None else {}
     try:
-        result = calibration.calibrate(chip, seed=seed + 1000, progress=progress)
+        result = calibration.calibrate(chip, seed=seed + 1000, progress=progress, **extra)
     except calibration.CalibrationQualityError as failed:  # the partial result goes beside, never over, a good file
         where = failed.save(out / "calibration.json")
         failed.args = (f"{failed.args[0]}; partial calibration saved to {where}",)
@@ -247,9 +249,11 @@ def calibrate(out: Path, seed: int, chip=None, targets: int = 3, progress: bool 
             row["chip_corrected"] = float(circuits.fidelity(u, chip.unitary(correction.voltages)))
             row["chip_uncorrected"] = float(circuits.fidelity(u, chip.unitary(result.voltages_uncorrected(u))))
         fidelities.append(row)
+    bench = getattr(result, "bench_seconds", None)
     summary = {
         **result.summary(),
         "calibration_seconds": round(seconds, 1),
+        "bench_seconds": None if bench is None else float(bench),
         "fidelity": fidelities,
         "mean_fidelity_corrected": float(np.mean([r.get("chip_corrected", r["model_corrected"]) for r in fidelities])),
         "mean_fidelity_uncorrected": float(np.mean([r.get("chip_uncorrected", r["model_uncorrected"]) for r in fidelities])),
@@ -291,31 +295,39 @@ def train(
         raise ValueError(f"calibration is for {cal.topology.n} modes, the chip has {chip.n_modes}")
     dataset = training.data.load(task, seed=seed)
     results = {}
+    preset = training.IN_SITU  # the settings measured in docs/training.md (and the README's API tour)
     for name, kwargs in ((method, {"chips": chip, "calibrations": cal}), ("autodiff", {"calibrations": cal})):
-        # the configuration measured in docs/training.md: EO activation, amplitude+phase encoding
-        net = training.PhotonicNetwork(
-            cal.topology, n_layers=layers, n_classes=dataset.n_classes, activation="eo", encoding="amplitude_phase", **kwargs
-        )
+        net = training.PhotonicNetwork(cal.topology, n_layers=layers, n_classes=dataset.n_classes, **kwargs, **preset.network)
         start = time.perf_counter()
-        run = training.train(
-            net, dataset, method=name, epochs=epochs, seed=seed, progress=progress,
-            learning_rate=0.05, schedule="cosine", restore_best=True,
-        )
+        run = training.train(net, dataset, method=name, epochs=epochs, seed=seed, progress=progress, **preset.train)
         results["twin" if name == "autodiff" else "chip"] = (net, run, time.perf_counter() - start)
     files = []
     if png:
-        training.plot_histories({f"{method} on chip": results["chip"][1].history, "autodiff on twin": results["twin"][1].history}, out / "training_curves.png", x="epoch")
+        chip_run, twin_run = results["chip"][1], results["twin"][1]
+        labels = {f"{method} on chip": chip_run, "autodiff on twin": twin_run}
+        training.plot_training(
+            {label: run.history for label, run in labels.items()}, out / "training_curves.png",
+            marks={label: run.epoch for label, run in labels.items()},
+        )
         files.append(str(out / "training_curves.png"))
         if dataset.n_features == 2:
             net, result, _ = results["chip"]
-            training.plot_decision_boundary(net, result.phases, dataset, out / "decision_boundary.png", on="chip")
+            fig = training.plot_decision_boundary(
+                net, result.phases, dataset, None, on="chip", accuracy=result.test_acc,
+                title=f"{task}: test accuracy {result.test_acc:.1%} on chip (epoch {result.epoch})",
+            )
+            save_figure(fig, out / "decision_boundary.png")
             files.append(str(out / "decision_boundary.png"))
-    summary = {"task": task, "method": method, "layers": layers, "epochs": epochs, "files": files}
+    summary = {"task": task, "method": method, "layers": layers, "epochs": epochs, "preset": preset.name,
+               "n_train": len(dataset.y_train), "n_test": len(dataset.y_test), "files": files}
     for key, (net, result, seconds) in results.items():
         history = result.history
         summary[key] = {
             "method": history.method,
+            "test_accuracy": result.test_acc,
+            "epoch_kept": result.epoch,
             "best_test_accuracy": history.best_test_acc,
+            "best_test_epoch": history.best_test_epoch,
             "final_test_accuracy": history.final_test_acc,
             "chip_passes": int(history.passes[-1]) if history.passes else 0,
             "seconds": round(seconds, 1),
@@ -335,8 +347,10 @@ def flow(
     method: str = "insitu",
     epochs: int = 20,
     fast: bool = False,
+    command: str = "",
 ) -> dict[str, Any]:
-    """Every stage in order, with a line per stage; returns the headline figures of each."""
+    """Every stage in order, with a line per stage; returns the headline figures of each (``command``:
+    the command line, for the report)."""
     from tapmesh import report
 
     demo = n is None
@@ -347,15 +361,19 @@ def flow(
         ("fabricate", lambda: fabricate(out, seed)),
         ("calibrate", lambda: calibrate(out, seed, targets=2 if fast else 3)),
         ("train", lambda: train(out, seed, task=task, method=method, epochs=epochs)),
-        ("report", lambda: {"report": str(report.build(out)[0])}),
+        ("report", lambda: {"report": str(report.build(out, command=command)[0])}),
     ]
     summary: dict[str, Any] = {}
+    times: dict[str, float] = {}
     total = time.perf_counter()
     for index, (name, step) in enumerate(steps, 1):
         print(f"[{index}/{len(steps)}] {name} ...", flush=True)
         start = time.perf_counter()
+        if name == "report":  # the flow's own record first, so that the report shows the stage times
+            atomic_write_json(out / "flow.json", {"command": command, "seconds": round(start - total, 1), "stage_seconds": times})
         result = step()
-        summary[name] = {k: v for k, v in result.items() if k not in ("files", "fidelity")}
-        print(f"[{index}/{len(steps)}] {name} done in {time.perf_counter() - start:.1f} s", flush=True)
+        summary[name] = {k: v for k, v in result.items() if k not in ("files",)}
+        times[name] = round(time.perf_counter() - start, 1)
+        print(f"[{index}/{len(steps)}] {name} done in {times[name]:.1f} s", flush=True)
     summary["seconds"] = round(time.perf_counter() - total, 1)
     return summary

@@ -1,4 +1,4 @@
-"""Regression snapshots: compact netlist summaries of the 4×4 mesh and the demo chip.
+"""Regression snapshots: compact netlist summaries of the 4×4 mesh, the demo chip and a 4×4 bump chip.
 
 Regenerate after an intended layout change with ``TAPMESH_UPDATE_SNAPSHOTS=1 pytest tests/test_pcells_snapshot.py``
 and review the diff of ``tests/data/*.json``.
@@ -37,7 +37,11 @@ def _summary(component) -> dict:
 
 @pytest.mark.parametrize(
     ("name", "build"),
-    [("mesh4_rectangular", lambda: pcells.mesh(n=4)), ("demo_chip", lambda: pcells.demo_chip())],
+    [
+        ("mesh4_rectangular", lambda: pcells.mesh(n=4)),
+        ("demo_chip", lambda: pcells.demo_chip()),
+        ("chip4_bumps", lambda: pcells.chip(n=4, pads="bumps")),
+    ],
 )
 def test_snapshot(name, build):
     path = DATA / f"snapshot_{name}.json"

@@ -24,10 +24,25 @@ from tapmesh.training.gradients import (
 )
 from tapmesh.training.network import Activation, Encoding, PhotonicNetwork, port_groups
 from tapmesh.training.noise import FieldNoise
-from tapmesh.training.train import History, TrainResult, plot_decision_boundary, plot_histories, train
+from tapmesh.training.presets import IN_SITU, PRESETS, Preset, preset
+from tapmesh.training.train import (
+    History,
+    TrainingArgumentError,
+    TrainResult,
+    plot_decision_boundary,
+    plot_histories,
+    plot_training,
+    train,
+)
 
 __all__ = [
+    "IN_SITU",
     "METHODS",
+    "PRESETS",
+    "Preset",
+    "TrainingArgumentError",
+    "plot_training",
+    "preset",
     "Activation",
     "Dataset",
     "Encoding",

@@ -11,6 +11,7 @@ import numpy as np
 import optax
 from tqdm.auto import tqdm
 
+from tapmesh.circuits.arguments import check_float, check_int
 from tapmesh.training.data import Dataset
 from tapmesh.training.gradients import METHODS, GradientResult
 from tapmesh.training.network import PhotonicNetwork
@@ -45,6 +46,11 @@ class History:
     def final_test_acc(self) -> float:
         return self.test_acc[-1] if self.test_acc else float("nan")
 
+    @property
+    def best_test_epoch(self) -> int:
+        """The epoch of the best test accuracy (the first, if tied); 0 before any epoch."""
+        return self.epoch[int(np.argmax(self.test_acc))] if self.test_acc else 0
+
     def plot(self, path=None, title: str | None = None):
         """Training curves: loss and accuracy per epoch, and test accuracy against chip passes.
         Saves a PNG when ``path`` is given; returns the matplotlib figure."""
@@ -76,11 +82,38 @@ class History:
 
 @dataclass
 class TrainResult:
-    """The trained phases (the best by the monitored metric), the history, and the best epoch."""
+    """The trained phases, the history, and which epoch they come from.
+
+    ``best_epoch`` is the best epoch by ``monitor`` (``"train_loss"`` unless asked otherwise: the test set
+    stays out of model selection); ``epoch`` is the epoch whose phases are returned: ``best_epoch`` with
+    ``restore_best`` or early stopping, the last epoch otherwise. ``test_acc`` is the test accuracy of the
+    returned phases (the number to report), which need not be ``history.best_test_acc``."""
 
     phases: list
     history: History
     best_epoch: int
+    monitor: str = "train_loss"
+    epoch: int = 0
+
+    @property
+    def test_acc(self) -> float:
+        """Test accuracy of the returned phases (as measured in that epoch)."""
+        return self.history.test_acc[self.epoch - 1] if self.epoch else float("nan")
+
+    def __repr__(self) -> str:
+        h = self.history
+        return (
+            f"TrainResult({h.method}, {len(h.epoch)} epochs, returned epoch {self.epoch} "
+            f"(best by {self.monitor}: {self.best_epoch}), test accuracy {self.test_acc:.1%} "
+            f"(final {h.final_test_acc:.1%}, best {h.best_test_acc:.1%} in epoch {h.best_test_epoch}))"
+        )
+
+
+MONITORS = ("train_loss", "test_loss", "test_acc")
+
+
+class TrainingArgumentError(ValueError):
+    """An argument of :func:`train` is out of range or of the wrong kind (the message names it)."""
 
 
 def _resolve(method):
@@ -129,6 +162,23 @@ def train(
         method_options: extra keyword arguments of the method (``mapping``, ``perturbation``, …).
     """
     fn, name = _resolve(method)
+    epochs = check_int(epochs, "epochs", minimum=1, error=TrainingArgumentError)
+    batch_size = check_int(batch_size, "batch_size", minimum=1, error=TrainingArgumentError)
+    learning_rate = check_float(learning_rate, "learning_rate", minimum=0.0, strict_minimum=True, error=TrainingArgumentError)
+    check_int(seed, "seed", minimum=0, error=TrainingArgumentError)
+    min_delta = check_float(min_delta, "min_delta", minimum=0.0, error=TrainingArgumentError)
+    if patience is not None:
+        patience = check_int(patience, "patience", minimum=1, error=TrainingArgumentError)
+    if max_passes is not None:
+        max_passes = check_int(max_passes, "max_passes", minimum=1, error=TrainingArgumentError)
+    if monitor not in MONITORS:
+        raise TrainingArgumentError(f"monitor must be one of {', '.join(MONITORS)}, got {monitor!r}")
+    if evaluate_on not in (None, "chip", "model"):
+        raise TrainingArgumentError(f"evaluate_on must be None, 'chip' or 'model', got {evaluate_on!r}")
+    if evaluate_on == "chip" and not net.on_chip:
+        raise TrainingArgumentError("evaluate_on='chip' needs a network with chips")
+    if not isinstance(dataset, Dataset):
+        raise TypeError(f"dataset must be a training.Dataset (e.g. training.data.moons()), got {type(dataset).__name__}")
     if optimizer is None:
         if schedule == "cosine":
             steps = epochs * int(np.ceil(len(dataset.y_train) / batch_size))
@@ -136,7 +186,7 @@ def train(
         elif schedule is None:
             optimizer = optax.adam(learning_rate)
         else:
-            raise ValueError(f"schedule must be None or 'cosine', got {schedule!r}")
+            raise TrainingArgumentError(f"schedule must be None or 'cosine', got {schedule!r}")
     evaluate_on = evaluate_on or ("chip" if net.on_chip else "model")
     rng = np.random.default_rng(seed)
     phases = [jnp.asarray(p, dtype=net.real_dtype) for p in (phases if phases is not None else net.init(seed))]
@@ -195,16 +245,24 @@ def train(
             break
     bar.close()
     keep = patience is not None or restore_best
-    return TrainResult(phases=best_phases if keep else phases, history=history, best_epoch=best_epoch)
+    return TrainResult(
+        phases=best_phases if keep else phases, history=history, best_epoch=best_epoch, monitor=monitor,
+        epoch=best_epoch if keep else history.epoch[-1],
+    )
 
 
 # ------------------------------------------------------------------------------------------- plots
 
 
-def plot_decision_boundary(net: PhotonicNetwork, phases, dataset: Dataset, path=None, on: str = "model", resolution: int = 120, title=None):
+def plot_decision_boundary(
+    net: PhotonicNetwork, phases, dataset: Dataset, path=None, on: str = "model", resolution: int = 120, title=None,
+    accuracy: float | None = None,
+):
     """Predicted class over the feature square [0, 1]² of a 2-D task, with the test points on top.
 
-    ``on="model"`` evaluates the digital twin (no chip passes); ``"chip"`` measures every grid point."""
+    ``on="model"`` evaluates the digital twin (no chip passes); ``"chip"`` measures every grid point.
+    ``accuracy``: the test accuracy to print (e.g. the one recorded in training, so that a report shows
+    one number everywhere); by default the test set is measured again, which on a noisy chip differs."""
     import matplotlib
 
     matplotlib.use("Agg", force=False)
@@ -219,8 +277,9 @@ def plot_decision_boundary(net: PhotonicNetwork, phases, dataset: Dataset, path=
     fig, ax = plt.subplots(figsize=(4.6, 4.2))
     ax.contourf(gx, gy, pred, levels=np.arange(dataset.n_classes + 1) - 0.5, cmap="coolwarm", alpha=0.35)
     ax.scatter(dataset.x_test[:, 0], dataset.x_test[:, 1], c=dataset.y_test, cmap="coolwarm", s=10, edgecolors="k", linewidths=0.3)
-    acc = float(np.mean(net.predict(phases, dataset.x_test, on=on) == dataset.y_test))
-    ax.set(xlabel="feature 1", ylabel="feature 2", title=title or f"{dataset.name}: test accuracy {acc:.1%} ({on})")
+    acc = accuracy if accuracy is not None else float(np.mean(net.predict(phases, dataset.x_test, on=on) == dataset.y_test))
+    ax.set(xlabel="feature 1 (scaled to [0, 1])", ylabel="feature 2 (scaled to [0, 1])",
+           title=title or f"{dataset.name}: test accuracy {acc:.1%} ({on})")
     fig.tight_layout()
     if path is not None:
         fig.savefig(path, dpi=110)
@@ -241,6 +300,45 @@ def plot_histories(histories: dict, path=None, x: str = "passes", title: str = "
     ax.set(xlabel={"passes": "chip passes (training)", "epoch": "epoch", "wall_time": "s"}[x], ylabel="test accuracy", title=title)
     ax.grid(alpha=0.3)
     ax.legend()
+    fig.tight_layout()
+    if path is not None:
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+    return fig
+
+
+def plot_training(histories: dict, path=None, marks: dict | None = None):
+    """Training curves of several runs side by side: loss and accuracy per epoch, and test accuracy
+    against the chip passes spent on training (runs that used none, e.g. autodiff on the twin, are left
+    out of that panel). ``marks``: label → epoch to mark (the epoch whose phases were kept)."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    fig, (loss_ax, acc_ax, pass_ax) = plt.subplots(1, 3, figsize=(13, 3.8))
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for (label, h), color in zip(histories.items(), colors):
+        loss_ax.plot(h.epoch, h.train_loss, "-", color=color, label=f"{label}: train")
+        loss_ax.plot(h.epoch, h.test_loss, "--", color=color, label=f"{label}: test")
+        acc_ax.plot(h.epoch, 100 * np.asarray(h.train_acc), "-", color=color, label=f"{label}: train")
+        acc_ax.plot(h.epoch, 100 * np.asarray(h.test_acc), "--", color=color, label=f"{label}: test")
+        epoch = (marks or {}).get(label)
+        if epoch:
+            acc_ax.plot([epoch], [100 * h.test_acc[epoch - 1]], "*", color=color, ms=11, mec="k", mew=0.5)
+        if h.passes and h.passes[-1] > 0:
+            pass_ax.plot(np.asarray(h.passes) / 1e3, 100 * np.asarray(h.test_acc), ".-", color=color, label=label)
+    loss_ax.set(xlabel="epoch", ylabel="loss (cross-entropy)", title="loss")
+    acc_ax.set(xlabel="epoch", ylabel="accuracy (%)", title="accuracy (★ epoch kept)" if marks else "accuracy")
+    pass_ax.set(xlabel="chip passes spent on training (thousands)", ylabel="test accuracy (%)", title="accuracy vs chip passes")
+    from matplotlib.ticker import MaxNLocator
+
+    for ax in (loss_ax, acc_ax):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    for ax in (loss_ax, acc_ax, pass_ax):
+        ax.grid(alpha=0.3)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=7)
     fig.tight_layout()
     if path is not None:
         fig.savefig(path, dpi=110)

@@ -1,0 +1,161 @@
+"""Dies: pad or bump fields fed by the dense tracks of a mesh, the die outline, and the reticle check.
+
+``pads="bumps"`` puts a flip-chip area array right above and below the mesh (pitch 100–150 µm typical);
+``pads="edge"`` puts a multi-row bond-pad field on the top and bottom die edges (probe or wire-bond pitch). Both
+are a grid per mesh column stripe whose channels carry the stripe's tracks (:mod:`tapmesh.pcells.routing`).
+The die outline is a rectangle on the process's floorplan layer; :func:`estimate_die` sizes a chip from its
+parameters before anything is drawn, so an oversize die fails early (docs/pcells.md, "Dies").
+"""
+
+from __future__ import annotations
+
+import math
+
+import gdsfactory as gf
+
+from . import schedule
+from .cells import _rect
+from .errors import ReticleError, RuleError
+from .routing import grid_targets, pad_grid, staircase
+
+PAD_KINDS = ("direct", "edge", "bumps")
+
+
+def pad_cell(size: float, rules, layer) -> gf.Component:
+    """A square pad (bond pad or bump landing) of ``size`` µm on ``layer`` with its opening inset by the rule."""
+    if rules.pad_open is None:
+        return gf.components.pad(size=(size, size), layer=layer)
+    return gf.components.pad(size=(size, size), layer=layer, bbox_layers=(rules.pad_open,),
+                             bbox_offsets=(-rules.pad_open_inset,))
+
+
+def check_pads(pads: str, pad_pitch: float, pad_size: float, rules) -> None:
+    """Named errors for a pad kind, pitch or size the process does not allow (before anything is drawn)."""
+    if pads not in PAD_KINDS:
+        raise ValueError(f"pads={pads!r}; expected one of {PAD_KINDS}")
+    floor = rules.min_bump_pitch if pads == "bumps" else rules.min_pad_pitch
+    what = "bump" if pads == "bumps" else "pad"
+    if pad_pitch < floor:
+        raise RuleError(f"{what} pitch {pad_pitch} µm below the process minimum {floor} µm ({rules.name})")
+    space = rules.min_space(rules.pad_metal)
+    if pad_size + space > pad_pitch:
+        raise RuleError(f"{what} size {pad_size} µm leaves less than {space} µm at pitch {pad_pitch} µm")
+
+
+def pad_fields(c, mesh_ref, mports, *, pads: str, pad_pitch: float, pad_size: float, track_pitch: float,
+               track_width: float, rules, y_outer: tuple[float, float] | None, with_labels: bool, layer_label,
+               labels: list[str]) -> dict:
+    """Escape every mesh track (ports ``e*``/``gnd_*`` on the mesh's top and bottom edges) to a pad of its own.
+
+    Per column stripe and edge: a staircase jog into the channels of that stripe's pad grid, then straight up to
+    the pad's row and a stub into the pad. ``y_outer`` (top, bottom) puts the field at the die edges
+    (``pads="edge"``); ``None`` puts it right after the jogs (``pads="bumps"``). Pads are named ``pad_<port>``.
+    Returns ``{"rows": max rows, "field": (y_top_outer, y_bot_outer)}``.
+    """
+    mesh = mesh_ref.cell
+    col_pitch = float(mesh.info["column_pitch"])
+    y_edges = {"top": float(mesh.info["y_top"]), "bot": float(mesh.info["y_bot"])}
+    space = rules.min_space(rules.track_metal)
+    layer = gf.get_layer(rules.track_metal)
+    pad = pad_cell(pad_size, rules, layer)
+    x_mesh0 = mesh_ref.dxmin
+    groups: dict[tuple, list] = {}
+    for p in mports.values():
+        if p.port_type != "electrical" or not (p.name.startswith("e") or p.name.startswith("gnd_")):
+            continue
+        side = "top" if p.orientation == 90 else "bot"
+        col = int((p.dcenter[0] - x_mesh0) // col_pitch)
+        groups.setdefault((side, col), []).append(p)
+    plans = {}
+    rows_max = 0
+    jog_max = 0
+    for key, ports in groups.items():
+        ports.sort(key=lambda p: p.dcenter[0])
+        grid, rows = pad_grid(col_pitch, pad_pitch, pad_size, len(ports), track_pitch, track_width, space)
+        x0 = x_mesh0 + key[1] * col_pitch
+        targets = grid_targets(x0, grid, rows, len(ports), track_pitch, track_width, space)
+        src = [p.dcenter[0] for p in ports]
+        east = sum(1 for s, t in zip(src, targets) if t[0] - s > 1e-6)
+        west = sum(1 for s, t in zip(src, targets) if s - t[0] > 1e-6)
+        plans[key] = (ports, grid, rows, targets, x0)
+        rows_max = max(rows_max, rows)
+        jog_max = max(jog_max, (max(east, west) + 1) * track_pitch)
+    field_h = rows_max * pad_pitch
+    out = {}
+    for side, sign in (("top", 1), ("bot", -1)):
+        y_jog = y_edges[side] + sign * jog_max
+        if y_outer is None:
+            y0 = y_jog + sign * (space + track_width)
+        else:
+            y0 = (y_outer[0] if side == "top" else y_outer[1]) - sign * field_h
+            if sign * (y0 - y_jog) < 0:
+                y0 = y_jog
+        out[side] = y0 + sign * field_h
+        for (s, _col), (ports, grid, rows, targets, x0) in plans.items():
+            if s != side:
+                continue
+            y_end = staircase(c, [p.dcenter[0] for p in ports], [t[0] for t in targets], y_edges[side], sign,
+                              track_pitch, track_width, layer)
+            hw = track_width / 2
+            for p, (xt, xc, r) in zip(ports, targets):
+                yr = y0 + sign * (r + 0.5) * pad_pitch
+                _rect(c, xt - hw, xt + hw, *sorted((y_end, yr + sign * hw)), layer)
+                _rect(c, xt - hw, xc, yr - hw, yr + hw, layer)
+                name = f"pad_{p.name}"
+                ref = c.add_ref(pad, name=name)
+                ref.dmove((xc, yr))
+                c.ports.add_port(port=ref.ports["pad"], name=name)
+                if with_labels:
+                    text = p.name if p.name.startswith("gnd") else f"{p.name} {labels[int(p.name[1:]) - 1]}"
+                    c.add_label(text, position=(xc, yr), layer=layer_label)
+    return {"rows": rows_max, "field": (out["top"], out["bot"])}
+
+
+def die_outline(c, rules, margin: float, facets: bool = False) -> tuple[float, float]:
+    """Draw the die outline (floorplan layer) ``margin`` µm around everything drawn (flush with the west and east
+    drawing when ``facets``: edge couplers end on the diced facet); return its (width, height) µm."""
+    b = c.dbbox()
+    mx = 0.0 if facets else margin
+    _rect(c, b.left - mx, b.right + mx, b.bottom - margin, b.top + margin, rules.floorplan)
+    return b.width() + 2 * mx, b.height() + 2 * margin
+
+
+def fits(size: tuple[float, float], reticle: tuple[float, float]) -> bool:
+    """Does a (width, height) µm die fit the reticle field in either orientation?"""
+    a, b = sorted(size)
+    r0, r1 = sorted(reticle)
+    return a <= r0 + 1e-6 and b <= r1 + 1e-6
+
+
+def estimate_die(n: int, kind: str, *, pads: str, col_length: float, pitch: float, pad_pitch: float,
+                 fiber_pitch: float, fiber_len: float, io_margin: float, route_separation: float, die_margin: float,
+                 track_pitch: float, pad_gap: float = 150.0, pad_size: float = 80.0) -> tuple[float, float]:
+    """(width, height) µm of a chip from its parameters, within a few hundred µm of the drawn die."""
+    ncols = schedule.n_columns(n, kind) + 1
+    mzis = schedule.mzis(n, kind)
+    per_col = [sum(2 for (c, _) in mzis if c == col) for col in range(ncols - 1)] + [n]
+    fan = io_margin + n * route_separation
+    mesh_h = (n + 1) * pitch
+    fiber_h = (n + 2) * fiber_pitch + 30.0
+    if pads == "direct":
+        k_slots = max(math.ceil(h / 2) for h in per_col) + 1
+        col = col_length + k_slots * pad_pitch
+        height = max(fiber_h, mesh_h + 2 * (pad_gap + pad_size))
+    else:
+        col = col_length
+        tracks = max(math.ceil(h / 2) for h in per_col) + math.ceil(max(per_col) / 2 / 8)
+        rows = math.ceil(tracks / max(1, int(col_length // pad_pitch)))
+        field = (tracks + 1) * track_pitch + rows * pad_pitch + 10.0
+        height = max(fiber_h, mesh_h + 2 * field) if pads == "bumps" else max(fiber_h, mesh_h + 2 * field)
+    width = ncols * col + 2 * (fan + fiber_len)
+    return width + 2 * die_margin, height + 2 * die_margin
+
+
+def reticle_error(n: int, kind: str, size: tuple, reticle: tuple, pads: str, alternatives: dict) -> ReticleError:
+    """The error for a die that does not fit, listing the alternatives that would."""
+    ok = [f"{k} ({w / 1e3:.1f} × {h / 1e3:.1f} mm)" for k, (w, h) in alternatives.items() if fits((w, h), reticle)]
+    hint = "; fits: " + ", ".join(ok) if ok else "; no pad option fits: use a smaller n or a shorter heater"
+    return ReticleError(
+        f"n={n} {kind} with pads={pads!r} needs a {size[0] / 1e3:.1f} × {size[1] / 1e3:.1f} mm die, the reticle "
+        f"field is {reticle[0] / 1e3:.0f} × {reticle[1] / 1e3:.0f} mm" + hint
+    )
