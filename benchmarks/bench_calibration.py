@@ -4,6 +4,11 @@
     python benchmarks/bench_calibration.py --n 32 64    # any sizes
     python benchmarks/bench_calibration.py --quick      # n = 4, 8 (about a minute)
     python benchmarks/bench_calibration.py --crosstalk 0.01 --n 8
+    python benchmarks/bench_calibration.py --alpha-sweep --quick   # α = 0.1 … 3 rad/V², n = 6, no hints
+
+The α sweep (``--alpha-sweep``): chips with α ∈ {0.1, 0.33, 1, 3} rad/V² (±5 %), β ~ N(0, 0.003·α) rad/V³,
+0–10 V, crosstalk 0.01, calibrated with no hint (``calibrate(chip)``): frames, wall time, F per α, and what the
+heater-law discovery costs: its frames over those of the other steps (today's frames).
 
 Each chip: AsBuilt.random(seed, delta_sigma=0.03, tap_spread=0.05, crosstalk=--crosstalk (default 0, as
 AsBuilt.random)), Noise.realistic(); calibrate() with its defaults (the progressive method; the global
@@ -107,6 +112,37 @@ def depth_table(sizes, crosstalks) -> None:
                   f"{', refined' if r['refined'] else ''}) | **{r['F_program']:.4f}** ({r['program_frames']}, "
                   f"{r['program_bench_s']:.1f}, {r['program_s']:.0f}) | {r['F_true_errors']:.4f} | {r['F_uncorrected']:.4f} |",
                   flush=True)
+def run_alpha(n: int, alpha: float, v_max: float = 10.0, seed: int = 5100, targets: int = 3) -> dict:
+    top = circuits.rectangular(n)
+    truth = AsBuilt.random(top, seed=seed, delta_sigma=0.03, alpha=alpha, beta_sigma=0.003 * alpha,
+                           crosstalk=0.01, tap_spread=0.05)
+    chip = VirtualChip(top, errors=truth, noise=Noise.realistic(), seed=seed + 1, max_voltage=v_max, min_voltage=0.0)
+    start = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        cal = calibrate(chip, seed=seed + 2, progress=False, strict=False)
+    wall = time.perf_counter() - start
+    scores = [float(circuits.fidelity(u, chip.unitary(cal.voltages_for(u))))
+              for u in (circuits.haar_unitary(n, seed + 3 + t) for t in range(targets))]
+    discovery = cal.info["frames"]["discovery"]
+    return {"alpha": alpha, "wall_s": wall, "discovery_s": cal.info["timings_s"]["discovery"],
+            "frames": cal.n_measurements, "discovery_frames": discovery,
+            "overhead": discovery / max(cal.n_measurements - discovery, 1), "F_min": min(scores),
+            "F_mean": float(np.mean(scores)), "predicted": cal.quality.predicted_fidelity,
+            "predicted_low": cal.quality.fidelity_low, "passed": cal.quality.passed}
+
+
+def alpha_sweep(quick: bool) -> None:
+    n = 6 if quick else 8
+    print(f"α sweep at n = {n}: realistic noise, δσ = 0.03 rad, β ~ N(0, 0.003 α), 0–10 V, crosstalk 0.01, no hints; "
+          "loaded shared machine (wall times noisy)", flush=True)
+    print(f"{'α rad/V²':>9} {'wall s':>7} {'disc. s':>7} {'frames':>7} {'disc. frames':>12} {'disc./rest':>10} "
+          f"{'F min':>7} {'F mean':>7} {'pred.':>7} {'pred. 5%':>8} {'verdict':>7}", flush=True)
+    for alpha in (0.1, 0.33, 1.0, 3.0):
+        r = run_alpha(n, alpha)
+        print(f"{r['alpha']:>9.2f} {r['wall_s']:>7.1f} {r['discovery_s']:>7.1f} {r['frames']:>7d} "
+              f"{r['discovery_frames']:>12d} {r['overhead']:>10.2f} {r['F_min']:>7.4f} {r['F_mean']:>7.4f} "
+              f"{r['predicted']:>7.4f} {r['predicted_low']:>8.4f} {'pass' if r['passed'] else 'FAIL':>7}", flush=True)
 
 
 def main() -> None:
@@ -118,10 +154,14 @@ def main() -> None:
     parser.add_argument("--depth", action="store_true",
                         help="the depth table (issue 14): --n sizes (default 8 16 32 64) at crosstalk 0 and 0.01, "
                              "with in-situ programming and bench hours; --quick: n = 8, 16")
+    parser.add_argument("--alpha-sweep", action="store_true", help="α = 0.1 … 3 rad/V² with no hint (n = 8; 6 with --quick)")
     args = parser.parse_args()
     if args.depth:
         depth_table(args.n or ([8, 16] if args.quick else [8, 16, 32, 64]),
                     [0.0, 0.01] if args.crosstalk is None else [args.crosstalk])
+        return
+    if args.alpha_sweep:
+        alpha_sweep(args.quick)
         return
     sizes = args.n if args.n else ([4, 8] if args.quick else [4, 8, 16, 64])
     print(f"realistic noise, δσ = 0.03 rad, tap spread 5 %, crosstalk {args.crosstalk}; 2 shared cores", flush=True)

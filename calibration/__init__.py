@@ -3,7 +3,9 @@
 One module per job: :mod:`~tapmesh.calibration.procedure` (:func:`calibrate`), the progressive stages
 (``progressive``, ``stage_model``, ``stage_fit``, ``stage_crosstalk``, ``gamma``), the older ``sweeps``,
 ``fringes``, the global ``refine``, ``correction``, in-situ ``program``, the bench-time model ``bench_time``,
-``persistence``, ``crosstalk``, and the virtual chip
+``persistence``, ``crosstalk``, the plan from the bench's ``capabilities`` (``planning``, ``bench``),
+``discovery`` of the heater laws, the verdict ``quality``, ``neighbours`` from the chip's geometry, the
+driver kit ``testing``, and the virtual chip
 (``virtual``, ``asbuilt``, ``noise``). Derivations are in docs/calibration.md.
 """
 
@@ -35,6 +37,8 @@ from tapmesh.calibration.persistence import FORMAT_VERSION
 from tapmesh.calibration.plots import plot_fits, plot_residuals
 from tapmesh.calibration.program import Programmed, program, program_in_situ  # the function shadows its module name
 from tapmesh.calibration.bench_time import BenchClock, ClockedChip
+from tapmesh.calibration.quality import CalibrationQualityError, Quality, QualityWarning
+from tapmesh.calibration.bench import Bench, LimitError
 from tapmesh.calibration.procedure import STEPS, FaultWarning, calibrate, refit
 from tapmesh.calibration.replay import ArchivingChip, ReplayChip
 from tapmesh.calibration.virtual import VirtualChip
@@ -76,6 +80,11 @@ __all__ = [
     "Programmed",
     "BenchClock",
     "ClockedChip",
+    "CalibrationQualityError",
+    "Quality",
+    "QualityWarning",
+    "LimitError",
+    "Bench",
     "refit",
     "plot_fits",
     "plot_residuals",

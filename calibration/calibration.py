@@ -49,6 +49,8 @@ class Calibration:
         fits: sweep data for plots: name → array.
         info: free-form summary (step timings, frame counts per step, notes, ``bench_seconds`` per step
             and ``"total"`` at the bench's costs, ``bench_time`` with the operation counts).
+        quality: the verdict on this calibration (:class:`tapmesh.calibration.quality.Quality`), computed
+            from its own data by :func:`~tapmesh.calibration.calibrate`; ``None`` for a hand-made one.
     """
 
     topology: circuits.MeshTopology
@@ -69,6 +71,7 @@ class Calibration:
     dark_taps: tuple[int, ...] = ()
     fits: dict = field(default_factory=dict)
     info: dict = field(default_factory=dict)
+    quality: object = None
 
     def __setattr__(self, name, value):
         if name == "crosstalk":  # always the sparse operator, whatever was assigned
@@ -226,7 +229,8 @@ class Calibration:
 
     def save(self, path) -> Path:
         """Write the calibration to ``path`` as JSON: :func:`tapmesh.calibration.persistence.save` (atomic,
-        format version, SHA-256 checksum of the payload)."""
+        format version, SHA-256 checksum of the payload). A calibration whose verdict failed goes beside
+        ``path``, to ``NAME.failed.json`` (never over a good file); the path written is returned."""
         return persistence.save(self, path)
 
     @classmethod
@@ -248,5 +252,7 @@ class Calibration:
             "bench_seconds_by_step": {k: v for k, v in self.info.get("bench_seconds", {}).items() if k != "total"},
             "dead_heaters": list(self.dead_heaters),
             "dark_taps": list(self.dark_taps),
+            **({"quality_passed": bool(self.quality.passed), "predicted_fidelity": self.quality.predicted_fidelity,
+                "fidelity_low": self.quality.fidelity_low} if self.quality is not None else {}),
             **{f"rms_residual_{k}": float(np.sqrt(np.mean(np.square(v)))) for k, v in self.residuals.items() if np.size(v)},
         }

@@ -27,24 +27,30 @@ class Fringe:
         return np.hypot(self.cos, self.sin)
 
 
-def fit_fringes(x, readings, alpha_guess: float, iterations: int = 12) -> Fringe:
+def fit_fringes(x, readings, alpha_guess, iterations: int = 12, span: tuple[float, float] = (0.6, 1.4)) -> Fringe:
     """Fit ``readings[:, j] ≈ A_j + Bc_j cos(α_j x) + Bs_j sin(α_j x)`` for every column j.
 
-    ``x`` (S,) is the swept V². A grid search over α (±40 % of ``alpha_guess``) with linear least squares
-    for A, Bc, Bs, then damped Gauss–Newton on all four. Vectorized over the M columns."""
+    ``x`` (S,) is the swept V² (or mA²); ``alpha_guess`` a scalar or one guess per column (M,), rad/V². A
+    grid search over α (``span`` times the guess, default ±40 %: the guess comes from the heater-law
+    discovery, :mod:`tapmesh.calibration.discovery`) with linear least squares for A, Bc, Bs, then damped
+    Gauss–Newton on all four. Vectorized over the M columns."""
     x = np.asarray(x, dtype=float)
     y = np.asarray(readings, dtype=float)
-    grid = alpha_guess * np.linspace(0.6, 1.4, 81)
-    best_cost = np.full(y.shape[1], np.inf)
-    best = np.zeros((y.shape[1], 4))
-    for a in grid:
-        design = np.stack([np.ones_like(x), np.cos(a * x), np.sin(a * x)], axis=1)
-        coef, *_ = np.linalg.lstsq(design, y, rcond=None)
-        cost = np.sum((design @ coef - y) ** 2, axis=0)
+    m = y.shape[1]
+    guess = np.broadcast_to(np.asarray(alpha_guess, dtype=float), (m,))
+    best_cost = np.full(m, np.inf)
+    best = np.zeros((m, 4))
+    for g in np.linspace(span[0], span[1], 81):
+        a = guess * g  # (M,)
+        ax = x[:, None] * a[None, :]
+        design = np.stack([np.ones_like(ax), np.cos(ax), np.sin(ax)], axis=2)  # (S, M, 3)
+        ata = np.einsum("smi,smj->mij", design, design) + 1e-12 * np.eye(3)
+        coef = np.linalg.solve(ata, np.einsum("smi,sm->mi", design, y)[..., None])[..., 0]  # (M, 3)
+        cost = np.sum((np.einsum("smi,mi->sm", design, coef) - y) ** 2, axis=0)
         better = cost < best_cost
         best_cost = np.where(better, cost, best_cost)
-        best[better, :3] = coef.T[better]
-        best[better, 3] = a
+        best[better, :3] = coef[better]
+        best[better, 3] = a[better]
     p = best.copy()  # (M, 4): A, Bc, Bs, α
     lam = np.full(y.shape[1], 1e-3)
     def residual(p):
@@ -89,8 +95,8 @@ def _flat(fringe: Fringe, j: int) -> bool:
 
 def fringe_verdict(fringe: Fringe, j: int, alpha_guess: float, visibility_threshold: float) -> str:
     """What a fitted fringe says about its heater: ``"ok"`` (fit it), ``"dead"`` (no fringe at all),
-    ``"weak"`` (low visibility but a real fringe: poorly routed light) or ``"distorted"`` (α far from the
-    design value). Only ``"ok"`` fringes give starting values; the others are left to later fits."""
+    ``"weak"`` (low visibility but a real fringe: poorly routed light) or ``"distorted"`` (α far from
+    ``alpha_guess``, the heater's law as discovered). Only ``"ok"`` fringes give starting values; the others are left to later fits."""
     vis = fringe.amplitude[j] / (abs(fringe.offset[j]) + fringe.amplitude[j] + 1e-30)
     if vis < visibility_threshold:
         return "dead" if _flat(fringe, j) else "weak"

@@ -61,7 +61,7 @@ def gamma_crosstalk(stage: Progressive) -> bool:
             phase = np.unwrap(psi[rows, m])
             design = np.stack([np.ones(stage.s), stage.sweep_x], axis=1)
             coef, *_ = np.linalg.lstsq(design, phase, rcond=None)
-            if coef[1] < 0.5 * stage.alpha_guess:
+            if coef[1] < 0.5 * stage.alpha_guess[heater]:
                 dead_g[m] = True
                 stage.dead.add(int(heater))
                 cal.alpha[heater] = 0.0
@@ -72,19 +72,21 @@ def gamma_crosstalk(stage: Progressive) -> bool:
             cols = [np.ones(len(volts)), power[:, heater]]
             cols.append(power[:, src[m]] if src[m] >= 0 else np.zeros(len(volts)))
             cols.append(power[:, gam[nb]].sum(1) * (1 - dead_g[nb].all()))
+            cols.append(volts[:, heater] ** 3)  # the heater law's cubic term
             a = np.stack(cols, axis=1)
             guess = coef[0] + coef[1] * power[:, heater]
             d = np.angle(np.exp(1j * (psi[:, m] - guess)))
             keep = np.abs(a).sum(0) > 0
             keep[2] &= np.ptp(a[:, 2]) > 0
-            sol = np.zeros(4)
+            sol = np.zeros(5)
             sol[keep], *_ = np.linalg.lstsq(a[:, keep], d, rcond=None)
             resid = d - a @ sol
             alpha = coef[1] + sol[1]
             cov = np.linalg.pinv(a[:, keep].T @ a[:, keep]) * np.sum(resid**2) / max(len(d) - keep.sum(), 1)
-            sig = np.zeros(4)
+            sig = np.zeros(5)
             sig[keep] = np.sqrt(np.clip(np.diag(cov), 0, None))
             cal.alpha[heater] = alpha
+            cal.beta[heater] = sol[4]
             cal.phase_offsets[heater] = np.mod(coef[0] + sol[0], TWO_PI)
             stage.sigma["phase_offsets"][heater] = sig[0]
             stage.sigma["alpha"][heater] = sig[1]
@@ -111,7 +113,7 @@ def gamma_plain(stage: Progressive) -> bool:
     amp = np.sqrt(stage.power)
     f_all = np.full(n, amp, dtype=np.complex128)
     x = stage.deliver(f_all)
-    design = np.stack([np.ones_like(stage.sweep_x), stage.sweep_x], axis=1)
+    design = np.stack([np.ones_like(stage.sweep_x), stage.sweep_x, stage.sweep_x**1.5], axis=1)
     for parity in (0, 1):
         modes = np.arange(parity, n, 2)
         heaters = 2 * k_all + modes
@@ -129,15 +131,16 @@ def gamma_plain(stage: Progressive) -> bool:
         coef, *_ = np.linalg.lstsq(design, phase, rcond=None)
         model = design @ coef
         for j, heater in enumerate(heaters):
-            if coef[1, j] < 0.5 * stage.alpha_guess:
+            if coef[1, j] < 0.5 * stage.alpha_guess[heater]:
                 stage.dead.add(int(heater))
                 cal.alpha[heater] = 0.0
                 cal.phase_offsets[heater] = np.mod(np.mean(phase[:, j]), TWO_PI)
                 continue
             cal.phase_offsets[heater] = np.mod(coef[0, j], TWO_PI)
             cal.alpha[heater] = coef[1, j]
+            cal.beta[heater] = coef[2, j]
             resid = phase[:, j] - model[:, j]
-            sigma = np.sqrt(np.sum(resid**2) / max(stage.s - 2, 1) * np.diag(np.linalg.inv(design.T @ design)))
+            sigma = np.sqrt(np.sum(resid**2) / max(stage.s - 3, 1) * np.diag(np.linalg.inv(design.T @ design)))
             stage.sigma["phase_offsets"][heater] = sigma[0]
             stage.sigma["alpha"][heater] = sigma[1]
             stage.fits_y[heater] = phase[:, j]

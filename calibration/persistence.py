@@ -24,8 +24,9 @@ if TYPE_CHECKING:
     from tapmesh.calibration.calibration import Calibration
 
 FORMAT = "tapmesh-calibration"
-FORMAT_VERSION = 1
-"""Version of the JSON file format written by :meth:`Calibration.save`; files with a newer version are refused."""
+FORMAT_VERSION = 2
+"""Version of the JSON file format written by :meth:`Calibration.save`; files with a newer version are refused.
+Version 2 adds the optional ``"quality"`` verdict (absent: ``None``); version 1 files load unchanged."""
 
 ARRAYS = (
     "phase_offsets", "alpha", "beta", "delta", "loss_db", "output_loss_db", "tap_fraction",
@@ -48,6 +49,7 @@ def to_dict(cal: Calibration) -> dict:
         "dead_heaters": [int(i) for i in cal.dead_heaters],
         "dark_taps": [int(i) for i in cal.dark_taps],
         "info": _jsonable(cal.info),
+        **({"quality": _jsonable(cal.quality.to_dict())} if cal.quality is not None else {}),
     }
 
 
@@ -74,7 +76,17 @@ def from_dict(cls: type[Calibration], data: dict) -> Calibration:
         dead_heaters=tuple(int(i) for i in data.get("dead_heaters", ())),
         dark_taps=tuple(int(i) for i in data.get("dark_taps", ())),
         info=dict(data.get("info", {})),
+        quality=_quality(data.get("quality")),
     )
+
+
+def _quality(data):
+    if data is None:
+        return None
+    from tapmesh.calibration.quality import Quality
+
+    return Quality.from_dict({k: (float(v) if isinstance(v, str) and v in ("nan", "inf", "-inf") else v)
+                              for k, v in data.items()})
 
 
 def array_shapes(topology: circuits.MeshTopology) -> dict[str, tuple[int, ...]]:
@@ -98,6 +110,10 @@ def save(cal: Calibration, path) -> Path:
     The write is atomic: a temporary file in the same folder is flushed, synced and renamed over
     ``path``, so a failed save leaves any previous file untouched."""
     path = Path(path)
+    if cal.quality is not None and not cal.quality.passed:
+        from tapmesh.calibration.quality import failed_path
+
+        path = failed_path(path)
     payload = to_dict(cal)
     document = {
         "format": FORMAT,

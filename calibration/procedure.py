@@ -1,8 +1,11 @@
 """The calibration procedure: :func:`calibrate` runs the steps on any chip, through the ``Chip`` protocol only.
 
-Camera offsets and fault detection first, then the phase-voltage and coupler step (the progressive stages
+The plan from the chip's declared capabilities (:mod:`tapmesh.calibration.planning`), camera offsets, noise
+floor and fault detection first, the heater-law discovery (:mod:`tapmesh.calibration.discovery`), then the
+phase-voltage and coupler step (the progressive stages
 of :mod:`tapmesh.calibration.progressive`, or the older :mod:`tapmesh.calibration.sweeps`), thermal
-crosstalk, and the global refinement of :mod:`tapmesh.calibration.refine`. What each step measures and
+crosstalk, the global refinement of :mod:`tapmesh.calibration.refine`, and the verdict
+(:mod:`tapmesh.calibration.quality`). What each step measures and
 why is in docs/calibration.md.
 """
 
@@ -16,10 +19,15 @@ import numpy as np
 from tapmesh import circuits
 from tapmesh.calibration.bench import Bench
 from tapmesh.calibration.calibration import Calibration
+from tapmesh.calibration.capabilities import capabilities_of
+from tapmesh.calibration.discovery import discover_column
 from tapmesh.calibration.chip import check_chip
 from tapmesh.calibration.crosstalk import neighbour_pairs
 from tapmesh.calibration.errors import CalibrationError
+from tapmesh.calibration.neighbours import crosstalk_pairs
+from tapmesh.calibration.planning import fine_sweep, measure_camera, plan_steps
 from tapmesh.calibration.progressive import Progressive
+from tapmesh.calibration.quality import assess, enforce
 from tapmesh.calibration.refine import refine
 from tapmesh.calibration.sweeps import run_sweeps
 from tapmesh.circuits.arguments import check_float, check_int
@@ -71,15 +79,21 @@ def calibrate(
     repeat_frames: int | None = None,
     refine_settings: int | None = None,
     refine_batch: int = 2,
-    alpha_guess: float = 0.5,
+    alpha_guess: float | None = None,
     tap_guess: float = 0.02,
-    max_voltage: float = 5.0,
+    max_voltage: float | None = None,
     power_mw: float | None = None,
     fit_beta: bool = False,
     visibility_threshold: float = 0.25,
     max_delta: float = 0.2,
     max_refine_parameters: int = 6000,
     refine_prior: bool = True,
+    strict: bool = True,
+    chip_map=None,
+    neighbours=None,
+    neighbour_distance_um: float | None = None,
+    quality_targets: int = 3,
+    min_fidelity: float = 0.9,
     archive=None,
     resume: bool = False,
     archive_images: bool = False,
@@ -108,8 +122,12 @@ def calibrate(
         refine_settings: random voltage settings for the refinement (default: enough for ~15 readings per
             parameter).
         refine_batch: input fields per setting and direction.
-        alpha_guess, tap_guess: design values of α (rad/V²) and tap fraction.
-        max_voltage: the largest voltage applied, V.
+        alpha_guess: a hint of the heaters' α (rad/V², or rad/mA² for a current drive): it only makes the
+            heater-law discovery start nearer the answer (:mod:`tapmesh.calibration.discovery`); the law
+            of every heater is found from the chip either way.
+        tap_guess: design tap fraction.
+        max_voltage: an extra cap on the drive, V or mA, below the chip's declared limits (default: the
+            declared ``capabilities`` limits alone). No frame is ever taken outside them.
         power_mw: optical power per lit MZI in the sweeps, mW (default 1 for ``"sweeps"``, 3 for
             ``"progressive"``, whose readings stay below ~70 % of a camera that reads a 1 mW guide at 20 %;
             the refinement's random fields, which can pile power into one guide, use 1 unless given).
@@ -126,6 +144,15 @@ def calibrate(
             fit). Without it the refinement's random settings alone decide the phase offsets, and they pin
             them less well than the stages' targeted readings: over 12 chips at n = 4 and 8 the prior
             lowered the φ0 error by 1.1–6x and never lowered the corrected fidelity.
+        strict: a calibration whose quality verdict fails (:mod:`tapmesh.calibration.quality`) raises
+            :class:`~tapmesh.calibration.quality.CalibrationQualityError` carrying it (``True``, default);
+            ``False`` returns it with a :class:`~tapmesh.calibration.quality.QualityWarning`.
+        chip_map, neighbours, neighbour_distance_um: where the crosstalk pairs come from
+            (:func:`tapmesh.calibration.neighbours.crosstalk_pairs`): explicit ``neighbours`` pairs, else
+            pairs of heaters of a chip map (``pcells.chip_map`` object or an (H, 2) positions array, µm)
+            within ``neighbour_distance_um``, else the mesh's neighbour grid.
+        quality_targets: Haar targets the verdict's predicted fidelity is computed on.
+        min_fidelity: the verdict fails when its predicted fidelity's lower bound is below this.
         archive: path of a raw-measurement archive (HDF5, :mod:`tapmesh.calibration.archive`): every chip
             call and reading of the run is appended to it as it is taken, and ``info["archive"]`` names it.
         resume: continue the run recorded in ``archive`` (replayed up to where it stopped, then on
@@ -135,6 +162,8 @@ def calibrate(
     Raises:
         MeasurementError: the chip returned NaN/inf or a wrongly shaped reading.
         CalibrationError: unknown step names, or a chip whose size does not fit the topology.
+        MissingCapabilityError: before the first frame, for a step the bench declares it cannot do.
+        CalibrationQualityError: with ``strict``, the verdict failed (the calibration is ``err.calibration``).
     """
     from tqdm.auto import tqdm
 
@@ -165,34 +194,38 @@ def calibrate(
         return archived_run(calibrate, locals())
     if resume:
         raise CalibrationError("resume=True needs archive= (the archive of the run to continue)")
+    if alpha_guess is not None and not (np.isfinite(alpha_guess) and alpha_guess > 0):
+        raise CalibrationError(f"alpha_guess must be a positive number (rad/V²) or None, got {alpha_guess!r}")
+    caps = capabilities_of(chip)
+    plan = plan_steps(caps, steps, method, topology, h, max_voltage)
+    pairs = crosstalk_pairs(topology, neighbours=neighbours, chip_map=chip_map,
+                            distance_um=neighbour_distance_um)
     refine_power_mw = 1.0 if power_mw is None else power_mw
     if power_mw is None:
         power_mw = 3.0 if method == "progressive" else 1.0
-    bench = Bench(chip, n, h)
-    cal = Calibration.nominal(topology, alpha=alpha_guess, tap_fraction=tap_guess)
+    bench = Bench(chip, n, h, caps)
+    hint = 0.5 if alpha_guess is None else float(alpha_guess)
+    cal = Calibration.nominal(topology, alpha=hint, tap_fraction=tap_guess)
     k_all = topology.n_mzis
     n_cols = topology.n_columns
     rng = np.random.default_rng(seed)
-    x_max = min(3 * np.pi / alpha_guess, max_voltage**2)
     if sweep_points is None:
         sweep_points = 16 if method == "progressive" else 24
     do_sweeps = "phase_voltage" in steps
+    do_refine = "refine" in steps and plan.refine
     # parameters of a full refinement: φ0, α, two camera efficiencies per heater, δ, neighbour crosstalk
-    refine_size = 4 * h + 2 * k_all + len(neighbour_pairs(topology))
-    skip_refine = "refine" in steps and method == "progressive" and do_sweeps and refine_size > max_refine_parameters
+    refine_size = 4 * h + 2 * k_all + len(pairs)
+    skip_refine = do_refine and method == "progressive" and do_sweeps and refine_size > max_refine_parameters
     if repeat_frames is None:
-        repeat_frames = 4 if "refine" in steps and not skip_refine else 16
-    sweep_x = np.linspace(0.0, x_max, sweep_points)
+        repeat_frames = 4 if do_refine and not skip_refine else 16
     timings, frames_by_step = {}, {}
-    total = 2 + ((n_cols + 1 if method == "progressive" else passes * (2 * n_cols + 1)) if do_sweeps else 0) + (1 if "refine" in steps else 0)
+    total = 2 + ((n_cols + 1 if method == "progressive" else passes * (2 * n_cols + 1)) if do_sweeps else 0) + (1 if do_refine else 0)
     bar = tqdm(total=total, desc="calibrate", disable=not progress, leave=False)
     swept = np.zeros(h, dtype=bool)
     dead: set[int] = set()
-    fits: dict[str, np.ndarray] = {"sweep_x": sweep_x, "sweep_readings": np.full((h, sweep_points), np.nan),
-                                   "sweep_model": np.full((h, sweep_points), np.nan)}
     residuals: dict[str, np.ndarray] = {}
     uncertainties: dict[str, np.ndarray] = {}
-    notes: list[str] = []
+    notes: list[str] = list(plan.notes)
 
     def mark(step, start, frames0):
         timings[step] = time.perf_counter() - start
@@ -203,47 +236,59 @@ def calibrate(
         bench.clock.step = step
         return time.perf_counter(), bench.frames
 
-    # ------------------------------------------------------------- camera: offsets and dark taps
+    # ------------------------------------------------------------- camera: offsets, noise floor, dark taps
     start, f0 = begin("camera")
-    zero_v = np.zeros(h)
-    dark_frames = 4
-    zeros = np.zeros((dark_frames, n))
-    d_fwd = bench.measure(zero_v, zeros, "input", taps="forward")["taps"]
-    d_bwd = bench.measure(zero_v, zeros, "output", taps="backward")["taps"]
-    offsets = np.stack([d_fwd.mean(0), d_bwd.mean(0)])
-    read_sigma = float(np.sqrt(np.mean(np.concatenate([d_fwd.var(0), d_bwd.var(0)])))) if dark_frames > 1 else 0.0
+    camera = measure_camera(bench, rng, power_mw, plan.backward)
+    offsets, usable = camera["offsets"], camera["usable"]
+    read_sigma = camera["read_noise_mw"]
     cal.tap_offset = offsets
-    probe = (rng.normal(size=(4, n)) + 1j * rng.normal(size=(4, n))) * np.sqrt(power_mw / 2)
-    lit_f = bench.measure(zero_v, probe, "input", taps="forward")["taps"] - offsets[0]
-    lit_b = bench.measure(zero_v, probe, "output", taps="backward")["taps"] - offsets[1]
-    signal = np.stack([lit_f.max(0), lit_b.max(0)])
-    floor = 10 * read_sigma + 1e-12
-    typical = np.median(signal, axis=1, keepdims=True)
-    dark_grating = signal < np.maximum(floor, 0.02 * typical)
-    dark_taps = tuple(int(i) for i in np.nonzero(dark_grating.any(0))[0])
+    dark_taps = camera["dark_taps"]
     if dark_taps:
         warnings.warn(f"dark taps found (no light at their gratings): {list(dark_taps)}", FaultWarning, stacklevel=2)
         notes.append(f"dark taps {list(dark_taps)}: their readings are excluded from every fit")
-    usable = ~dark_grating  # (2, h)
     mark("camera", start, f0)
     bar.update(2)
 
-    # ------------------------------------------------------------- phase-voltage sweeps
-    def record(heaters, readings, model):
-        fits["sweep_readings"][heaters] = readings.T
-        fits["sweep_model"][heaters] = model.T
+    # ------------------------------------------------------------- heater-law discovery (column 0)
+    start, f0 = begin("discovery")
+    stages = Progressive(bench, cal, offsets, usable, None, hint, power_mw, repeat_frames,
+                         visibility_threshold, max_delta, crosstalk="crosstalk" in steps, x_top=plan.x_top)
+    reading_noise = camera["noise_mw"] / np.sqrt(max(1, repeat_frames // 2))
+    if alpha_guess is not None:
+        stages.discovered[-1] = float(alpha_guess)  # a hint: discovery starts near it
+    discover_column(stages, 0, reading_noise)
+    stages.discovered.pop(-1, None)
+    sweep_x = fine_sweep(stages, plan.x_top, sweep_points, hint)
+    stages.set_sweep(sweep_x)
+    cal.alpha[:] = stages.alpha_guess
+    mark("discovery", start, f0)
+    first_discovery = (timings["discovery"], frames_by_step["discovery"])
+    fits: dict[str, np.ndarray] = {"sweep_x": sweep_x, "sweep_readings": np.full((h, sweep_points), np.nan),
+                                   "sweep_model": np.full((h, sweep_points), np.nan)}
 
+    # ------------------------------------------------------------- phase-voltage sweeps
     if do_sweeps and method == "progressive":
         start, f0 = begin("phase_voltage")
-        stages = Progressive(bench, cal, offsets, usable, sweep_x, alpha_guess, power_mw, repeat_frames,
-                             visibility_threshold, max_delta, crosstalk="crosstalk" in steps,
-                             max_voltage=max_voltage)
         for c in range(n_cols):
+            if c:
+                t0, d0 = time.perf_counter(), bench.frames
+                bench.clock.step = "discovery"
+                found = discover_column(stages, c, reading_noise)
+                bench.clock.step = "phase_voltage"
+                cal.alpha[list(found)] = stages.alpha_guess[list(found)]
+                timings["discovery"] += time.perf_counter() - t0
+                frames_by_step["discovery"] += bench.frames - d0
             stages.column(c)
             bar.update(1)
-        if not stages.gamma():
+        if not plan.coherent_gamma or not stages.gamma():
             bench.coherent = False
-            notes.append("chip has no coherent readout: output phases γ are not calibrated (offsets 0, nominal α)")
+            if plan.backward and do_refine and not skip_refine:
+                notes.append("no coherent readout: output phases γ fitted by the refinement from backward light, "
+                             "up to one common phase")
+            else:
+                plan.degraded.append("output_phases")
+                notes.append("no coherent readout and no backward light: output phases γ are not calibrated "
+                             "(offsets 0): unitaries are realized up to output phases")
             stages.unfitted.update(range(2 * k_all, h))
         bar.update(1)
         dead.update(stages.dead)
@@ -256,18 +301,20 @@ def calibrate(
         residuals["stages"] = np.concatenate(stages.residuals) if stages.residuals else np.zeros(0)
         uncertainties.update({name: value.copy() for name, value in stages.sigma.items()})
         if stages.xt_sigma:
-            pairs = np.array(list(stages.xt_sigma.keys()), dtype=float).reshape(-1, 2)
-            uncertainties["crosstalk_pairs"] = np.column_stack([pairs, list(stages.xt_sigma.values())])
+            xt_pairs = np.array(list(stages.xt_sigma.keys()), dtype=float).reshape(-1, 2)
+            uncertainties["crosstalk_pairs"] = np.column_stack([xt_pairs, list(stages.xt_sigma.values())])
             notes.append(f"crosstalk: {cal.crosstalk.nnz} neighbour pairs estimated in the stages (X θ'←φ of "
                          "the previous column and X θ←γ taken equal to their reverse pairs)")
         notes.extend(stages.notes)
         mark("phase_voltage", start, f0)
+        timings["phase_voltage"] -= timings["discovery"] - first_discovery[0]
+        frames_by_step["phase_voltage"] -= frames_by_step["discovery"] - first_discovery[1]
     elif do_sweeps:
         start, f0 = begin("phase_voltage")
         run_sweeps(bench, cal, passes=passes, sweep_x=sweep_x, offsets=offsets, usable=usable,
-                   alpha_guess=alpha_guess, visibility_threshold=visibility_threshold, power_mw=power_mw,
-                   tap_guess=tap_guess, max_delta=max_delta, couplers="couplers" in steps, dead=dead,
-                   swept=swept, fits=fits, residuals=residuals, notes=notes, bar=bar)
+                   alpha_guess=float(np.median(stages.alpha_guess)), visibility_threshold=visibility_threshold,
+                   power_mw=power_mw, tap_guess=tap_guess, max_delta=max_delta, couplers="couplers" in steps,
+                   dead=dead, swept=swept, fits=fits, residuals=residuals, notes=notes, bar=bar)
         mark("phase_voltage", start, f0)
 
     if dead:
@@ -279,12 +326,13 @@ def calibrate(
         cal.alpha[i] = 0.0
 
     # ------------------------------------------------------------- global refinement
+    x_max = float(sweep_x[-1])
     if skip_refine:
         notes.append(f"refinement skipped: about {refine_size} parameters exceed max_refine_parameters="
                      f"{max_refine_parameters}; the progressive stages' estimates and uncertainties are kept "
                      "(no crosstalk fitted)")
         bar.update(1)
-    elif "refine" in steps:
+    elif do_refine:
         start, f0 = begin("refine")
         result = refine(
             bench,
@@ -292,16 +340,17 @@ def calibrate(
             rng=rng,
             settings=refine_settings,
             batch=refine_batch,
-            max_voltage=min(max_voltage, float(np.sqrt(x_max))),
+            max_voltage=float(np.sqrt(min(x_max, float(np.min(plan.x_top))))),
             fit_crosstalk="crosstalk" in steps,
             fit_couplers="couplers" in steps or not do_sweeps,
-            fit_beta=fit_beta,
+            fit_beta=fit_beta or bool(np.any(cal.beta != 0)),  # a cubic term the stages resolved is refitted
             usable=usable,
             unswept=~swept,
             max_parameters=max_refine_parameters,
             power_mw=refine_power_mw,
             prior=_stage_prior(uncertainties) if refine_prior and method == "progressive" and do_sweeps
             and n_cols <= PRIOR_MAX_COLUMNS else None,
+            pairs=pairs,
         )
         uncertainties.update(result["uncertainties"])
         residuals["refine"] = result["residuals"]
@@ -315,9 +364,17 @@ def calibrate(
     cal.n_measurements = bench.frames
     clock = bench.clock.summary()
     cal.info = {"timings_s": timings, "frames": frames_by_step, "notes": notes, "steps": list(steps),
-                "read_noise_mw": read_sigma, "sweep_points": sweep_points,
-                "bench_seconds": {**clock["by_step"], "total": clock["total_s"]},
-                "bench_time": clock}
+                "read_noise_mw": read_sigma, "noise_floor_mw": camera["noise_mw"], "repeat_frames": repeat_frames,
+                "sweep_points": sweep_points, "drive": caps.drive, "drive_limits": [plan.low.tolist(), plan.high.tolist()],
+                "discovered_alpha": {int(k): v for k, v in stages.discovered.items()},
+                "short_reach": {int(k): v for k, v in stages.short_reach.items()},
+                "degraded": list(plan.degraded), "skipped": list(plan.skipped),
+                "declared_tap_noise_mw": caps.tap_noise_mw, "settings": bench.settings,
+                "stage_scale_mw": float(np.mean(cal.tap_fraction) * power_mw),
+                "refine_scale_mw": float(np.mean(cal.tap_fraction) * 0.5 * refine_power_mw),
+                "bench_seconds": {**clock["by_step"], "total": clock["total_s"]}, "bench_time": clock}
+    cal.quality = assess(cal, targets=quality_targets, seed=seed, min_fidelity=min_fidelity)
+    enforce(cal, strict)
     return cal
 
 

@@ -26,13 +26,20 @@ class Progressive:
     :func:`~tapmesh.calibration.calibrate`)."""
 
     def __init__(self, bench, cal: Calibration, offsets, usable, sweep_x, alpha_guess, power_mw, repeats,
-                 visibility_threshold, max_delta, crosstalk: bool = True, max_voltage: float = 5.0):
+                 visibility_threshold, max_delta, crosstalk: bool = True, x_top=25.0):
         self.bench, self.cal, self.offsets, self.usable = bench, cal, offsets, usable
         self.top = top = cal.topology
         self.n, self.k_all, self.h = top.n, top.n_mzis, top.n_shifters
-        self.sweep_x, self.sweep_v = np.asarray(sweep_x), np.sqrt(sweep_x)
-        self.s = len(sweep_x)
-        self.alpha_guess, self.power, self.r = alpha_guess, power_mw, repeats
+        if sweep_x is not None:
+            self.set_sweep(sweep_x)
+        # per heater: the law's α as discovered (calibration.discovery) or guessed, rad/V²
+        self.alpha_guess = np.broadcast_to(np.asarray(alpha_guess, dtype=float), (self.h,)).copy()
+        self.power, self.r = power_mw, repeats
+        # per heater: the largest drive² the bench allows (all heaters there at once stays within the
+        # declared total power), and what discovery found: heater -> α (None: no full fringe in range)
+        self.x_top = np.broadcast_to(np.asarray(x_top, dtype=float), (self.h,)).copy()
+        self.discovered: dict[int, float | None] = {}
+        self.short_reach: dict[int, float] = {}
         self.vis_threshold, self.max_delta = visibility_threshold, max_delta
         self.m_max = max(len(c) for c in top.columns)
         self.w = np.eye(self.n, dtype=np.complex128)  # prefix transfer at the base voltages
@@ -47,10 +54,17 @@ class Progressive:
         self.notes: list[str] = []
         # thermal crosstalk: fitted in the stages (module doc), kept as (receiver, source) -> X
         self.fit_xt = bool(crosstalk)
-        self.max_v2 = 0.95 * float(max_voltage) ** 2
+        self.fit_beta = True  # the cubic term of the heater law, per heater
+        self.max_v2 = 0.95 * self.x_top
         self.xt: dict[tuple[int, int], float] = {}
         self.xt_sigma: dict[tuple[int, int], float] = {}
         self.w_prev = np.eye(self.n, dtype=np.complex128)  # prefix before the last calibrated column
+
+    def set_sweep(self, sweep_x) -> None:
+        """The fine sweeps' points, drive² (V² or mA²), uniform from 0 (chosen from the discovered laws)."""
+        self.sweep_x = np.asarray(sweep_x, dtype=float)
+        self.sweep_v = np.sqrt(self.sweep_x)
+        self.s = len(self.sweep_x)
         self.s_moved = len(self.sweep_x[::2])
 
     # ---------------------------------------------------------------- geometry
@@ -234,16 +248,14 @@ class Progressive:
         wraps = np.clip(np.round((near * alpha - need) / period), 0, None)
         x = (need + period * wraps) / alpha
         x = np.where(x > self.sweep_x[-1] * 1.2, need / alpha, x)
-        return np.sqrt(x)
+        x = np.where(x > self.max_v2[heaters], np.mod(need, TWO_PI) / alpha, x)  # the branch that fits the limits
+        return np.sqrt(np.clip(x, 0.0, self.x_top[heaters]))
 
     # ---------------------------------------------------------------- first fits (starting points)
-    def _verdict(self, fringe, j) -> str:
-        return fringe_verdict(fringe, j, self.alpha_guess, self.vis_threshold)
-
     def _apply_fringe(self, heater, fringe, j, phase_offset, readings):
         """One heater's sweep verdict: dead → α = 0 (reported); ok/weak → its φ0 (``phase_offset``, rad) and
         α from fringe ``j``; distorted → left for the stage's fit. The readings and fit are kept for plots."""
-        verdict = self._verdict(fringe, j)
+        verdict = fringe_verdict(fringe, j, self.alpha_guess[heater], self.vis_threshold)
         if verdict == "dead":
             self.dead.add(heater)
             self.cal.alpha[heater] = 0.0
@@ -257,7 +269,7 @@ class Progressive:
 
     def _prefit_phi(self, members, readings):
         k_all = self.k_all
-        fringe = fit_fringes(self.sweep_x, readings, self.alpha_guess)
+        fringe = fit_fringes(self.sweep_x, readings, self.alpha_guess[[k_all + k for k in members]])
         for j, k in enumerate(members):
             heater = k_all + k
             if not self.usable[0, k]:
@@ -281,7 +293,7 @@ class Progressive:
             self.unfitted.update(heaters)
             return
         cols = [tap for _, tap in use if tap >= 0]
-        fringe = fit_fringes(self.sweep_x, sweep[:, cols], self.alpha_guess)
+        fringe = fit_fringes(self.sweep_x, sweep[:, cols], self.alpha_guess[[k for k, (_, t) in zip(heaters, use) if t >= 0]])
         j = 0
         for k, (o, tap) in zip(heaters, use):
             if tap < 0:
@@ -312,10 +324,10 @@ class Progressive:
             if k in self.dead or cal.alpha[k] <= 0:
                 continue
             p_b, d_p = v[k] ** 2, TWO_PI / cal.alpha[k]
-            if p_b + d_p <= self.max_v2:
+            if p_b + d_p <= self.max_v2[k]:
                 v[k] = np.sqrt(p_b + d_p)
             elif p_b - d_p >= 0:
                 v[k] = np.sqrt(p_b - d_p)
             else:
-                v[k] = 0.0 if p_b > self.max_v2 / 2 else np.sqrt(self.max_v2)
+                v[k] = 0.0 if p_b > self.max_v2[k] / 2 else np.sqrt(self.max_v2[k])
         return v

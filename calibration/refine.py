@@ -34,6 +34,7 @@ def refine(
     max_parameters: int,
     power_mw: float,
     prior: dict | None = None,
+    pairs: np.ndarray | None = None,
 ) -> dict:
     """Refine ``cal`` in place on fresh random settings; returns uncertainties, residuals and notes.
 
@@ -41,7 +42,8 @@ def refine(
     ``"delta"``, arrays shaped like them; NaN where there is none). Each estimate with a finite σ then
     enters the fit as a Gaussian prior centred on it (the refinement's data alone pin the phase offsets
     less well than the progressive stages' targeted readings did). The data are fitted alone first, to
-    learn their noise level, which then weights the prior (:func:`_with_prior`)."""
+    learn their noise level, which then weights the prior (:func:`_with_prior`). ``pairs``: the (P, 2)
+    (receiver, source) crosstalk pairs to fit (default :func:`neighbour_pairs` of the mesh)."""
     import jax
     import jax.numpy as jnp
     from scipy.optimize import least_squares
@@ -53,7 +55,8 @@ def refine(
     dead = np.zeros(h, dtype=bool)
     dead[list(cal.dead_heaters)] = True
     alive = ~dead
-    pairs = neighbour_pairs(top) if fit_crosstalk else np.zeros((0, 2), dtype=int)
+    pairs = (neighbour_pairs(top) if pairs is None else np.asarray(pairs, dtype=int).reshape(-1, 2)) \
+        if fit_crosstalk else np.zeros((0, 2), dtype=int)
     pairs = pairs[alive[pairs[:, 1]]] if len(pairs) else pairs
     fit_eff = True
     # ------------------------------------------------------------------ parameter layout

@@ -68,6 +68,7 @@ def reverse_pairs(stage: Progressive, c: int, members, prev) -> set:
         alive[i] = [phi_h not in stage.dead and cal.alpha[phi_h] > 0, 1.0]
         p[i, :6] = [cal.phase_offsets[phi_h], np.log(max(cal.alpha[phi_h], 1e-9)), cal.phase_offsets[k],
                     np.log(cal.alpha[k]), cal.delta[k, 0], cal.delta[k, 1]]
+        p[i, 12:14] = cal.beta[[phi_h, k]]
         base[i, :, 1] = v_mid[k] ** 2
         arrival[i, :, 0] = amp
         taps_t[i] = [t[phi_h], t[k]]

@@ -54,11 +54,12 @@ def fit_stage(stage: Progressive, c, members, tops, channels, volts, fields, tap
             v2[j, :, 2] = volts[:, prev[j]] ** 2
         arrival[j, :, 0], arrival[j, :, 1] = fields[:, m], fields[:, m + 1]
         taps_t[j] = [t[phi_h], t[k]]
-        alpha_start = lambda i: cal.alpha[i] if cal.alpha[i] > 0 else stage.alpha_guess  # noqa: E731
+        alpha_start = lambda i: cal.alpha[i] if cal.alpha[i] > 0 else stage.alpha_guess[i]  # noqa: E731
         p0[j, :6] = [cal.phase_offsets[phi_h], np.log(alpha_start(phi_h)), cal.phase_offsets[k],
                      np.log(alpha_start(k)), cal.delta[k, 0], cal.delta[k, 1]]
-        p0[j, 9:] = [stage.xt.get((phi_h, k), 0.0), stage.xt.get((phi_h, int(prev[j])), 0.0),
-                     stage.xt.get((k, phi_h), 0.0)]
+        p0[j, 9:12] = [stage.xt.get((phi_h, k), 0.0), stage.xt.get((phi_h, int(prev[j])), 0.0),
+                       stage.xt.get((k, phi_h), 0.0)]
+        p0[j, 12:14] = cal.beta[[phi_h, k]]
         if stage.usable[0, k]:
             meas[j, :, 0] = taps[:, k]
             mask[j, :, 0] = lit[:, j]
@@ -72,7 +73,8 @@ def fit_stage(stage: Progressive, c, members, tops, channels, volts, fields, tap
                 mask[j, :, 1 + o] = lit[:, j] & (group_frame | pure)
         both = alive[j, 0] * alive[j, 1] * stage.fit_xt
         movable[j] = [1, alive[j, 0], 1, alive[j, 1], 1, 1, mask[j, :, 0].any(), mask[j, :, 1].any(),
-                      mask[j, :, 2].any(), both, alive[j, 0] * has_prev * stage.fit_xt, both]
+                      mask[j, :, 2].any(), both, alive[j, 0] * has_prev * stage.fit_xt, both,
+                      alive[j, 0] * stage.fit_beta, alive[j, 1] * stage.fit_beta]
     scale = float(np.mean(t) * stage.power)
     args = [jnp.asarray(a) for a in (alive, v2, arrival, taps_t, meas, mask)]
 
@@ -101,13 +103,30 @@ def fit_stage(stage: Progressive, c, members, tops, channels, volts, fields, tap
                     p[j, col] = value
                     costs.append(np.sum(fun(p)[j] ** 2))
                 p0[j, col] = trial[int(np.argmin(costs))]
-    var_scale = np.array([0.05, 0.01, 0.05, 0.01, 0.01, 0.01, 0.02, 0.02, 0.02, 0.005, 0.005, 0.005])
+    var_scale = np.array([0.05, 0.01, 0.05, 0.01, 0.01, 0.01, 0.02, 0.02, 0.02, 0.005, 0.005, 0.005, 0.001, 0.001])
     p, jm, r = batched_levenberg_marquardt(fun, jacobian, p0, movable, var_scale)
+    if stage.fit_beta:
+        # a cubic term the data do not resolve (|β| < 3σ) is noise that trades against α and φ0: such
+        # heaters are fitted again with β = 0 (the refinement then holds it there)
+        weak = np.zeros((len(p), 2), dtype=bool)
+        for j in range(len(members)):
+            free = movable[j] > 0
+            jj = jm[j][:, free]
+            cov = np.linalg.pinv(jj.T @ jj, rcond=1e-12, hermitian=True) * float(np.sum(r[j] ** 2)) \
+                / max(int(mask[j].sum()) - int(free.sum()), 1)
+            sig = np.full(N_PARAMS, np.inf)
+            sig[free] = np.sqrt(np.clip(np.diag(cov), 0, None))
+            weak[j] = (np.abs(p[j, 12:14]) < 3 * sig[12:14]) & (movable[j, 12:14] > 0)
+        if weak.any():
+            p[:, 12:14] = np.where(weak, 0.0, p[:, 12:14])
+            movable[:, 12:14] *= ~weak
+            p, jm, r = batched_levenberg_marquardt(fun, jacobian, p, movable, var_scale)
     for j, k in enumerate(members):
         phi_h = k_all + k
         cal.phase_offsets[[phi_h, k]] = np.mod(p[j, [0, 2]], TWO_PI)
         cal.alpha[phi_h] = np.exp(p[j, 1]) if alive[j, 0] else 0.0
         cal.alpha[k] = np.exp(p[j, 3]) if alive[j, 1] else 0.0
+        cal.beta[[phi_h, k]] = p[j, 12:14] * alive[j]
         cal.delta[k] = np.clip(p[j, 4:6], -stage.max_delta, stage.max_delta)
         if movable[j, 6]:
             stage.efficiency[k] = np.exp(p[j, 6])

@@ -11,10 +11,10 @@ from __future__ import annotations
 import numpy as np
 
 TWO_PI = 2 * np.pi
-N_PARAMS = 12
+N_PARAMS = 14
 """Per MZI: φ0, log αφ, θ0, log αθ, δ1, δ2, log η (own θ tap), log η (bottom output), log η (top output),
 X(φ←θ) of its own heaters, X(φ←θ') from the θ' of the previous column that feeds its top input,
-X(θ←φ) of its own heaters."""
+X(θ←φ) of its own heaters, βφ, βθ (rad/V³, the heater law's cubic term)."""
 
 
 def mzi_readings(p, alive, v2, arrival, taps):
@@ -22,11 +22,12 @@ def mzi_readings(p, alive, v2, arrival, taps):
     channel efficiency. ``v2`` (F, 3) heater powers (φ, θ, and the θ' of the previous column next to
     this φ; 0 for a dead heater); ``arrival`` (F, 2) complex input field (top, bottom); ``taps`` (2,)
     nominal tap fractions of the φ and θ segments; ``alive`` (2,) 0 for a dead heater. Thermal
-    crosstalk: φ = φ0 + αφ (Pφ + X₉ Pθ + X₁₀ Pθ'), θ = θ0 + αθ (Pθ + X₁₁ Pφ)."""
+    crosstalk: φ = φ0 + αφ (Pφ + X₉ Pθ + X₁₀ Pθ') + β₁₂ Vφ³, θ = θ0 + αθ (Pθ + X₁₁ Pφ) + β₁₃ Vθ³."""
     import jax.numpy as jnp
 
-    phi = p[0] + alive[0] * jnp.exp(p[1]) * (v2[:, 0] + p[9] * v2[:, 1] + p[10] * v2[:, 2])
-    theta = p[2] + alive[1] * jnp.exp(p[3]) * (v2[:, 1] + p[11] * v2[:, 0])
+    v3_phi, v3_theta = v2[:, 0] * jnp.sqrt(v2[:, 0]), v2[:, 1] * jnp.sqrt(v2[:, 1])
+    phi = p[0] + alive[0] * (jnp.exp(p[1]) * (v2[:, 0] + p[9] * v2[:, 1] + p[10] * v2[:, 2]) + p[12] * v3_phi)
+    theta = p[2] + alive[1] * (jnp.exp(p[3]) * (v2[:, 1] + p[11] * v2[:, 0]) + p[13] * v3_theta)
     k1, k2 = np.pi / 4 + p[4], np.pi / 4 + p[5]
     c1, s1, c2, s2 = jnp.cos(k1), jnp.sin(k1), jnp.cos(k2), jnp.sin(k2)
     a = arrival[:, 0] * jnp.exp(1j * phi) * jnp.sqrt(1 - taps[0])

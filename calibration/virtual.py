@@ -19,6 +19,8 @@ from numpy.typing import ArrayLike
 
 from tapmesh import circuits
 from tapmesh.calibration.asbuilt import AsBuilt
+from tapmesh.calibration.bench import electrical_power_mw
+from tapmesh.calibration.capabilities import Capabilities
 from tapmesh.calibration.chip import checked_field, checked_voltages
 from tapmesh.calibration.crosstalk import Crosstalk, neighbour_pairs  # noqa: F401  (re-exported)
 from tapmesh.calibration.errors import ChipStateError, VoltageError
@@ -58,7 +60,17 @@ class VirtualChip:
         errors: its hidden truth; default ``AsBuilt.random(topology, seed=seed)``.
         noise: detector noise; default :meth:`Noise.none`.
         seed: seeds the default errors, the per-grating gains/offsets and the noise stream.
-        max_voltage: heaters accept |V| ≤ max_voltage.
+        max_voltage: heaters accept drive values in [``min_voltage``, ``max_voltage``] (V, or mA with
+            ``drive="current"``; the heater law then reads α in rad/mA²).
+        min_voltage: lower end of the drive range (default ``-max_voltage``).
+        drive: ``"voltage"`` or ``"current"`` (the declared unit of ``set_voltages``).
+        output_side_source: light can be injected at the output side; without it ``inject(...,
+            side="output")`` raises ``NotImplementedError``.
+        output_detectors, coherent_readout: the output power meters / the coherent analyzer exist;
+            without them ``read_outputs`` / ``read_outputs_coherent`` raise ``NotImplementedError``.
+        max_total_power_mw, heater_resistance_ohm: a limit on the summed electrical heater power (mW),
+            enforced by ``set_voltages`` (``VoltageError``), and the heater resistance (Ω) it needs.
+        tap_noise_mw: the camera read noise the chip declares (mW rms; default: what ``noise`` has).
         precision: ``"complex128"`` (default: exact to ~1e-15, what calibration fits and the in-situ
             gradient identities are tested against) or ``"complex64"`` (the light simulated in single
             precision, ~1e-7 relative: far below any camera noise, ~2× faster). The heater law and the
@@ -83,6 +95,14 @@ class VirtualChip:
         max_voltage: float = 5.0,
         precision: str = "complex128",
         lazy: bool = True,
+        min_voltage: float | None = None,
+        drive: str = "voltage",
+        output_side_source: bool = True,
+        output_detectors: bool = True,
+        coherent_readout: bool = True,
+        max_total_power_mw: float | None = None,
+        heater_resistance_ohm: float | None = None,
+        tap_noise_mw: float | None = None,
     ):
         if not isinstance(topology, circuits.MeshTopology):
             raise TypeError(
@@ -96,6 +116,21 @@ class VirtualChip:
         self.truth = errors if errors is not None else AsBuilt.random(topology, seed=seed)
         self.noise = noise if noise is not None else Noise.none()
         self.max_voltage = float(max_voltage)
+        self.min_voltage = -self.max_voltage if min_voltage is None else float(min_voltage)
+        if max_total_power_mw is not None and heater_resistance_ohm is None:
+            heater_resistance_ohm = 1000.0
+        self.capabilities = Capabilities(
+            drive=drive,
+            drive_min=self.min_voltage,
+            drive_max=self.max_voltage,
+            max_total_power_mw=max_total_power_mw,
+            heater_resistance_ohm=heater_resistance_ohm,
+            output_side_source=bool(output_side_source),
+            output_detectors=bool(output_detectors),
+            coherent_readout=bool(coherent_readout),
+            camera_saturation_mw=self.noise.full_scale_mw if self.noise.bits else None,
+            tap_noise_mw=tap_noise_mw if tap_noise_mw is not None else (self.noise.read_mw or None),
+        ).check(topology.n_shifters)
         self.precision = precision
         self.lazy = bool(lazy)
         self.measurements = 0
@@ -179,9 +214,16 @@ class VirtualChip:
 
     def set_voltages(self, voltages: ArrayLike) -> None:
         v = checked_voltages(voltages, self.n_heaters)
-        if np.any(np.abs(v) > self.max_voltage):
-            worst = int(np.argmax(np.abs(v)))
-            raise VoltageError(f"voltage {v[worst]:.3g} V on heater {worst} exceeds ±{self.max_voltage} V")
+        caps = self.capabilities
+        unit = "V" if caps.drive == "voltage" else "mA"
+        if np.any((v > self.max_voltage) | (v < self.min_voltage)):
+            worst = int(np.argmax(np.maximum(v - self.max_voltage, self.min_voltage - v)))
+            raise VoltageError(f"drive {v[worst]:.3g} {unit} on heater {worst} is outside "
+                               f"[{self.min_voltage}, {self.max_voltage}] {unit}")
+        if caps.max_total_power_mw is not None:
+            power = electrical_power_mw(caps, v)
+            if power > caps.max_total_power_mw * (1 + 1e-9):
+                raise VoltageError(f"total heater power {power:.4g} mW exceeds {caps.max_total_power_mw} mW")
         changed = not np.array_equal(v, self._voltages)
         self._voltages = v
         if changed:  # the same setting again keeps the simulated state (and cached transfer matrices)
@@ -192,6 +234,8 @@ class VirtualChip:
 
     def inject(self, x: ArrayLike, side: str = "input") -> None:
         x = checked_field(x, side, self.n_modes)
+        if side == "output" and not self.capabilities.output_side_source:
+            raise NotImplementedError("this chip has no light source at the output side")
         self._single = x.ndim == 1
         x = np.atleast_2d(x)
         self._batch = x.shape[0]
@@ -257,6 +301,8 @@ class VirtualChip:
         return self._shape(reading)
 
     def read_outputs(self) -> np.ndarray:
+        if not self.capabilities.output_detectors:
+            raise NotImplementedError("this chip has no output power detectors")
         y = self._outputs()
         self.measurements += y.shape[0]
         power = np.abs(y) ** 2
@@ -268,6 +314,8 @@ class VirtualChip:
 
     def read_outputs_coherent(self) -> np.ndarray:
         """Complex field at the ports opposite the injection side (an ideal coherent analyzer with noise)."""
+        if not self.capabilities.coherent_readout:
+            raise NotImplementedError("this chip has no coherent output readout")
         y = self._outputs()
         self.measurements += y.shape[0]
         sigma = self.noise.shot * np.abs(y) + self.noise.read_mw

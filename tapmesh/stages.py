@@ -227,7 +227,12 @@ def calibrate(out: Path, seed: int, chip=None, targets: int = 3, progress: bool 
     chip = chip if chip is not None else virtual_chip(out, seed)
     start = time.perf_counter()
     extra = {"archive": archive, "resume": resume, "archive_images": archive_images} if archive is not None else {}
-    result = calibration.calibrate(chip, seed=seed + 1000, progress=progress, **extra)
+    try:
+        result = calibration.calibrate(chip, seed=seed + 1000, progress=progress, **extra)
+    except calibration.CalibrationQualityError as failed:  # the partial result goes beside, never over, a good file
+        where = failed.save(out / "calibration.json")
+        failed.args = (f"{failed.args[0]}; partial calibration saved to {where}",)
+        raise
     seconds = time.perf_counter() - start
     result.save(out / "calibration.json")
     files = [str(out / "calibration.json")]

@@ -21,7 +21,10 @@ from tapmesh.calibration.archive import Archive, ArchiveError, ArchiveExhaustedE
 from tapmesh.calibration.procedure import refit
 from tapmesh.calibration.replay import ReplayChip
 
-OPTIONS = dict(steps=("phase_voltage", "couplers"), sweep_points=8, repeat_frames=1, progress=False, seed=3)
+# a deliberately short run (8 points, 1 frame, no crosstalk step on a chip with crosstalk): these tests are
+# about the archive, not the calibration, whose verdict fails; strict=False returns it anyway
+OPTIONS = dict(steps=("phase_voltage", "couplers"), sweep_points=8, repeat_frames=1, progress=False, seed=3,
+               strict=False)
 FITTED = ("phase_offsets", "alpha", "delta", "tap_efficiency", "tap_offset")
 
 
@@ -152,7 +155,8 @@ RUN = textwrap.dedent("""
             return out
 
     calibrate(Announcing(sys.argv[1]), archive=sys.argv[2], resume=sys.argv[3] == "resume",
-              steps=("phase_voltage", "couplers"), sweep_points=8, repeat_frames=1, progress=False, seed=3)
+              steps=("phase_voltage", "couplers"), sweep_points=8, repeat_frames=1, progress=False, seed=3,
+              strict=False)
     print("done", flush=True)
 """)
 

@@ -25,7 +25,7 @@ from tapmesh.calibration import (
 class GuardedChip:
     """Forwards the Chip protocol only; touching anything else (truth, unitary, noise, ...) fails the test."""
 
-    _PROTOCOL = {"n_modes", "n_heaters", "set_voltages", "inject", "read_taps", "read_outputs",
+    _PROTOCOL = {"n_modes", "n_heaters", "capabilities", "set_voltages", "inject", "read_taps", "read_outputs",
                  "read_outputs_coherent"}
 
     def __init__(self, chip):
@@ -112,8 +112,10 @@ def test_faults_are_detected_and_reported():
     chip = VirtualChip(top, errors=truth, noise=Noise.realistic(), seed=4302)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        cal = calibrate(GuardedChip(chip), topology=top, seed=4303, progress=False)
+        cal = calibrate(GuardedChip(chip), topology=top, seed=4303, progress=False, strict=False)
     assert cal.dead_heaters == (2,)
+    # a dead θ heater leaves its MZI at one splitting: the verdict fails and says which heater
+    assert not cal.quality.passed and 2 in cal.quality.failed_heaters
     assert cal.dark_taps == (k + 4,)
     assert cal.alpha[2] == 0
     assert sum(issubclass(w.category, FaultWarning) for w in caught) >= 2
@@ -214,7 +216,9 @@ def progressive_only(n, seed, steps=("phase_voltage", "couplers"), **faults):
     chip = VirtualChip(top, errors=truth, noise=Noise.realistic(), seed=seed + 1)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        cal = calibrate(GuardedChip(chip), topology=top, seed=seed + 2, progress=False, steps=steps)
+        cal = calibrate(GuardedChip(chip), topology=top, seed=seed + 2, progress=False, steps=steps, strict=False)
+    if faults.get("dead_heaters"):  # a dead heater: the chip cannot reach every unitary, the verdict says so
+        assert not cal.quality.passed and set(faults["dead_heaters"]) <= set(cal.quality.failed_heaters)
     return chip, truth, cal, caught
 
 
