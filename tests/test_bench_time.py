@@ -61,8 +61,8 @@ def test_calibrate_reports_bench_seconds_per_step_at_the_declared_costs(tmp_path
         warnings.simplefilter("ignore")
         cal = calibrate(DeclaringChip(chip, slow), steps=("phase_voltage", "couplers"), seed=4813, progress=False)
     bench = cal.info["bench_seconds"]
-    assert set(bench) == {"camera", "phase_voltage", "total"}
-    assert bench["total"] == pytest.approx(bench["camera"] + bench["phase_voltage"]) == cal.bench_seconds
+    assert set(bench) == {"camera", "discovery", "phase_voltage", "total"}
+    assert bench["total"] == pytest.approx(bench["camera"] + bench["discovery"] + bench["phase_voltage"]) == cal.bench_seconds
     counts = cal.info["bench_time"]["counts"]
     frames = sum(c.get("frames", 0) for c in counts.values())
     settles = sum(c.get("settle", 0) for c in counts.values())
