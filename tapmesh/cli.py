@@ -39,7 +39,7 @@ from tapmesh.command import (
     command,
     _command_line,
 )
-from tapmesh.options import UsageError, choice_option, finite_option, out_option
+from tapmesh.options import UsageError, calibration_file, choice_option, finite_option, out_option
 
 app = typer.Typer(
     name="tapmesh",
@@ -251,6 +251,7 @@ def train_cmd(
         choice_option(task, TASKS, "--task")
         choice_option(method, METHODS, "--method")
         out = out_option(out)
+        calibration_file(out)  # before seconds of imports
         from tapmesh import stages
 
         s = stages.train(out, seed, task=task, method=method, layers=layers, epochs=epochs, png=png)

@@ -51,6 +51,14 @@ def out_option(out: Path, option: str = "--out") -> Path:
 
 
 # ------------------------------------------------------------------------------- which chip a folder holds
+def calibration_file(out: Path) -> Path:
+    """``out/calibration.json``, or FileNotFoundError saying which stage writes it (checked before imports)."""
+    path = Path(out) / "calibration.json"
+    if not path.exists():
+        raise FileNotFoundError(f"{path} not found: run `tapmesh calibrate --out {out}` first")
+    return path
+
+
 def _read(path: Path) -> dict[str, Any] | None:
     try:
         return json.loads(path.read_text())

@@ -11,6 +11,7 @@ import numpy as np
 
 from tapmesh.circuits.io import atomic_write_bytes, atomic_write_json
 from tapmesh.figures import save_figure, simulation_figure
+from tapmesh.options import calibration_file
 
 SAX_CHECK_MAX_N = 8
 """Largest mesh the CLI checks against SAX by default (the reference compile grows super-linearly)."""
@@ -286,10 +287,7 @@ def train(
     from tapmesh import calibration
     from tapmesh import training
 
-    path = out / "calibration.json"
-    if not path.exists():
-        raise FileNotFoundError(f"{path} not found: run `tapmesh calibrate --out {out}` first")
-    cal = calibration.Calibration.load(path)
+    cal = calibration.Calibration.load(calibration_file(out))
     chip = chip if chip is not None else virtual_chip(out, seed)
     if chip.n_modes != cal.topology.n:
         raise ValueError(f"calibration is for {cal.topology.n} modes, the chip has {chip.n_modes}")
