@@ -185,6 +185,7 @@ def test_progressive_method_is_exact_without_noise():
     assert phase < 1e-6 and alpha < 1e-6 and delta < 1e-6
 
 
+@pytest.mark.slow
 def test_refinement_keeps_what_the_stages_measured_better():
     """The refinement's random settings alone pin the phase offsets less well than the progressive
     stages' targeted readings: with the stages' estimates as its prior (the default), φ0 comes out
@@ -222,6 +223,7 @@ def progressive_only(n, seed, steps=("phase_voltage", "couplers"), **faults):
     return chip, truth, cal, caught
 
 
+@pytest.mark.slow
 def test_progressive_stages_alone_recover_the_truth_at_n8():
     chip, truth, cal, _ = progressive_only(8, 4801)
     phase, alpha, delta = errors_vs_truth(cal, truth)
@@ -240,6 +242,7 @@ def test_progressive_stages_alone_recover_the_truth_at_n8():
     assert 0.3 < np.sqrt(np.mean(zd**2)) < 3
 
 
+@pytest.mark.slow
 def test_progressive_stages_report_a_dead_heater_and_a_dark_tap_mid_mesh():
     top = circuits.rectangular(6)
     k = top.n_mzis
@@ -263,6 +266,7 @@ def reverse_pairs(top):
     return tuple(np.array(pairs).T)
 
 
+@pytest.mark.slow
 def test_progressive_stages_with_crosstalk_report_a_dead_heater_and_a_dark_tap():
     """Crosstalk with faults: the dark φ tap is the one (1d) would read X(θ'←φ) at, so that pair falls back
     to reciprocity; a dead θ' is not moved. The rest of the chip is still recovered."""

@@ -89,6 +89,7 @@ def test_extracted_small_meshes(n, kind, coupler):
     _compare(lc, n, kind, seed=1)
 
 
+@pytest.mark.slow
 def test_extracted_n8_rectangular():
     lc = sax_circuit_from_component(pcells.mesh(n=8), loss_db_cm=0.0)
     _compare(lc, 8, "rectangular", seed=2)

@@ -12,7 +12,12 @@ ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 
 
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+# The first notebook runs by default; the others calibrate, train or compile SAX circuits (15–30 s each
+# on 2 cores) and run with ``-m slow``.
+NOTEBOOK_PARAMS = [pytest.param(p, id=p.stem, marks=[] if i == 0 else [pytest.mark.slow]) for i, p in enumerate(NOTEBOOKS)]
+
+
+@pytest.mark.parametrize("path", NOTEBOOK_PARAMS)
 def test_notebook_runs(path, tmp_path, monkeypatch):
     nbformat = pytest.importorskip("nbformat")
     nbclient = pytest.importorskip("nbclient")
