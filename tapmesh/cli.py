@@ -127,7 +127,7 @@ def layout_cmd(
         chosen = _chip_option(n, kind)
         choice_option(pads, ("direct", "bumps", "edge"), "--pads")
         out = out_option(out)
-        replaced = check_same_chip(out, layout=chosen, force=force)
+        replaced = check_same_chip(out, layout={**chosen, "pads": pads, "pdk": pdk}, force=force)
         from tapmesh import stages
 
         if replaced:
@@ -307,7 +307,7 @@ def flow_cmd(
         choice_option(task, TASKS, "--task")
         choice_option(method, METHODS, "--method")
         out = out_option(out)
-        replaced = check_same_chip(out, seed=seed, layout=chosen, force=force)
+        replaced = check_same_chip(out, seed=seed, layout={**chosen, "pads": "direct", "pdk": "generic"}, force=force)
         from tapmesh import stages
 
         if replaced:

@@ -83,7 +83,8 @@ def check_same_chip(out: Path, *, seed: int | None = None, layout: dict[str, Any
     """Refuse to reuse a folder that holds another chip than the one asked for.
 
     ``seed``: the fabrication seed asked for (``None``: whatever the folder holds). ``layout``: the chip
-    to lay out, ``{"demo": bool, "n": int, "kind": str}`` (``None``: the folder's). Returns what
+    to lay out, ``{"demo": bool, "n": int, "kind": str}`` and optionally ``"pads"`` and ``"pdk"`` (a
+    layout drawn with other pads or on another PDK is another chip; ``None``: the folder's). Returns what
     ``--force`` will replace (empty when nothing differs); raises :class:`UsageError` naming the
     option when something differs and ``force`` is off."""
     held = folder_chip(out)
@@ -95,6 +96,10 @@ def check_same_chip(out: Path, *, seed: int | None = None, layout: dict[str, Any
         )
         if not same:
             clashes.append(f"it holds the layout of {describe_chip(lay)}, not {describe_chip(layout)}")
+        held_process = {"pads": lay.get("pads", "direct"), "pdk": lay.get("pdk", (lay.get("summary") or {}).get("pdk", "generic"))}
+        for key, held_value in held_process.items():
+            if key in layout and layout[key] != held_value:
+                clashes.append(f"its layout was drawn with --{key} {held_value}, not --{key} {layout[key]}")
     if fab is not None:
         if seed is not None and fab.get("seed") != seed:
             clashes.append(f"its chip was fabricated with --seed {fab.get('seed')} (fabrication.json), not --seed {seed}")

@@ -98,7 +98,7 @@ def layout(
         "files": files,
     }
     atomic_write_json(out / "layout.json", {"demo": demo, "n": summary["n"], "kind": summary["kind"], "pads": pads,
-                                            "summary": summary})
+                                            "pdk": pdk, "summary": summary})
     return summary
 
 

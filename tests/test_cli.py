@@ -104,6 +104,21 @@ def test_a_folder_holding_another_chip_is_not_reused(tmp_path):
     assert_one_line_error(tapmesh("layout", "--n", "3", "--kind", "rectangular", "--out", str(tmp_path)), 2, "demo chip", "--force")
 
 
+def test_a_layout_on_another_pdk_or_pads_is_another_chip(tmp_path):
+    held = {"demo": False, "n": 4, "kind": "rectangular", "pads": "bumps", "pdk": "ubcpdk"}
+    (tmp_path / "layout.json").write_text(json.dumps(held))
+    before = (tmp_path / "layout.json").read_bytes()
+    result = tapmesh("layout", "--n", "4", "--kind", "rectangular", "--out", str(tmp_path))
+    assert_one_line_error(result, 2, "--pdk ubcpdk", "--pads bumps", "--force")
+    assert (tmp_path / "layout.json").read_bytes() == before
+    from tapmesh.options import check_same_chip
+
+    assert check_same_chip(tmp_path, layout={"demo": False, "n": 4, "kind": "rectangular", "pads": "bumps", "pdk": "ubcpdk"}) == []
+    # a layout.json written before the PDK was recorded: the generic PDK, direct pads
+    (tmp_path / "layout.json").write_text(json.dumps({"demo": False, "n": 4, "kind": "rectangular"}))
+    assert check_same_chip(tmp_path, layout={"demo": False, "n": 4, "kind": "rectangular", "pads": "direct", "pdk": "generic"}) == []
+
+
 def test_corrupt_calibration_file_is_refused_and_kept(tmp_path):
     path = tmp_path / "calibration.json"
     path.write_text('{"format_version": 1, "calibration": {"phase_offsets": [1, 2')
