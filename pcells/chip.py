@@ -12,8 +12,8 @@ import gdsfactory as gf
 
 from . import schedule
 from .cells import _rect, mzi_tapped, xs_layer
-from .die import PAD_KINDS, check_pads, die_outline, estimate_die, fits, pad_fields, reticle_error
-from .errors import LayoutError, PitchError, ReticleError
+from .die import PAD_KINDS, check_pads, die_outline, estimate_die, fits, pad_fields, reticle_error, stagger_plan
+from .errors import LayoutError, PitchError, ReticleError, StaggerError
 from .mesh import mesh_cell
 from .process import get_process
 from .roles import with_roles
@@ -215,6 +215,7 @@ def chip(
     pad_pitch: float | None = None,
     pad_size: tuple | None = None,
     pad_gap: float = 150.0,
+    pad_stagger: float | str | None = None,
     coupler_dx: float | None = None,
     return_group: int = 8,
     die_margin: float = 100.0,
@@ -264,6 +265,13 @@ def chip(
         pad_pitch: pad or bump pitch, µm (default 100; :class:`RuleError` below the process minimum).
         pad_size: pad size, µm (default 80 × 80 direct, 50 × 50 edge/bumps).
         pad_gap: ``"direct"``: distance from the mesh edge to the pad row, µm.
+        pad_stagger: ``pads="edge"``: ``None`` — aligned rows, tracks in channels between pad columns;
+            ``"auto"`` — staggered rows, row k offset by k·pitch/rows, pad columns and rows chosen for the smallest
+            field; a number — that row offset, µm. Every staggered pad has its own line: its track comes straight
+            up between the pads of the rows below, its bond wire leaves between the pads of the rows above
+            (:mod:`tapmesh.pcells.stagger`; :class:`StaggerError` before drawing when a track would pass a pad
+            closer than the metal space, or the stripe cannot carry its tracks). ``pad_size`` may be
+            (width along the edge, height): narrow pads fit more staggered rows.
         coupler_dx: s-bend length of the MZI couplers, µm (default 60 direct, 40 edge/bumps: the n = 64
             column fits the reticle).
         return_group: heaters per shared return track (edge/bumps).
@@ -306,6 +314,8 @@ def chip(
         check_pads(pads, pad_pitch, pad_size[0], rules)
     elif pad_size[0] + 10 > pad_pitch:
         raise PitchError(f"pad pitch {pad_pitch} µm smaller than a pad ({pad_size[0]} µm) plus 10 µm spacing")
+    if pad_stagger is not None and pads != "edge":
+        raise StaggerError(f"pad_stagger={pad_stagger!r} applies to pads='edge' only, got pads={pads!r}")
     if io not in ("grating", "edge"):
         raise LayoutError(f"unknown io {io!r}; expected 'grating' or 'edge'")
     gc = gf.get_component(grating_coupler if io == "grating" else edge_coupler)
@@ -324,11 +334,16 @@ def chip(
     defaults = dict(lane_top=18.0, lane_pitch=8.0, lane_width=3.0, contact_size=10.0, contact_clearance=4.0,
                     via_heater="via_stack_heater_m2", dc_gap=0.236)
     mesh_kw.update({k: v for k, v in planar.items() if v != defaults[k]})  # generic cells keep their keys
-    if check_reticle:
+    plan = None
+    if check_reticle or pad_stagger is not None:
         mzi = mzi_tapped(pitch=pitch, coupler=coupler, heater_length=heater_length, tap_fraction=tap_fraction,
                          coupler_dx=coupler_dx, cross_section=cross_section,
                          cross_section_heater=cross_section_heater, cross_section_lane=cross_section_lane,
                          **{k: v for k, v in planar.items() if v != defaults[k] and k != "dc_gap"})
+    if pad_stagger is not None:  # the dense column stripe is one MZI long
+        plan = stagger_plan(n, kind, pad_stagger, stripe=float(mzi.info["length"]), pad_pitch=pad_pitch,
+                            pad_size=pad_size, rules=rules, return_group=return_group)
+    if check_reticle:
         est = {}
         for kind_, dx in (("direct", 60.0), ("edge", 40.0), ("bumps", 40.0), (pads, coupler_dx)):
             l_col = mzi.info["length"] if dx == coupler_dx else mzi.info["length"] - 4 * (coupler_dx - dx)
@@ -336,10 +351,12 @@ def chip(
             est[label if label == "chosen" else f"pads={kind_!r}"] = estimate_die(
                 n, kind, pads=kind_, col_length=l_col, pitch=pitch, pad_pitch=pad_pitch, fiber_pitch=fiber_pitch,
                 fiber_len=gc.dbbox().width(), io_margin=io_margin, route_separation=route_separation,
-                die_margin=die_margin, track_pitch=6.5, pad_gap=pad_gap, pad_size=pad_size[1])
+                die_margin=die_margin, track_pitch=6.5, pad_gap=pad_gap, pad_size=pad_size[1],
+                stagger=plan if label == "chosen" else None)
         chosen = est.pop("chosen")
+        estimate = [round(v, 1) for v in chosen]
         if not fits(chosen, rules.reticle):
-            raise reticle_error(n, kind, chosen, rules.reticle, pads, est)
+            raise reticle_error(n, kind, chosen, rules.reticle, pads, est, stagger=pad_stagger)
     if dense:
         m = mesh_cell(**mesh_kw, routing="dense", return_group=return_group, process=rules)
     else:
@@ -361,16 +378,25 @@ def chip(
                                out_port=out_port)
     if dense:
         b = c.dbbox()
-        field = pad_fields(c, mr, mports, pads=pads, pad_pitch=pad_pitch, pad_size=pad_size[0],
+        if plan is not None and abs(plan.px * plan.columns - m.info["column_pitch"]) > 1e-3:
+            raise LayoutError(f"column pitch {m.info['column_pitch']} µm differs from the planned stripe")
+        field = pad_fields(c, mr, mports, pads=pads, pad_pitch=pad_pitch, pad_size=pad_size,
                            track_pitch=m.info["track_pitch"], track_width=m.info["track_width"], rules=rules,
                            y_outer=(b.top, b.bottom) if pads == "edge" else None, with_labels=with_labels,
-                           layer_label=layer_label, labels=labels)
+                           layer_label=layer_label, labels=labels, stagger=plan)
         c.info["pad_rows"] = field["rows"]
+        c.info["pad_field_height"] = field["height"]
+        if plan is not None:
+            c.info["pad_stagger"] = round(plan.offset, 3)
+            c.info["pad_row_pitch"] = plan.row_pitch
+            c.info["pad_columns"] = plan.columns
     n_pads = sum(1 for p in c.ports if p.name.startswith("pad_"))
     w, h = die_outline(c, rules, die_margin, facets=io == "edge")
     if check_reticle and not fits((w, h), rules.reticle):
         raise ReticleError(f"drawn die {w / 1e3:.1f} × {h / 1e3:.1f} mm exceeds the reticle field")
     c.info["die_size"] = [round(w, 1), round(h, 1)]
+    if check_reticle:
+        c.info["die_estimate"] = estimate  # what the reticle check judged, before drawing
     c.info["pads"] = pads
     c.info["process"] = rules.name
     c.info["n"] = n
