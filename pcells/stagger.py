@@ -113,7 +113,8 @@ def plan(stripe: float, n_tracks: int, *, pitch: float, size: tuple, track_width
          pad_space: float, stagger) -> StaggerPlan:
     """The staggered lattice for stripes of width ``stripe`` µm carrying up to ``n_tracks`` tracks each.
 
-    ``stagger="auto"``: the pad columns and rows with the smallest field, row offset ``px/rows``; a number: that
+    ``stagger="auto"``: the pad columns, rows and row offset ``m·px/rows`` (``m`` coprime to ``rows``, so the
+    sites of all rows fall on distinct lines ``px/rows`` apart) with the smallest field; a number: that
     row offset (µm) at ``stripe // pitch`` columns. Raises :class:`StaggerError` (a :class:`RuleError`) when the
     offset puts a track within a space of a pad, or when no staggered field of this stripe carries the tracks
     (the message gives the widest pad that would).
@@ -130,11 +131,14 @@ def plan(stripe: float, n_tracks: int, *, pitch: float, size: tuple, track_width
             rows = math.ceil(n_tracks / cols)
             if rows < 1 or px / rows < clear - 1e-9:
                 continue
-            off = px / rows
-            p = StaggerPlan(cols, px, rows, off, _phases(off, px, rows),
-                            row_pitch(px, rows, off, pitch, size, pad_space), tuple(size), clear, pitch)
-            if best is None or p.field_height < best.field_height - 1e-6:
-                best = p
+            for m in range(1, max(2, rows)):  # row step m·px/rows, m coprime to rows: every site its own line
+                if math.gcd(m, rows) != 1:
+                    continue
+                off = m * px / rows
+                p = StaggerPlan(cols, px, rows, off, _phases(off, px, rows),
+                                row_pitch(px, rows, off, pitch, size, pad_space), tuple(size), clear, pitch)
+                if best is None or p.field_height < best.field_height - 1e-6:
+                    best = p
         if best is None:
             w_fit = 2 * (stripe / n_tracks - track_width / 2 - space)
             raise StaggerError(
