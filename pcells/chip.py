@@ -11,8 +11,8 @@ from __future__ import annotations
 import gdsfactory as gf
 
 from . import schedule
-from .cells import _rect, mzi_tapped, xs_layer
-from .die import PAD_KINDS, check_pads, die_outline, estimate_die, fits, pad_fields, reticle_error, stagger_plan
+from .cells import mzi_tapped, xs_layer
+from .die import PAD_KINDS, check_pads, die_outline, direct_pads, fits, pad_fields, reticle_check, stagger_plan
 from .errors import LayoutError, PitchError, ReticleError, StaggerError
 from .mesh import mesh_cell
 from .process import get_process
@@ -87,22 +87,6 @@ def _fan_in(c, gc_ports, mesh_ports, side: str, radius: float, separation: float
         r3.connect("o1", b2.ports["o2"])
 
 
-def _pad_on_trace(c, pad, name: str, x: float, y_from: float, y_pad: float, trace_width: float, trace_layer,
-                  label: str | None, layer_label, opening=None) -> None:
-    """A bond pad centred at (``x``, ``y_pad``) µm, fed by a vertical trace from ``y_from``; its port and
-    reference are named ``name``, with an optional text label on the pad and an optional opening window
-    ``opening = (layer, (w, h))`` centred on it."""
-    _rect(c, x - trace_width / 2, x + trace_width / 2, *sorted((y_from, y_pad)), trace_layer)
-    ref = c.add_ref(pad, name=name)
-    ref.dmove((x, y_pad))
-    c.ports.add_port(port=ref.ports["pad"], name=name)
-    if opening is not None:
-        layer, (w, h) = opening
-        _rect(c, x - w / 2, x + w / 2, y_pad - h / 2, y_pad + h / 2, layer)
-    if label is not None:
-        c.add_label(label, position=(x, y_pad), layer=layer_label)
-
-
 def fiber_io(c, mr, mports, n: int, gc, *, fiber_pitch: float, io_margin: float, route_separation: float,
              cross_section, with_labels: bool, layer_label, wg_port: str = "o1",
              out_port: str | None = "o2") -> tuple[list, list]:
@@ -153,54 +137,6 @@ def _add_fiber_port(c, ref, port: str | None, name: str):
         c.add_port(name, center=(b.center().x, b.center().y), width=10.0, orientation=0,
                    layer=ref.ports[0].layer, port_type="vertical_te")
     return c.ports[name]
-
-
-def _direct_pads(c, mr, mports, m, *, pad_size, pad_gap, bus_width, via, cross_section_lane, cross_section_track,
-                 with_labels, layer_label, labels, pad="pad", pad_open=None, track_width: float = 5.0,
-                 shared_return: bool = True) -> None:
-    """``pads="direct"``: one pad per heater on its zone track, a row above and below the mesh, a return bus per
-    row in the lower metal with one ground pad; with ``shared_return=False`` one return pad per heater instead
-    (``pad_r{h+1}``, no buses: nothing crosses). ``pad`` is the pad component (takes ``size`` and ``layer``),
-    ``pad_open`` an opening layer drawn 2 µm inside each pad (``None``: none, or the pad cell draws its own)."""
-    xt = xs_layer(cross_section_track)
-    xl = xs_layer(cross_section_lane)
-    y_top, y_bot = m.info["y_top"], m.info["y_bot"]
-    tw = track_width
-    pad = gf.get_component(pad, size=pad_size, layer=xt.layer)
-    n_heaters = m.info["n_heaters"]
-    ph = pad_size[1]
-    opening = None if pad_open is None else (pad_open, (pad_size[0] - 4.0, pad_size[1] - 4.0))
-    # ---- pads and return buses
-    for side, sign, y_edge in (("top", 1, y_top), ("bot", -1, y_bot)) if shared_return else ():
-        via_c = gf.get_component(via, size=(tw, tw))
-        y_bus = y_edge + sign * pad_gap / 2
-        y_pad = y_edge + sign * (pad_gap + ph / 2)
-        gnd_x = []
-        for p in mports.values():
-            if p.name.startswith(f"gnd_{side}"):
-                x = p.dcenter[0]
-                gnd_x.append(x)
-                _rect(c, x - tw / 2, x + tw / 2, *sorted((y_edge, y_bus)), xt.layer)
-                v = c << via_c
-                v.dmove((x, y_bus))
-        # ground pad over the first column's optical section (no signal pads there)
-        x_gpad = mr.dxmin + pad_size[0]
-        gnd_x.append(x_gpad)
-        _rect(c, min(gnd_x) - tw, max(gnd_x) + tw, y_bus - bus_width / 2, y_bus + bus_width / 2, xl.layer)
-        v = c << via_c
-        v.dmove((x_gpad, y_bus))
-        _pad_on_trace(c, pad, f"pad_gnd_{side}", x_gpad, y_bus, y_pad, tw, xt.layer,
-                      f"GND_{side.upper()}" if with_labels else None, layer_label, opening)
-    for h in range(n_heaters):
-        for prefix in ("e",) if shared_return else ("e", "r"):
-            p = mports[f"{prefix}{h + 1}"]
-            x, y = p.dcenter
-            sign = 1 if p.orientation == 90 else -1
-            y_pad = y + sign * (pad_gap + ph / 2)
-            text = f"e{h + 1} {labels[h]}" if prefix == "e" else f"r{h + 1}"
-            _pad_on_trace(c, pad, f"pad_{prefix}{h + 1}", x, y, y_pad, tw, xt.layer,
-                          text if with_labels else None, layer_label, opening)
-
 
 
 @gf.cell
@@ -343,20 +279,12 @@ def chip(
     if pad_stagger is not None:  # the dense column stripe is one MZI long
         plan = stagger_plan(n, kind, pad_stagger, stripe=float(mzi.info["length"]), pad_pitch=pad_pitch,
                             pad_size=pad_size, rules=rules, return_group=return_group)
-    if check_reticle:
-        est = {}
-        for kind_, dx in (("direct", 60.0), ("edge", 40.0), ("bumps", 40.0), (pads, coupler_dx)):
-            l_col = mzi.info["length"] if dx == coupler_dx else mzi.info["length"] - 4 * (coupler_dx - dx)
-            label = kind_ if (kind_, dx) != (pads, coupler_dx) else "chosen"
-            est[label if label == "chosen" else f"pads={kind_!r}"] = estimate_die(
-                n, kind, pads=kind_, col_length=l_col, pitch=pitch, pad_pitch=pad_pitch, fiber_pitch=fiber_pitch,
-                fiber_len=gc.dbbox().width(), io_margin=io_margin, route_separation=route_separation,
-                die_margin=die_margin, track_pitch=6.5, pad_gap=pad_gap, pad_size=pad_size[1],
-                stagger=plan if label == "chosen" else None)
-        chosen = est.pop("chosen")
-        estimate = [round(v, 1) for v in chosen]
-        if not fits(chosen, rules.reticle):
-            raise reticle_error(n, kind, chosen, rules.reticle, pads, est, stagger=pad_stagger)
+    if check_reticle:  # before drawing: the die from the parameters, against the reticle
+        estimate = reticle_check(n, kind, pads, col_length=float(mzi.info["length"]), coupler_dx=coupler_dx,
+                                 rules=rules, plan=plan, stagger=pad_stagger, pitch=pitch, pad_pitch=pad_pitch,
+                                 fiber_pitch=fiber_pitch, fiber_len=gc.dbbox().width(), io_margin=io_margin,
+                                 route_separation=route_separation, die_margin=die_margin, pad_gap=pad_gap,
+                                 pad_size=pad_size[1])
     if dense:
         m = mesh_cell(**mesh_kw, routing="dense", return_group=return_group, process=rules)
     else:
@@ -368,7 +296,7 @@ def chip(
     n_heaters = m.info["n_heaters"]
     labels = [f"{name}{idx}" for name, idx in schedule.shifters(n, kind)]
     if not dense:
-        _direct_pads(c, mr, mports, m, pad_size=pad_size, pad_gap=pad_gap, bus_width=bus_width, via=via,
+        direct_pads(c, mr, mports, m, pad_size=pad_size, pad_gap=pad_gap, bus_width=bus_width, via=via,
                      cross_section_lane=cross_section_lane, cross_section_track=cross_section_track,
                      with_labels=with_labels, layer_label=layer_label, labels=labels, pad=pad, pad_open=pad_open,
                      track_width=m.info["track_width"], shared_return=shared_return)

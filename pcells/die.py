@@ -1,4 +1,5 @@
-"""Dies: pad or bump fields fed by the dense tracks of a mesh, the die outline, and the reticle check.
+"""Dies: pad or bump fields fed by the dense tracks of a mesh (or the direct-drive pad rows), the die outline,
+and the reticle check.
 
 ``pads="bumps"`` puts a flip-chip area array right above and below the mesh (pitch 100–150 µm typical);
 ``pads="edge"`` puts a multi-row bond-pad field on the top and bottom die edges (probe or wire-bond pitch): aligned
@@ -17,7 +18,7 @@ import gdsfactory as gf
 
 from . import schedule
 from . import stagger as stag
-from .cells import _rect
+from .cells import _rect, xs_layer
 from .errors import ReticleError, RuleError, StaggerError
 from .routing import grid_targets, pad_grid, staircase
 
@@ -214,3 +215,86 @@ def reticle_error(n: int, kind: str, size: tuple, reticle: tuple, pads: str, alt
         f"n={n} {kind} with {what} needs a {size[0] / 1e3:.1f} × {size[1] / 1e3:.1f} mm die, the reticle "
         f"field is {reticle[0] / 1e3:.0f} × {reticle[1] / 1e3:.0f} mm" + hint
     )
+
+
+def reticle_check(n: int, kind: str, pads: str, *, col_length: float, coupler_dx: float, rules, plan=None,
+                  stagger=None, **params) -> list[float]:
+    """The estimated (width, height) µm of the chosen chip; :class:`ReticleError` (before anything is drawn) when
+    it exceeds the process's reticle field, listing the pad options (direct, edge, bumps) that would fit.
+
+    ``col_length`` is the MZI length at ``coupler_dx``; ``plan`` the staggered field's plan (``None``: aligned);
+    ``params`` the rest of :func:`estimate_die`'s arguments.
+    """
+    est = {}
+    for kind_, dx in (("direct", 60.0), ("edge", 40.0), ("bumps", 40.0), (pads, coupler_dx)):
+        chosen = (kind_, dx) == (pads, coupler_dx)
+        l_col = col_length if dx == coupler_dx else col_length - 4 * (coupler_dx - dx)
+        est["chosen" if chosen else f"pads={kind_!r}"] = estimate_die(
+            n, kind, pads=kind_, col_length=l_col, track_pitch=6.5, stagger=plan if chosen else None, **params)
+    size = est.pop("chosen")
+    if not fits(size, rules.reticle):
+        raise reticle_error(n, kind, size, rules.reticle, pads, est, stagger=stagger)
+    return [round(v, 1) for v in size]
+
+
+def _pad_on_trace(c, pad, name: str, x: float, y_from: float, y_pad: float, trace_width: float, trace_layer,
+                  label: str | None, layer_label, opening=None) -> None:
+    """A bond pad centred at (``x``, ``y_pad``) µm, fed by a vertical trace from ``y_from``; its port and
+    reference are named ``name``, with an optional text label on the pad and an optional opening window
+    ``opening = (layer, (w, h))`` centred on it."""
+    _rect(c, x - trace_width / 2, x + trace_width / 2, *sorted((y_from, y_pad)), trace_layer)
+    ref = c.add_ref(pad, name=name)
+    ref.dmove((x, y_pad))
+    c.ports.add_port(port=ref.ports["pad"], name=name)
+    if opening is not None:
+        layer, (w, h) = opening
+        _rect(c, x - w / 2, x + w / 2, y_pad - h / 2, y_pad + h / 2, layer)
+    if label is not None:
+        c.add_label(label, position=(x, y_pad), layer=layer_label)
+
+
+def direct_pads(c, mr, mports, m, *, pad_size, pad_gap, bus_width, via, cross_section_lane, cross_section_track,
+                with_labels, layer_label, labels, pad="pad", pad_open=None, track_width: float = 5.0,
+                shared_return: bool = True) -> None:
+    """``pads="direct"``: one pad per heater on its zone track, a row above and below the mesh, a return bus per
+    row in the lower metal with one ground pad; with ``shared_return=False`` one return pad per heater instead
+    (``pad_r{h+1}``, no buses: nothing crosses). ``pad`` is the pad component (takes ``size`` and ``layer``),
+    ``pad_open`` an opening layer drawn 2 µm inside each pad (``None``: none, or the pad cell draws its own)."""
+    xt = xs_layer(cross_section_track)
+    xl = xs_layer(cross_section_lane)
+    y_top, y_bot = m.info["y_top"], m.info["y_bot"]
+    tw = track_width
+    pad = gf.get_component(pad, size=pad_size, layer=xt.layer)
+    n_heaters = m.info["n_heaters"]
+    ph = pad_size[1]
+    opening = None if pad_open is None else (pad_open, (pad_size[0] - 4.0, pad_size[1] - 4.0))
+    # ---- pads and return buses
+    for side, sign, y_edge in (("top", 1, y_top), ("bot", -1, y_bot)) if shared_return else ():
+        via_c = gf.get_component(via, size=(tw, tw))
+        y_bus = y_edge + sign * pad_gap / 2
+        y_pad = y_edge + sign * (pad_gap + ph / 2)
+        gnd_x = []
+        for p in mports.values():
+            if p.name.startswith(f"gnd_{side}"):
+                x = p.dcenter[0]
+                gnd_x.append(x)
+                _rect(c, x - tw / 2, x + tw / 2, *sorted((y_edge, y_bus)), xt.layer)
+                v = c << via_c
+                v.dmove((x, y_bus))
+        # ground pad over the first column's optical section (no signal pads there)
+        x_gpad = mr.dxmin + pad_size[0]
+        gnd_x.append(x_gpad)
+        _rect(c, min(gnd_x) - tw, max(gnd_x) + tw, y_bus - bus_width / 2, y_bus + bus_width / 2, xl.layer)
+        v = c << via_c
+        v.dmove((x_gpad, y_bus))
+        _pad_on_trace(c, pad, f"pad_gnd_{side}", x_gpad, y_bus, y_pad, tw, xt.layer,
+                      f"GND_{side.upper()}" if with_labels else None, layer_label, opening)
+    for h in range(n_heaters):
+        for prefix in ("e",) if shared_return else ("e", "r"):
+            p = mports[f"{prefix}{h + 1}"]
+            x, y = p.dcenter
+            sign = 1 if p.orientation == 90 else -1
+            y_pad = y + sign * (pad_gap + ph / 2)
+            text = f"e{h + 1} {labels[h]}" if prefix == "e" else f"r{h + 1}"
+            _pad_on_trace(c, pad, f"pad_{prefix}{h + 1}", x, y, y_pad, tw, xt.layer,
+                          text if with_labels else None, layer_label, opening)
