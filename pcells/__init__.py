@@ -25,6 +25,7 @@ from .errors import (
     ProcessError,
     ReticleError,
     RuleError,
+    StaggerError,
     TapFractionError,
 )
 from .mesh import mesh
@@ -70,6 +71,7 @@ __all__ = [
     "ProcessRules",
     "ReticleError",
     "RuleError",
+    "StaggerError",
     "generic_process",
     "get_process",
     "register_process",

@@ -11,9 +11,9 @@ from __future__ import annotations
 import gdsfactory as gf
 
 from . import schedule
-from .cells import _rect, mzi_tapped, xs_layer
-from .die import PAD_KINDS, check_pads, die_outline, estimate_die, fits, pad_fields, reticle_error
-from .errors import LayoutError, PitchError, ReticleError
+from .cells import mzi_tapped, xs_layer
+from .die import PAD_KINDS, check_pads, die_outline, direct_pads, fits, pad_fields, reticle_check, stagger_plan
+from .errors import LayoutError, PitchError, ReticleError, StaggerError
 from .mesh import mesh_cell
 from .process import get_process
 from .roles import with_roles
@@ -87,22 +87,6 @@ def _fan_in(c, gc_ports, mesh_ports, side: str, radius: float, separation: float
         r3.connect("o1", b2.ports["o2"])
 
 
-def _pad_on_trace(c, pad, name: str, x: float, y_from: float, y_pad: float, trace_width: float, trace_layer,
-                  label: str | None, layer_label, opening=None) -> None:
-    """A bond pad centred at (``x``, ``y_pad``) µm, fed by a vertical trace from ``y_from``; its port and
-    reference are named ``name``, with an optional text label on the pad and an optional opening window
-    ``opening = (layer, (w, h))`` centred on it."""
-    _rect(c, x - trace_width / 2, x + trace_width / 2, *sorted((y_from, y_pad)), trace_layer)
-    ref = c.add_ref(pad, name=name)
-    ref.dmove((x, y_pad))
-    c.ports.add_port(port=ref.ports["pad"], name=name)
-    if opening is not None:
-        layer, (w, h) = opening
-        _rect(c, x - w / 2, x + w / 2, y_pad - h / 2, y_pad + h / 2, layer)
-    if label is not None:
-        c.add_label(label, position=(x, y_pad), layer=layer_label)
-
-
 def fiber_io(c, mr, mports, n: int, gc, *, fiber_pitch: float, io_margin: float, route_separation: float,
              cross_section, with_labels: bool, layer_label, wg_port: str = "o1",
              out_port: str | None = "o2") -> tuple[list, list]:
@@ -155,54 +139,6 @@ def _add_fiber_port(c, ref, port: str | None, name: str):
     return c.ports[name]
 
 
-def _direct_pads(c, mr, mports, m, *, pad_size, pad_gap, bus_width, via, cross_section_lane, cross_section_track,
-                 with_labels, layer_label, labels, pad="pad", pad_open=None, track_width: float = 5.0,
-                 shared_return: bool = True) -> None:
-    """``pads="direct"``: one pad per heater on its zone track, a row above and below the mesh, a return bus per
-    row in the lower metal with one ground pad; with ``shared_return=False`` one return pad per heater instead
-    (``pad_r{h+1}``, no buses: nothing crosses). ``pad`` is the pad component (takes ``size`` and ``layer``),
-    ``pad_open`` an opening layer drawn 2 µm inside each pad (``None``: none, or the pad cell draws its own)."""
-    xt = xs_layer(cross_section_track)
-    xl = xs_layer(cross_section_lane)
-    y_top, y_bot = m.info["y_top"], m.info["y_bot"]
-    tw = track_width
-    pad = gf.get_component(pad, size=pad_size, layer=xt.layer)
-    n_heaters = m.info["n_heaters"]
-    ph = pad_size[1]
-    opening = None if pad_open is None else (pad_open, (pad_size[0] - 4.0, pad_size[1] - 4.0))
-    # ---- pads and return buses
-    for side, sign, y_edge in (("top", 1, y_top), ("bot", -1, y_bot)) if shared_return else ():
-        via_c = gf.get_component(via, size=(tw, tw))
-        y_bus = y_edge + sign * pad_gap / 2
-        y_pad = y_edge + sign * (pad_gap + ph / 2)
-        gnd_x = []
-        for p in mports.values():
-            if p.name.startswith(f"gnd_{side}"):
-                x = p.dcenter[0]
-                gnd_x.append(x)
-                _rect(c, x - tw / 2, x + tw / 2, *sorted((y_edge, y_bus)), xt.layer)
-                v = c << via_c
-                v.dmove((x, y_bus))
-        # ground pad over the first column's optical section (no signal pads there)
-        x_gpad = mr.dxmin + pad_size[0]
-        gnd_x.append(x_gpad)
-        _rect(c, min(gnd_x) - tw, max(gnd_x) + tw, y_bus - bus_width / 2, y_bus + bus_width / 2, xl.layer)
-        v = c << via_c
-        v.dmove((x_gpad, y_bus))
-        _pad_on_trace(c, pad, f"pad_gnd_{side}", x_gpad, y_bus, y_pad, tw, xt.layer,
-                      f"GND_{side.upper()}" if with_labels else None, layer_label, opening)
-    for h in range(n_heaters):
-        for prefix in ("e",) if shared_return else ("e", "r"):
-            p = mports[f"{prefix}{h + 1}"]
-            x, y = p.dcenter
-            sign = 1 if p.orientation == 90 else -1
-            y_pad = y + sign * (pad_gap + ph / 2)
-            text = f"e{h + 1} {labels[h]}" if prefix == "e" else f"r{h + 1}"
-            _pad_on_trace(c, pad, f"pad_{prefix}{h + 1}", x, y, y_pad, tw, xt.layer,
-                          text if with_labels else None, layer_label, opening)
-
-
-
 @gf.cell
 def chip(
     n: int = 4,
@@ -215,6 +151,7 @@ def chip(
     pad_pitch: float | None = None,
     pad_size: tuple | None = None,
     pad_gap: float = 150.0,
+    pad_stagger: float | str | None = None,
     coupler_dx: float | None = None,
     return_group: int = 8,
     die_margin: float = 100.0,
@@ -264,6 +201,13 @@ def chip(
         pad_pitch: pad or bump pitch, µm (default 100; :class:`RuleError` below the process minimum).
         pad_size: pad size, µm (default 80 × 80 direct, 50 × 50 edge/bumps).
         pad_gap: ``"direct"``: distance from the mesh edge to the pad row, µm.
+        pad_stagger: ``pads="edge"``: ``None`` — aligned rows, tracks in channels between pad columns;
+            ``"auto"`` — staggered rows, row k offset by k·pitch/rows, pad columns and rows chosen for the smallest
+            field; a number — that row offset, µm. Every staggered pad has its own line: its track comes straight
+            up between the pads of the rows below, its bond wire leaves between the pads of the rows above
+            (:mod:`tapmesh.pcells.stagger`; :class:`StaggerError` before drawing when a track would pass a pad
+            closer than the metal space, or the stripe cannot carry its tracks). ``pad_size`` may be
+            (width along the edge, height): narrow pads fit more staggered rows.
         coupler_dx: s-bend length of the MZI couplers, µm (default 60 direct, 40 edge/bumps: the n = 64
             column fits the reticle).
         return_group: heaters per shared return track (edge/bumps).
@@ -306,6 +250,8 @@ def chip(
         check_pads(pads, pad_pitch, pad_size[0], rules)
     elif pad_size[0] + 10 > pad_pitch:
         raise PitchError(f"pad pitch {pad_pitch} µm smaller than a pad ({pad_size[0]} µm) plus 10 µm spacing")
+    if pad_stagger is not None and pads != "edge":
+        raise StaggerError(f"pad_stagger={pad_stagger!r} applies to pads='edge' only, got pads={pads!r}")
     if io not in ("grating", "edge"):
         raise LayoutError(f"unknown io {io!r}; expected 'grating' or 'edge'")
     gc = gf.get_component(grating_coupler if io == "grating" else edge_coupler)
@@ -324,22 +270,21 @@ def chip(
     defaults = dict(lane_top=18.0, lane_pitch=8.0, lane_width=3.0, contact_size=10.0, contact_clearance=4.0,
                     via_heater="via_stack_heater_m2", dc_gap=0.236)
     mesh_kw.update({k: v for k, v in planar.items() if v != defaults[k]})  # generic cells keep their keys
-    if check_reticle:
+    plan = None
+    if check_reticle or pad_stagger is not None:
         mzi = mzi_tapped(pitch=pitch, coupler=coupler, heater_length=heater_length, tap_fraction=tap_fraction,
                          coupler_dx=coupler_dx, cross_section=cross_section,
                          cross_section_heater=cross_section_heater, cross_section_lane=cross_section_lane,
                          **{k: v for k, v in planar.items() if v != defaults[k] and k != "dc_gap"})
-        est = {}
-        for kind_, dx in (("direct", 60.0), ("edge", 40.0), ("bumps", 40.0), (pads, coupler_dx)):
-            l_col = mzi.info["length"] if dx == coupler_dx else mzi.info["length"] - 4 * (coupler_dx - dx)
-            label = kind_ if (kind_, dx) != (pads, coupler_dx) else "chosen"
-            est[label if label == "chosen" else f"pads={kind_!r}"] = estimate_die(
-                n, kind, pads=kind_, col_length=l_col, pitch=pitch, pad_pitch=pad_pitch, fiber_pitch=fiber_pitch,
-                fiber_len=gc.dbbox().width(), io_margin=io_margin, route_separation=route_separation,
-                die_margin=die_margin, track_pitch=6.5, pad_gap=pad_gap, pad_size=pad_size[1])
-        chosen = est.pop("chosen")
-        if not fits(chosen, rules.reticle):
-            raise reticle_error(n, kind, chosen, rules.reticle, pads, est)
+    if pad_stagger is not None:  # the dense column stripe is one MZI long
+        plan = stagger_plan(n, kind, pad_stagger, stripe=float(mzi.info["length"]), pad_pitch=pad_pitch,
+                            pad_size=pad_size, rules=rules, return_group=return_group)
+    if check_reticle:  # before drawing: the die from the parameters, against the reticle
+        estimate = reticle_check(n, kind, pads, col_length=float(mzi.info["length"]), coupler_dx=coupler_dx,
+                                 rules=rules, plan=plan, stagger=pad_stagger, pitch=pitch, pad_pitch=pad_pitch,
+                                 fiber_pitch=fiber_pitch, fiber_len=gc.dbbox().width(), io_margin=io_margin,
+                                 route_separation=route_separation, die_margin=die_margin, pad_gap=pad_gap,
+                                 pad_size=pad_size[1])
     if dense:
         m = mesh_cell(**mesh_kw, routing="dense", return_group=return_group, process=rules)
     else:
@@ -351,7 +296,7 @@ def chip(
     n_heaters = m.info["n_heaters"]
     labels = [f"{name}{idx}" for name, idx in schedule.shifters(n, kind)]
     if not dense:
-        _direct_pads(c, mr, mports, m, pad_size=pad_size, pad_gap=pad_gap, bus_width=bus_width, via=via,
+        direct_pads(c, mr, mports, m, pad_size=pad_size, pad_gap=pad_gap, bus_width=bus_width, via=via,
                      cross_section_lane=cross_section_lane, cross_section_track=cross_section_track,
                      with_labels=with_labels, layer_label=layer_label, labels=labels, pad=pad, pad_open=pad_open,
                      track_width=m.info["track_width"], shared_return=shared_return)
@@ -361,16 +306,25 @@ def chip(
                                out_port=out_port)
     if dense:
         b = c.dbbox()
-        field = pad_fields(c, mr, mports, pads=pads, pad_pitch=pad_pitch, pad_size=pad_size[0],
+        if plan is not None and abs(plan.px * plan.columns - m.info["column_pitch"]) > 1e-3:
+            raise LayoutError(f"column pitch {m.info['column_pitch']} µm differs from the planned stripe")
+        field = pad_fields(c, mr, mports, pads=pads, pad_pitch=pad_pitch, pad_size=pad_size,
                            track_pitch=m.info["track_pitch"], track_width=m.info["track_width"], rules=rules,
                            y_outer=(b.top, b.bottom) if pads == "edge" else None, with_labels=with_labels,
-                           layer_label=layer_label, labels=labels)
+                           layer_label=layer_label, labels=labels, stagger=plan)
         c.info["pad_rows"] = field["rows"]
+        c.info["pad_field_height"] = field["height"]
+        if plan is not None:
+            c.info["pad_stagger"] = round(plan.offset, 3)
+            c.info["pad_row_pitch"] = plan.row_pitch
+            c.info["pad_columns"] = plan.columns
     n_pads = sum(1 for p in c.ports if p.name.startswith("pad_"))
     w, h = die_outline(c, rules, die_margin, facets=io == "edge")
     if check_reticle and not fits((w, h), rules.reticle):
         raise ReticleError(f"drawn die {w / 1e3:.1f} × {h / 1e3:.1f} mm exceeds the reticle field")
     c.info["die_size"] = [round(w, 1), round(h, 1)]
+    if check_reticle:
+        c.info["die_estimate"] = estimate  # what the reticle check judged, before drawing
     c.info["pads"] = pads
     c.info["process"] = rules.name
     c.info["n"] = n

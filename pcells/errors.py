@@ -45,3 +45,8 @@ class RuleError(PitchError):
 
 class ReticleError(LayoutError):
     """The die does not fit the reticle field with the chosen options; the message says what would fit."""
+
+
+class StaggerError(RuleError):
+    """A staggered pad field whose row offset puts a track closer than the metal space to a pad, or that cannot
+    carry a stripe's tracks; the message says which offset or pad width would."""
