@@ -29,6 +29,7 @@ from tapmesh.calibration.planning import fine_sweep, measure_camera, plan_steps
 from tapmesh.calibration.progressive import Progressive
 from tapmesh.calibration.quality import assess, enforce
 from tapmesh.calibration.refine import refine
+from tapmesh.calibration import screening
 from tapmesh.calibration.sweeps import run_sweeps
 from tapmesh.circuits.arguments import check_float, check_int
 
@@ -92,6 +93,7 @@ def calibrate(
     chip_map=None,
     neighbours=None,
     neighbour_distance_um: float | None = None,
+    screen_crosstalk: bool | None = None,
     quality_targets: int = 3,
     min_fidelity: float = 0.9,
     archive=None,
@@ -151,6 +153,12 @@ def calibrate(
             (:func:`tapmesh.calibration.neighbours.crosstalk_pairs`): explicit ``neighbours`` pairs, else
             pairs of heaters of a chip map (``pcells.chip_map`` object or an (H, 2) positions array, µm)
             within ``neighbour_distance_um``, else the mesh's neighbour grid.
+        screen_crosstalk: measure which heaters couple (:mod:`tapmesh.calibration.screening`) after the
+            phase-voltage stages and add the pairs found to the model and the refinement. ``None``
+            (default): only when neither ``chip_map`` nor ``neighbours`` is given and the crosstalk and
+            phase-voltage steps run with the progressive method; ``True`` also beside a map (a check of
+            it); ``False`` never. Its frames and bench time are ``info["frames"]["screening"]`` and
+            ``info["bench_seconds"]["screening"]``, its findings ``info["screening"]``.
         quality_targets: Haar targets the verdict's predicted fidelity is computed on.
         min_fidelity: the verdict fails when its predicted fidelity's lower bound is below this.
         archive: path of a raw-measurement archive (HDF5, :mod:`tapmesh.calibration.archive`): every chip
@@ -325,6 +333,26 @@ def calibrate(
     for i in dead:
         cal.alpha[i] = 0.0
 
+    # ------------------------------------------------------------- crosstalk screening (no chip map)
+    screened = None
+    if screen_crosstalk is None:
+        screen_crosstalk = chip_map is None and neighbours is None and method == "progressive"
+    if screen_crosstalk and do_sweeps and "crosstalk" in steps:
+        start, f0 = begin("screening")
+        screened = screening.screen(bench, cal, offsets, usable, stages.max_v2, power_mw,
+                                    np.random.default_rng([seed, 13]), read_noise_mw=read_sigma)
+        screening.apply(cal, screened, stages.base_v**2 if method == "progressive" else None)
+        pairs = screening.fit_pairs(cal, screened, pairs)
+        if len(screened.pairs):  # a pair measured here takes the screening's 1σ (one row per pair)
+            sigma = {(int(r[0]), int(r[1])): float(r[2]) for r in uncertainties.get("crosstalk_pairs", [])}
+            sigma.update({(int(i), int(j)): float(s) for (i, j), s in zip(screened.pairs, screened.sigma)})
+            uncertainties["crosstalk_pairs"] = np.array([[i, j, s] for (i, j), s in sigma.items()], dtype=float)
+        notes.append(f"crosstalk screening: {int(screened.new.sum())} coupled pairs found that the model did not "
+                     f"hold, {int((~screened.new).sum())} of its pairs corrected ({screened.settings} settings, "
+                     f"{screened.frames} frames, threshold {screened.z:.2f} σ of the measured noise)")
+        notes.extend(screened.notes)
+        mark("screening", start, f0)
+
     # ------------------------------------------------------------- global refinement
     x_max = float(sweep_x[-1])
     if skip_refine:
@@ -373,6 +401,8 @@ def calibrate(
                 "stage_scale_mw": float(np.mean(cal.tap_fraction) * power_mw),
                 "refine_scale_mw": float(np.mean(cal.tap_fraction) * 0.5 * refine_power_mw),
                 "bench_seconds": {**clock["by_step"], "total": clock["total_s"]}, "bench_time": clock}
+    if screened is not None:
+        cal.info["screening"] = screened.info()
     cal.quality = assess(cal, targets=quality_targets, seed=seed, min_fidelity=min_fidelity)
     enforce(cal, strict)
     return cal
