@@ -342,9 +342,8 @@ def apply(cal, result: Screening, base_power: np.ndarray | None = None) -> None:
 
 
 def fit_pairs(cal, result: Screening, grid: np.ndarray) -> np.ndarray:
-    """The (P, 2) pairs the refinement fits after a screening: those the model holds (the stages' and the
-    screened ones) and the grid's pairs into γ heaters (which the screening cannot see)."""
-    k2 = 2 * cal.topology.n_mzis
-    gamma = grid[grid[:, 0] >= k2] if len(grid) else grid.reshape(-1, 2)
-    both = np.concatenate([cal.crosstalk.pairs, result.pairs, gamma]).astype(int)
+    """The (P, 2) pairs the refinement fits after a screening: the grid's (the stages fit those; the γ
+    receivers' the screening cannot see), the ones the model holds and the screened ones. A chip whose
+    coupling the grid covers keeps exactly the grid's pairs (and the refinement's compiled shapes)."""
+    both = np.concatenate([np.reshape(grid, (-1, 2)), cal.crosstalk.pairs, result.pairs]).astype(int)
     return np.unique(both, axis=0) if len(both) else both.reshape(-1, 2)

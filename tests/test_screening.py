@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from tapmesh import circuits
-from tapmesh.calibration import Calibration, calibrate
+from tapmesh.calibration import AsBuilt, Calibration, Noise, VirtualChip, calibrate
 from tapmesh.calibration.crosstalk import neighbour_pairs
 from tapmesh.calibration.quality import fidelity_up_to_output_phases
 from tapmesh.calibration.screening import tap_powers
@@ -78,6 +78,18 @@ def test_screening_finds_the_pairs_the_grid_does_not_list(lab_screened):
     assert cal.info["frames"]["screening"] == info["frames"] > 0
     assert cal.info["bench_seconds"]["screening"] > 0
     assert "screening" in cal.quality.steps
+    v = np.asarray(chip.frames_voltages)  # every setting, the screening's hard drives included
+    assert np.all(v >= 0) and np.all(v <= chip.capabilities.drive_max)
+
+
+def test_screening_drives_hard_within_a_total_power_limit():
+    """A bench with a total heater power limit: the Bench refuses any setting beyond it (LimitError), so a
+    calibration that completes never asked for one; the screening still runs and reports its drives."""
+    top = circuits.rectangular(3)
+    chip = VirtualChip(top, errors=AsBuilt.random(top, seed=44, alpha=0.6), noise=Noise.realistic(), seed=44,
+                       max_voltage=8.0, min_voltage=0.0, max_total_power_mw=400.0, heater_resistance_ohm=500.0)
+    cal = calibrate(chip, progress=False, seed=44, strict=False, steps=("phase_voltage", "couplers", "crosstalk"))
+    assert cal.info["screening"]["settings"] > 0
 
 
 def test_after_screening_the_chip_delivers_what_the_model_predicts(lab_screened):
