@@ -151,14 +151,27 @@ def driven(cal, x0: np.ndarray, group, x_top: np.ndarray) -> tuple[np.ndarray, b
 
 
 # ----------------------------------------------------------------------------- one group's fit
-def residual_phases(cal, phases, p0, fields, rho, sig, unknowns, iterations: int = 8):
+def residual_phases(cal, phases, p0, fields, rho, sig, unknowns, members=(), iterations: int = 8):
     """Gauss–Newton fit of the residual phases Δφ (rad) of ``unknowns`` from the measured tap ratios
     ``rho`` (B, H; reading at the group's setting over the reading at v0, NaN where unusable) with 1σ
-    ``sig``; the model's ratio is tap_powers(phases + Δφ) / ``p0``. Returns (Δφ, 1σ, reduced χ²)."""
+    ``sig``; the model's ratio is tap_powers(phases + Δφ) / ``p0``. The driven heaters (``members``) can be
+    off by more than a radian (their law's error times a large drive): each is first scanned over
+    [−π, π) alone, and Gauss–Newton starts from the best. Returns (Δφ, 1σ, reduced χ²)."""
     use = np.isfinite(rho)
     y, s = rho[use], sig[use]
     nu = len(unknowns)
     step = 1e-5
+    u = np.zeros(nu)
+    scan = np.linspace(-np.pi, np.pi, 32, endpoint=False)
+    for j in members:
+        where = np.flatnonzero(unknowns == j)
+        if not len(where):
+            continue
+        trial = np.repeat(phases[None], len(scan), axis=0)
+        trial[:, unknowns] += u
+        trial[:, j] += scan
+        costs = np.sum(((y - (tap_powers(cal, trial, fields) / p0)[:, use]) / s) ** 2, axis=1)
+        u[where[0]] = scan[int(np.argmin(costs))]
 
     def model(u):
         pert = np.repeat(phases[None], nu + 1, axis=0)
@@ -168,7 +181,6 @@ def residual_phases(cal, phases, p0, fields, rho, sig, unknowns, iterations: int
         r0 = ratio[0][use]
         return r0, ((ratio[1:, use] - r0) / step).T / s[:, None]
 
-    u = np.zeros(nu)
     r0, jw = model(u)
     res = (y - r0) / s
     cost = float(res @ res)
@@ -260,7 +272,7 @@ def screen(bench, cal, offsets, usable, x_top, power_mw: float, rng: np.random.G
             rho = np.where(lit, rg / np.where(lit, r0, 1.0), np.nan)
             sig = np.sqrt(sg**2 + (rho * s0) ** 2) / np.where(lit, r0, 1.0)
             phases = cal.phases_for_voltages(np.sqrt(xg))
-            u, s, chi2 = residual_phases(cal, phases, p0, probe, rho, sig, unknowns)
+            u, s, chi2 = residual_phases(cal, phases, p0, probe, rho, sig, unknowns, members)
             du, ds = np.full(h, np.nan), np.full(h, np.nan)
             du[unknowns], ds[unknowns] = u, s
             du[members], ds[members] = np.nan, np.nan
