@@ -183,6 +183,8 @@ def calibrate(
                      tap_guess=tap_guess, max_voltage=max_voltage, power_mw=power_mw,
                      visibility_threshold=visibility_threshold, max_delta=max_delta,
                      max_refine_parameters=max_refine_parameters)
+    if screen_crosstalk not in (None, True, False):
+        raise CalibrationError(f"screen_crosstalk must be None (automatic), True or False, got {screen_crosstalk!r}")
     unknown = set(steps) - set(STEPS)
     if unknown:
         raise CalibrationError(f"unknown calibration steps {sorted(unknown)}; choose from {STEPS}")

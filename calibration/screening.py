@@ -19,8 +19,8 @@ follow. :func:`screen` measures it after the phase-voltage stages, on the calibr
 4. A receiver is flagged in a group when |Δφ_i| > z·σ_i, z set by a family-wise false-alarm probability
    :data:`FALSE_ALARM` over all tests (never a fixed number of radians). A source is a candidate of a
    receiver if every partition's group holding it flagged that receiver; the candidates' crosstalk
-   X_ij = Δφ_i / (α_i ΔP_j) is fitted over all groups, and the pairs significant at the same false-alarm
-   rate are kept.
+   X_ij = Δφ_i / (α_i ΔP_j) is fitted over all groups where the receiver was not driven (σ scaled up by
+   that fit's reduced χ²), and the pairs above the same z are kept.
 
 The γ heaters change no tap power: they are screened as sources, never as receivers. The procedure, its
 cost and what it found on the lab bench are in docs/calibration.md ("Crosstalk screening").
@@ -37,8 +37,10 @@ from tapmesh.calibration.crosstalk import Crosstalk
 
 FALSE_ALARM = 0.01
 """Probability, over the whole screening, of flagging one pair that does not couple (noise alone)."""
-SINGLE_MAX = 96
-"""Up to this many heaters each is driven alone (H settings); above it, group testing."""
+SINGLE_MAX = None
+"""Up to this many heaters each is driven alone (H settings); above it, group testing. ``None``: alone
+while H ≤ 2 × the settings group testing would take (groups pay only where they halve the settings:
+H ≥ 217, n ≥ 14 in a rectangular mesh)."""
 DESIGNS = 3
 """Random partitions of the heaters into groups, when groups are used."""
 TWO_PI = 2 * np.pi
@@ -219,10 +221,11 @@ def noise_model(readings: np.ndarray, floor: float) -> tuple[float, float]:
 
 def partitions(sources: np.ndarray, rng: np.random.Generator) -> list[list[np.ndarray]]:
     """Groups of heaters driven together: one heater each up to :data:`SINGLE_MAX`, else :data:`DESIGNS`
-    random partitions into about 4·log2(H) groups each."""
-    if len(sources) <= SINGLE_MAX:
+    random partitions into 4·⌈log2 H⌉ groups each."""
+    count = int(4 * np.ceil(np.log2(max(len(sources), 2))))
+    single = 2 * DESIGNS * count if SINGLE_MAX is None else SINGLE_MAX
+    if len(sources) <= single or count >= len(sources):
         return [[np.array([j]) for j in sources]]
-    count = int(4 * np.ceil(np.log2(len(sources))))
     return [np.array_split(rng.permutation(sources), count) for _ in range(DESIGNS)]
 
 
@@ -284,7 +287,7 @@ def screen(bench, cal, offsets, usable, x_top, power_mw: float, rng: np.random.G
         out.notes.append(f"{partial} driven heaters could not move a whole 2π branch within their limits")
     found_u, found_s, d_power = np.array(found_u), np.array(found_s), np.array(d_power)
     flagged = np.abs(found_u) > z * found_s  # (G, H), False where NaN
-    pairs, values, sigmas = _decode(cal, group_of, found_u, found_s, flagged, d_power, unknowns, sources)
+    pairs, values, sigmas = _decode(cal, group_of, found_u, found_s, flagged, d_power, unknowns, sources, z)
     out.pairs, out.values, out.sigma = pairs, values, sigmas
     held = {tuple(p) for p in cal.crosstalk.pairs.tolist()}
     out.new = np.array([tuple(p) not in held for p in pairs.tolist()], dtype=bool)
@@ -292,9 +295,10 @@ def screen(bench, cal, offsets, usable, x_top, power_mw: float, rng: np.random.G
     return out
 
 
-def _decode(cal, group_of, found_u, found_s, flagged, d_power, unknowns, sources):
+def _decode(cal, group_of, found_u, found_s, flagged, d_power, unknowns, sources, z):
     """Candidates (every partition flagged the receiver in the source's group), then X per receiver by
-    weighted least squares over every group, kept where significant."""
+    weighted least squares over every group where it was not driven (σ scaled up by that fit's reduced
+    χ² where above 1: a receiver the model misfits everywhere), kept where above the same ``z``."""
     alpha = np.asarray(cal.alpha)
     cands = {}
     for i in unknowns:
@@ -308,8 +312,6 @@ def _decode(cal, group_of, found_u, found_s, flagged, d_power, unknowns, sources
                 c.append(int(j))
         if c:
             cands[int(i)] = c
-    total = sum(len(c) for c in cands.values())
-    z2 = float(norm.isf(FALSE_ALARM / (2 * max(total, 1))))
     pairs, values, sigmas = [], [], []
     for i, c in cands.items():
         rows = np.flatnonzero(np.isfinite(found_u[:, i]))
@@ -321,7 +323,7 @@ def _decode(cal, group_of, found_u, found_s, flagged, d_power, unknowns, sources
         cov = np.linalg.pinv(a.T @ a) * max(1.0, chi2)
         sig = np.sqrt(np.clip(np.diag(cov), 0, None))
         for j, value, s in zip(c, coef, sig):
-            if s > 0 and abs(value) > z2 * s:
+            if s > 0 and abs(value) > z * s:
                 pairs.append((i, j))
                 values.append(float(value))
                 sigmas.append(float(s))

@@ -140,3 +140,24 @@ def test_screening_at_depth_closes_the_gap_between_prediction_and_chip(n):
     assert scores.min() >= 0.99
     assert abs(scores.mean() - cal.quality.predicted_fidelity) <= max(3 * cal.quality.fidelity_sigma, 0.005)
     assert scores.mean() >= results[False][0].mean()
+
+
+@pytest.mark.slow
+def test_group_testing_finds_the_pairs_with_heaters_driven_together(monkeypatch):
+    """The group-testing path (random groups in 3 partitions, used from H ≈ 217 heaters), forced at n = 8."""
+    from tapmesh.calibration import screening
+
+    monkeypatch.setattr(screening, "SINGLE_MAX", 0)
+    top = circuits.rectangular(8)
+    chip = LabChip(top, seed=58, alpha=1.5, v_max=9.0, xt_strength=0.02)
+    cal = calibrate(chip, topology=top, progress=False, seed=3, strict=False)
+    info = cal.info["screening"]
+    assert info["designs"] == 3 and info["settings"] < 2 * chip.h
+    found = {tuple(p) for p in info["pairs"]}
+    k2 = 2 * top.n_mzis
+    unlisted = {(int(i), int(j)) for i, j in zip(*np.nonzero(chip.xt)) if i < k2 and (i, j) not in grid_set(top)
+                and chip.xt[i, j] > 0.2 * chip.xt.max()}
+    print(f"groups: {info['settings']} settings, {len(unlisted & found)} of {len(unlisted)} unlisted found")
+    assert len(unlisted & found) >= 0.9 * len(unlisted)
+    assert all(chip.xt[p] > 0 for p in found)
+    assert haar_mean(cal, chip, 8).min() >= 0.99
