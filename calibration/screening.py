@@ -68,9 +68,9 @@ class Screening:
         """A JSON-able summary for ``Calibration.info["screening"]``."""
         return {"pairs": self.pairs.tolist(), "values": self.values.tolist(), "sigma": self.sigma.tolist(),
                 "new_pairs": self.pairs[self.new].tolist(), "corrected_pairs": self.pairs[~self.new].tolist(),
-                "z": self.z, "settings": self.settings, "frames": self.frames, "groups": self.groups,
+                "z": self.z if np.isfinite(self.z) else None, "settings": self.settings, "frames": self.frames, "groups": self.groups,
                 "designs": self.designs, "receivers": self.receivers,
-                "chi2_median": float(np.median(self.chi2)) if self.chi2 else float("nan"),
+                "chi2_median": float(np.median(self.chi2)) if self.chi2 else None,
                 "noise_a_mw2": float(self.noise[0]), "noise_b_mw": float(self.noise[1]), "notes": list(self.notes)}
 
 
@@ -256,6 +256,11 @@ def screen(bench, cal, offsets, usable, x_top, power_mw: float, rng: np.random.G
     lit &= p0 > 0
     unknowns = np.flatnonzero(alive[: 2 * k])
     sources = np.flatnonzero(alive)
+    if not len(unknowns) or not len(sources):
+        empty = Screening(np.zeros((0, 2), dtype=int), np.zeros(0), np.zeros(0), float("inf"),
+                          notes=["crosstalk screening: no live heater to drive or to read"])
+        empty.frames, empty.settings = bench.frames - frames0, bench.settings - settings0
+        return empty
     designs = partitions(sources, rng)
     n_groups = sum(len(d) for d in designs)
     z = float(norm.isf(FALSE_ALARM / (2 * n_groups * len(unknowns))))

@@ -56,7 +56,7 @@ def lab_screened():
     return top, chip, cal
 
 
-def test_screening_finds_the_pairs_the_grid_does_not_list(lab_screened):
+def test_screening_finds_the_pairs_the_grid_does_not_list(lab_screened, tmp_path):
     top, chip, cal = lab_screened
     info = cal.info["screening"]
     found = {tuple(p) for p in info["pairs"]}
@@ -78,6 +78,8 @@ def test_screening_finds_the_pairs_the_grid_does_not_list(lab_screened):
     assert cal.info["frames"]["screening"] == info["frames"] > 0
     assert cal.info["bench_seconds"]["screening"] > 0
     assert "screening" in cal.quality.steps
+    back = Calibration.load(cal.save(tmp_path / "screened.json"))  # the finding is persisted with the file
+    assert back.info["screening"]["new_pairs"] == info["new_pairs"] and "screening" in back.quality.steps
     v = np.asarray(chip.frames_voltages)  # every setting, the screening's hard drives included
     assert np.all(v >= 0) and np.all(v <= chip.capabilities.drive_max)
 
