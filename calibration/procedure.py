@@ -4,7 +4,7 @@ The plan from the chip's declared capabilities (:mod:`tapmesh.calibration.planni
 floor and fault detection first, the heater-law discovery (:mod:`tapmesh.calibration.discovery`), then the
 phase-voltage and coupler step (the progressive stages
 of :mod:`tapmesh.calibration.progressive`, or the older :mod:`tapmesh.calibration.sweeps`), thermal
-crosstalk, the global refinement of :mod:`tapmesh.calibration.refine`, and the verdict
+crosstalk (with no chip map, the pairs measured by :mod:`tapmesh.calibration.screening`), the global refinement of :mod:`tapmesh.calibration.refine`, and the verdict
 (:mod:`tapmesh.calibration.quality`). What each step measures and
 why is in docs/calibration.md.
 """
@@ -152,7 +152,7 @@ def calibrate(
         chip_map, neighbours, neighbour_distance_um: where the crosstalk pairs come from
             (:func:`tapmesh.calibration.neighbours.crosstalk_pairs`): explicit ``neighbours`` pairs, else
             pairs of heaters of a chip map (``pcells.chip_map`` object or an (H, 2) positions array, µm)
-            within ``neighbour_distance_um``, else the mesh's neighbour grid.
+            within ``neighbour_distance_um``, else the mesh's neighbour grid and what the screening measures.
         screen_crosstalk: measure which heaters couple (:mod:`tapmesh.calibration.screening`) after the
             phase-voltage stages and add the pairs found to the model and the refinement. ``None``
             (default): only when neither ``chip_map`` nor ``neighbours`` is given and the crosstalk and
