@@ -146,7 +146,7 @@ def test_screening_at_depth_closes_the_gap_between_prediction_and_chip(n):
 
 @pytest.mark.slow
 def test_group_testing_finds_the_pairs_with_heaters_driven_together(monkeypatch):
-    """The group-testing path (random groups in 3 partitions, used from H ≈ 217 heaters), forced at n = 8."""
+    """The group-testing path (random groups in 3 partitions, used past n = 32), forced at n = 8."""
     from tapmesh.calibration import screening
 
     monkeypatch.setattr(screening, "SINGLE_MAX", 0)
