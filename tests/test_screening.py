@@ -163,3 +163,28 @@ def test_group_testing_finds_the_pairs_with_heaters_driven_together(monkeypatch)
     assert len(unlisted & found) >= 0.9 * len(unlisted)
     assert all(chip.xt[p] > 0 for p in found)
     assert haar_mean(cal, chip, 8).min() >= 0.99
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("n,alpha,v_max,source,coherent", [(6, 1.0, 8.0, True, False), (8, 3.0, 6.0, False, True)])
+def test_virtual_chips_with_layout_crosstalk_and_no_map(n, alpha, v_max, source, coherent):
+    """Issue 13's matrix with truly no hints: crosstalk from layout positions, no chip_map: the screening finds
+    the pairs, F ≥ 0.99 within the declared limits, and the prediction does not promise more than it gives."""
+    from dataclasses import replace
+
+    from test_anychip import CountingChip, haar_scores, layout_crosstalk, within_limits
+
+    top = circuits.rectangular(n)
+    xt, _ = layout_crosstalk(top, seed=n)
+    truth = replace(AsBuilt.random(top, seed=9100 + n, delta_sigma=0.03, alpha=alpha, alpha_spread=0.05,
+                                   beta_sigma=0.003 * alpha, tap_spread=0.05), crosstalk=xt)
+    chip = CountingChip(VirtualChip(top, errors=truth, noise=Noise.realistic(), seed=9100 + n, max_voltage=v_max,
+                                    min_voltage=0.0, output_side_source=source, coherent_readout=coherent))
+    cal = calibrate(chip, progress=False, seed=n)
+    assert within_limits(chip)
+    found = cal.info["screening"]["new_pairs"]
+    assert found and all(xt[i, j] > 0 for i, j in found)
+    scores = haar_scores(cal, chip._chip.unitary, n, up_to_phases=cal.quality.up_to_output_phases)
+    print(f"n={n} α={alpha} no map: {len(found)} pairs found, F {scores.round(4)}; {cal.quality.summary()}")
+    assert scores.min() >= 0.99
+    assert cal.quality.fidelity_low <= scores.mean() + 0.002
