@@ -341,18 +341,8 @@ def calibrate(
         screen_crosstalk = chip_map is None and neighbours is None and method == "progressive"
     if screen_crosstalk and do_sweeps and "crosstalk" in steps:
         start, f0 = begin("screening")
-        screened = screening.screen(bench, cal, offsets, usable, stages.max_v2, power_mw,
-                                    np.random.default_rng([seed, 13]), read_noise_mw=read_sigma)
-        screening.apply(cal, screened, stages.base_v**2 if method == "progressive" else None)
-        pairs = screening.fit_pairs(cal, screened, pairs)
-        if len(screened.pairs):  # a pair measured here takes the screening's 1σ (one row per pair)
-            sigma = {(int(r[0]), int(r[1])): float(r[2]) for r in uncertainties.get("crosstalk_pairs", [])}
-            sigma.update({(int(i), int(j)): float(s) for (i, j), s in zip(screened.pairs, screened.sigma)})
-            uncertainties["crosstalk_pairs"] = np.array([[i, j, s] for (i, j), s in sigma.items()], dtype=float)
-        notes.append(f"crosstalk screening: {int(screened.new.sum())} coupled pairs found that the model did not "
-                     f"hold, {int((~screened.new).sum())} of its pairs corrected ({screened.settings} settings, "
-                     f"{screened.frames} frames, threshold {screened.z:.2f} σ of the measured noise)")
-        notes.extend(screened.notes)
+        screened, pairs = screening.step(bench, cal, stages, offsets, usable, power_mw, seed, read_sigma, pairs,
+                                         uncertainties, notes)
         mark("screening", start, f0)
 
     # ------------------------------------------------------------- global refinement

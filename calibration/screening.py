@@ -368,3 +368,24 @@ def fit_pairs(cal, result: Screening, grid: np.ndarray) -> np.ndarray:
     coupling the grid covers keeps exactly the grid's pairs (and the refinement's compiled shapes)."""
     both = np.concatenate([np.reshape(grid, (-1, 2)), cal.crosstalk.pairs, result.pairs]).astype(int)
     return np.unique(both, axis=0) if len(both) else both.reshape(-1, 2)
+
+
+def step(bench, cal, stages, offsets, usable, power_mw: float, seed: int, read_noise_mw: float, grid: np.ndarray,
+         uncertainties: dict, notes: list) -> tuple[Screening, np.ndarray]:
+    """The screening as a step of :func:`~tapmesh.calibration.calibrate`, after the phase-voltage stages
+    (``stages``: their :class:`~tapmesh.calibration.progressive.Progressive`): :func:`screen`, then
+    :func:`apply` (φ0 given back at the stages' base drive, where they ran column by column), the 1σ of
+    every pair measured into ``uncertainties["crosstalk_pairs"]`` (one row per pair), a note. Returns the
+    result and the pairs the refinement fits (:func:`fit_pairs`)."""
+    screened = screen(bench, cal, offsets, usable, stages.max_v2, power_mw, np.random.default_rng([seed, 13]),
+                      read_noise_mw=read_noise_mw)
+    apply(cal, screened, stages.base_v**2)  # zero after the sweeps method: nothing to give back
+    if len(screened.pairs):
+        sigma = {(int(r[0]), int(r[1])): float(r[2]) for r in uncertainties.get("crosstalk_pairs", [])}
+        sigma.update({(int(i), int(j)): float(s) for (i, j), s in zip(screened.pairs, screened.sigma)})
+        uncertainties["crosstalk_pairs"] = np.array([[i, j, s] for (i, j), s in sigma.items()], dtype=float)
+    notes.append(f"crosstalk screening: {int(screened.new.sum())} coupled pairs found that the model did not "
+                 f"hold, {int((~screened.new).sum())} of its pairs corrected ({screened.settings} settings, "
+                 f"{screened.frames} frames, threshold {screened.z:.2f} σ of the measured noise)")
+    notes.extend(screened.notes)
+    return screened, fit_pairs(cal, screened, grid)
