@@ -4,7 +4,7 @@ The plan from the chip's declared capabilities (:mod:`tapmesh.calibration.planni
 floor and fault detection first, the heater-law discovery (:mod:`tapmesh.calibration.discovery`), then the
 phase-voltage and coupler step (the progressive stages
 of :mod:`tapmesh.calibration.progressive`, or the older :mod:`tapmesh.calibration.sweeps`), thermal
-crosstalk, the global refinement of :mod:`tapmesh.calibration.refine`, and the verdict
+crosstalk (with no chip map, the pairs measured by :mod:`tapmesh.calibration.screening`), the global refinement of :mod:`tapmesh.calibration.refine`, and the verdict
 (:mod:`tapmesh.calibration.quality`). What each step measures and
 why is in docs/calibration.md.
 """
@@ -29,6 +29,7 @@ from tapmesh.calibration.planning import fine_sweep, measure_camera, plan_steps
 from tapmesh.calibration.progressive import Progressive
 from tapmesh.calibration.quality import assess, enforce
 from tapmesh.calibration.refine import refine
+from tapmesh.calibration import screening
 from tapmesh.calibration.sweeps import run_sweeps
 from tapmesh.circuits.arguments import check_float, check_int
 
@@ -92,6 +93,7 @@ def calibrate(
     chip_map=None,
     neighbours=None,
     neighbour_distance_um: float | None = None,
+    screen_crosstalk: bool | None = None,
     quality_targets: int = 3,
     min_fidelity: float = 0.9,
     archive=None,
@@ -150,7 +152,13 @@ def calibrate(
         chip_map, neighbours, neighbour_distance_um: where the crosstalk pairs come from
             (:func:`tapmesh.calibration.neighbours.crosstalk_pairs`): explicit ``neighbours`` pairs, else
             pairs of heaters of a chip map (``pcells.chip_map`` object or an (H, 2) positions array, µm)
-            within ``neighbour_distance_um``, else the mesh's neighbour grid.
+            within ``neighbour_distance_um``, else the mesh's neighbour grid and what the screening measures.
+        screen_crosstalk: measure which heaters couple (:mod:`tapmesh.calibration.screening`) after the
+            phase-voltage stages and add the pairs found to the model and the refinement. ``None``
+            (default): only when neither ``chip_map`` nor ``neighbours`` is given and the crosstalk and
+            phase-voltage steps run with the progressive method; ``True`` also beside a map (a check of
+            it); ``False`` never. Its frames and bench time are ``info["frames"]["screening"]`` and
+            ``info["bench_seconds"]["screening"]``, its findings ``info["screening"]``.
         quality_targets: Haar targets the verdict's predicted fidelity is computed on.
         min_fidelity: the verdict fails when its predicted fidelity's lower bound is below this.
         archive: path of a raw-measurement archive (HDF5, :mod:`tapmesh.calibration.archive`): every chip
@@ -175,6 +183,8 @@ def calibrate(
                      tap_guess=tap_guess, max_voltage=max_voltage, power_mw=power_mw,
                      visibility_threshold=visibility_threshold, max_delta=max_delta,
                      max_refine_parameters=max_refine_parameters)
+    if screen_crosstalk not in (None, True, False):
+        raise CalibrationError(f"screen_crosstalk must be None (automatic), True or False, got {screen_crosstalk!r}")
     unknown = set(steps) - set(STEPS)
     if unknown:
         raise CalibrationError(f"unknown calibration steps {sorted(unknown)}; choose from {STEPS}")
@@ -325,6 +335,16 @@ def calibrate(
     for i in dead:
         cal.alpha[i] = 0.0
 
+    # ------------------------------------------------------------- crosstalk screening (no chip map)
+    screened = None
+    if screen_crosstalk is None:
+        screen_crosstalk = chip_map is None and neighbours is None and method == "progressive"
+    if screen_crosstalk and do_sweeps and "crosstalk" in steps:
+        start, f0 = begin("screening")
+        screened, pairs = screening.step(bench, cal, stages, offsets, usable, power_mw, seed, read_sigma, pairs,
+                                         uncertainties, notes)
+        mark("screening", start, f0)
+
     # ------------------------------------------------------------- global refinement
     x_max = float(sweep_x[-1])
     if skip_refine:
@@ -373,6 +393,8 @@ def calibrate(
                 "stage_scale_mw": float(np.mean(cal.tap_fraction) * power_mw),
                 "refine_scale_mw": float(np.mean(cal.tap_fraction) * 0.5 * refine_power_mw),
                 "bench_seconds": {**clock["by_step"], "total": clock["total_s"]}, "bench_time": clock}
+    if screened is not None:
+        cal.info["screening"] = screened.info()
     cal.quality = assess(cal, targets=quality_targets, seed=seed, min_fidelity=min_fidelity)
     enforce(cal, strict)
     return cal

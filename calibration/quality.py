@@ -110,6 +110,12 @@ def _step_checks(cal, q: Quality) -> None:
             q.reasons.append(f"camera read noise {read:.3g} mW is {read / float(declared):.0f}× the "
                              f"{float(declared):.3g} mW the bench declares")
     q.steps["camera"] = camera
+    screened = info.get("screening")
+    if screened:  # crosstalk screening (no chip map): what it found and what it cost
+        q.steps["screening"] = {"new_pairs": len(screened["new_pairs"]),
+                                "corrected_pairs": len(screened["corrected_pairs"]), "settings": screened["settings"],
+                                "frames": screened["frames"], "threshold_sigma": screened["z"],
+                                "chi2_median": screened["chi2_median"]}
     r = int(info.get("repeat_frames", 1))
     checks = (("stages", info.get("stage_scale_mw"), np.sqrt(r)), ("refine", info.get("refine_scale_mw"), 1.0))
     for name, scale, averaging in checks:

@@ -114,6 +114,8 @@ def test_calibrate_refuses_what_is_not_a_chip():
     chip = training_chip()
     with pytest.raises(CalibrationError, match="power_mw"):
         calibrate(chip, power_mw=-1.0, progress=False)
+    with pytest.raises(CalibrationError, match="screen_crosstalk"):
+        calibrate(chip, screen_crosstalk="yes", progress=False)
     assert chip.measurements == 0, "the check comes before the first camera frame"
 
 
