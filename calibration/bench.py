@@ -40,6 +40,8 @@ class Bench:
         self.settings = 0
         self._voltages = None
         self.coherent = bool(self.caps.coherent_readout)
+        self.tap_readings = 0
+        self.saturated_readings = 0  # tap readings at the camera's declared saturation (clipped powers)
 
     # ------------------------------------------------------------------ limits
     def violation(self, voltages) -> str | None:
@@ -80,6 +82,13 @@ class Bench:
             raise MeasurementError(f"chip.{name} returned NaN or infinity")
         return a
 
+    def _count_saturated(self, powers: np.ndarray) -> None:
+        """Count tap readings at or above the declared camera saturation (a clipped reading is not a power)."""
+        self.tap_readings += powers.size
+        limit = self.caps.camera_saturation_mw
+        if limit is not None:
+            self.saturated_readings += int(np.count_nonzero(powers >= float(limit) * (1 - 1e-9)))
+
     def require(self, capability: str, needed_by: str) -> None:
         """Raise :class:`MissingCapabilityError` if the bench declares it lacks ``capability``."""
         if not getattr(self.caps, capability):
@@ -101,6 +110,7 @@ class Bench:
         if taps:
             out["taps"] = self._check(self.chip.read_taps(taps), (b, self.h), "read_taps").astype(float)
             self.frames += b
+            self._count_saturated(out["taps"])
         if outputs:
             out["outputs"] = self._check(self.chip.read_outputs(), (b, self.n), "read_outputs").astype(float)
             self.frames += b

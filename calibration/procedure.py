@@ -390,6 +390,8 @@ def calibrate(
                 "short_reach": {int(k): v for k, v in stages.short_reach.items()},
                 "degraded": list(plan.degraded), "skipped": list(plan.skipped),
                 "declared_tap_noise_mw": caps.tap_noise_mw, "settings": bench.settings,
+                "saturation": {"camera_saturation_mw": caps.camera_saturation_mw, "tap_readings": bench.tap_readings,
+                               "saturated_readings": bench.saturated_readings},
                 "stage_scale_mw": float(np.mean(cal.tap_fraction) * power_mw),
                 "refine_scale_mw": float(np.mean(cal.tap_fraction) * 0.5 * refine_power_mw),
                 "bench_seconds": {**clock["by_step"], "total": clock["total_s"]}, "bench_time": clock}

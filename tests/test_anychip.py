@@ -8,6 +8,7 @@ readout, n = 6 and 8) is behind ``-m slow``.
 from __future__ import annotations
 
 import sys
+import warnings
 from dataclasses import replace
 from pathlib import Path
 
@@ -259,3 +260,30 @@ def test_topology_mismatch_and_dark_taps_fail_the_verdict():
     dark = VirtualChip(rect, errors=truth, noise=Noise.realistic(), seed=78, max_voltage=8.0, min_voltage=0.0)
     with pytest.raises(CalibrationQualityError):
         calibrate(dark, progress=False)
+
+
+def test_bench_counts_the_tap_readings_at_the_camera_saturation():
+    top = circuits.rectangular(4)
+    noise = replace(Noise.realistic(), full_scale_mw=0.02)
+    chip = VirtualChip(top, errors=AsBuilt.random(top, seed=41), noise=noise, seed=41)
+    bench = Bench(chip, top.n, top.n_shifters)
+    assert bench.caps.camera_saturation_mw == pytest.approx(0.02)
+    x = np.eye(top.n, dtype=complex)
+    taps = np.concatenate([bench.measure(np.full(top.n_shifters, v), x, taps="forward")["taps"] for v in (0.0, 3.0)])
+    assert bench.tap_readings == taps.size
+    assert bench.saturated_readings == np.count_nonzero(taps >= 0.02 * (1 - 1e-9)) > 0
+
+
+def test_a_saturating_camera_is_named_in_the_verdict():
+    """Clipped tap readings are counted and the verdict lists the camera as degraded, never silently."""
+    top = circuits.rectangular(4)
+    noise = replace(Noise.realistic(), full_scale_mw=0.05)
+    chip = VirtualChip(top, errors=AsBuilt.random(top, seed=43, delta_sigma=0.03), noise=noise, seed=43)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        cal = calibrate(chip, progress=False, strict=False, seed=43)
+    camera = cal.quality.steps["camera"]
+    assert camera["saturated_fraction"] > 1e-3
+    assert any("camera saturated" in d and "0.05 mW" in d for d in cal.quality.degraded)
+    assert "camera saturated" in cal.quality.summary()
+    assert Calibration.from_dict(cal.to_dict()).quality.degraded == cal.quality.degraded
