@@ -127,7 +127,8 @@ class Calibration:
 
         Each heater takes the smallest power reaching its target modulo 2π (a fixed-point iteration
         on the crosstalk, Newton on the cubic term). Dead heaters get 0 V (their phase is what it is).
-        Raises :class:`VoltageError` if a voltage would exceed ``max_voltage``."""
+        Raises :class:`VoltageError` if a voltage would exceed ``max_voltage``, or if a target is out of reach
+        (a β < 0 law peaks at 4α³/(27β²) rad: a phase above it has no voltage)."""
         target = self._check_vector(phases, "phases")
         dead = np.zeros(self.n_heaters, dtype=bool)
         dead[list(self.dead_heaters)] = True
@@ -170,10 +171,26 @@ class Calibration:
                 v = v_new
                 break
             power, v = new_power, v_new
+        if len(cubic):
+            self._check_cubic_reach(cubic, v[cubic], residual[cubic])
         if max_voltage is not None and np.any(v > max_voltage):
             worst = int(np.argmax(v))
             raise VoltageError(f"heater {worst} would need {v[worst]:.3g} V > {max_voltage} V")
         return v
+
+    def _check_cubic_reach(self, heaters: np.ndarray, v: np.ndarray, need: np.ndarray) -> None:
+        """Raise :class:`VoltageError` where α V² + β V³ = ``need`` (rad) has no solution: a β < 0 law peaks
+        at V = −2α/(3β), and a phase above that peak is out of reach at any voltage."""
+        a, b = self.alpha[heaters], self.beta[heaters]
+        miss = np.abs((a + b * v) * v * v - need)
+        bad = np.flatnonzero(miss > 1e-8 * np.maximum(1.0, np.abs(need)))
+        if len(bad):
+            j = int(bad[0])
+            i, aj, bj = int(heaters[j]), float(a[j]), float(b[j])
+            peak = f"; its law peaks at {4 * aj**3 / (27 * bj * bj):.4g} rad at {-2 * aj / (3 * bj):.4g} V" if bj < 0 else ""
+            raise VoltageError(f"heater {i} cannot reach its target: α V² + β V³ (α = {aj:.4g} rad/V², "
+                               f"β = {bj:.4g} rad/V³) must give {float(need[j]):.4g} rad{peak} "
+                               f"({len(bad)} heaters out of reach)")
 
     # ------------------------------------------------------------------ digital twin
     def mesh_params(self, phases) -> circuits.MeshParams:
