@@ -107,12 +107,21 @@ def test_a_folder_holding_another_chip_is_not_reused(tmp_path):
 def test_a_layout_on_another_pdk_or_pads_is_another_chip(tmp_path):
     held = {"demo": False, "n": 4, "kind": "rectangular", "pads": "bumps", "pdk": "ubcpdk"}
     (tmp_path / "layout.json").write_text(json.dumps(held))
-    before = (tmp_path / "layout.json").read_bytes()
-    result = tapmesh("layout", "--n", "4", "--kind", "rectangular", "--out", str(tmp_path))
-    assert_one_line_error(result, 2, "--pdk ubcpdk", "--pads bumps", "--force")
-    assert (tmp_path / "layout.json").read_bytes() == before
-    from tapmesh.options import check_same_chip
+    from tapmesh.options import UsageError, check_same_chip
 
+    generic = {"demo": False, "n": 4, "kind": "rectangular", "pads": "direct", "pdk": "generic"}
+    with pytest.raises(UsageError, match=r"--pads bumps, not --pads direct.*--pdk ubcpdk, not --pdk generic.*--force"):
+        check_same_chip(tmp_path, layout=generic)  # what `tapmesh layout --n 4 --kind rectangular` asks
+    assert len(check_same_chip(tmp_path, layout=generic, force=True)) == 2
+    from typer.testing import CliRunner
+
+    from tapmesh.cli import app
+
+    before = (tmp_path / "layout.json").read_bytes()
+    result = CliRunner().invoke(app, ["layout", "--n", "4", "--kind", "rectangular", "--pads", "bumps", "--out", str(tmp_path)])
+    assert result.exit_code == 2 and "--pdk ubcpdk, not --pdk generic" in result.output  # the pads agree: not named
+    assert "--pads bumps, not" not in result.output
+    assert (tmp_path / "layout.json").read_bytes() == before
     assert check_same_chip(tmp_path, layout={"demo": False, "n": 4, "kind": "rectangular", "pads": "bumps", "pdk": "ubcpdk"}) == []
     # a layout.json written before the PDK was recorded: the generic PDK, direct pads
     (tmp_path / "layout.json").write_text(json.dumps({"demo": False, "n": 4, "kind": "rectangular"}))
