@@ -73,6 +73,11 @@ def plan_steps(caps: Capabilities, steps, method: str, topology, h: int, max_vol
     return plan
 
 
+BACKWARD_DARK_FRACTION = 0.9
+"""When at least this fraction of the backward gratings sees no light (and the forward ones do), the bench's
+backward readout is taken as broken: a bench fault named once, not that many dark taps."""
+
+
 def measure_camera(bench: Bench, rng: np.random.Generator, power_mw: float, backward: bool,
                    dark_frames: int = 4, repeats: int = 8) -> dict:
     """Dark frames (offsets and read noise, mW), repeated frames of one lit field (the noise floor of a
@@ -92,12 +97,19 @@ def measure_camera(bench: Bench, rng: np.random.Generator, power_mw: float, back
     floor = 10 * read_sigma + 1e-12
     typical = np.median(signal, axis=1, keepdims=True)
     dark_grating = signal < np.maximum(floor, 0.02 * typical)
-    dark_taps = tuple(int(i) for i in np.nonzero(dark_grating.any(0))[0])
+    backward_dark = bool(backward and dark_grating[1].mean() >= BACKWARD_DARK_FRACTION
+                         and dark_grating[0].mean() < BACKWARD_DARK_FRACTION)
+    # a direction dark at (almost) every grating is a fault of the bench, not of each tap: its readings are
+    # left out, and the taps count as dark only where the forward light does not reach them either
+    dark_taps = tuple(int(i) for i in np.nonzero(dark_grating[0] if backward_dark else dark_grating.any(0))[0])
+    if backward_dark:
+        dark_grating[1] = True
     # one field, repeated: the spread of a reading at signal level (read noise and shot noise together)
     same = bench.measure(zero_v, np.repeat(probe[:1], repeats, axis=0), "input", taps="forward")["taps"]
     lit = ~dark_grating[0]
     spread = same[:, lit].std(0, ddof=1) if lit.any() else np.array([read_sigma])
-    return {"offsets": offsets, "usable": ~dark_grating, "dark_taps": dark_taps, "read_noise_mw": read_sigma,
+    return {"offsets": offsets, "usable": ~dark_grating, "dark_taps": dark_taps, "backward_dark": backward_dark,
+            "read_noise_mw": read_sigma,
             "noise_mw": float(max(read_sigma, np.median(spread)))}
 
 

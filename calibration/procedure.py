@@ -253,6 +253,13 @@ def calibrate(
     read_sigma = camera["read_noise_mw"]
     cal.tap_offset = offsets
     dark_taps = camera["dark_taps"]
+    if camera["backward_dark"]:
+        warnings.warn("light from the output side reaches none of the backward gratings: the output-side source, "
+                      "the switch or the camera's backward spots do not work; the fits use forward taps only",
+                      FaultWarning, stacklevel=2)
+        notes.append("backward gratings all dark (no light from the output side reaches the camera): their "
+                     "readings are excluded from every fit")
+        plan.degraded.append("backward_taps")
     if dark_taps:
         warnings.warn(f"dark taps found (no light at their gratings): {list(dark_taps)}", FaultWarning, stacklevel=2)
         notes.append(f"dark taps {list(dark_taps)}: their readings are excluded from every fit")

@@ -48,6 +48,32 @@ def _raises(call) -> Exception | None:
     return None
 
 
+def _check_directions(chip, x, forward_lit, backward_lit, fail, ok) -> None:
+    """Light from the output side must reach the backward gratings (about as much tapped power as light
+    from the input side gives the forward ones) and not the forward ones: a driver that ignores ``side``
+    fails here. Powers are taken above each direction's dark reading (no light injected)."""
+    dark = np.zeros_like(x)
+    chip.inject(dark, side="input")
+    dark_f = np.asarray(chip.read_taps("forward")).mean(0)
+    chip.inject(dark, side="output")
+    dark_b = np.asarray(chip.read_taps("backward")).mean(0)
+    chip.inject(x, side="output")
+    crossed = np.asarray(chip.read_taps("forward"))
+    total_f = float(np.sum(forward_lit - dark_f) / len(x))
+    total_b = float(np.sum(backward_lit - dark_b) / len(x))
+    total_x = float(np.sum(crossed - dark_f) / len(x))
+    if total_b < 0.1 * total_f:
+        fail(f"light at the output side reaches the backward gratings with {total_b:.3g} mW in all (above dark), "
+             f"against {total_f:.3g} mW at the forward gratings for light at the input side: the backward "
+             "readout sees no light (source, switch or the camera's backward spots)")
+    elif total_x > 0.5 * total_b:
+        fail(f"with light at the output side the forward gratings read {total_x:.3g} mW (backward {total_b:.3g} "
+             "mW): light from the output side travels backward; does the driver ignore inject(side=...)?")
+    else:
+        ok(f"light at the output side lights the backward gratings ({total_b:.3g} mW in all, forward light "
+           f"gives {total_f:.3g} mW) and not the forward ones")
+
+
 def check_driver(chip, topology=None, power_mw: float = 1.0, repeats: int = 8, seed: int = 0) -> DriverReport:
     """Exercise ``chip`` through every member of the Chip protocol under its declared capabilities.
 
@@ -178,7 +204,7 @@ def check_driver(chip, topology=None, power_mw: float = 1.0, repeats: int = 8, s
             if back.shape != (3, h):
                 fail(f"read_taps('backward') after light at the output side returned {back.shape}, expected (3, {h})")
             else:
-                ok("light injected at the output side is read at the backward gratings")
+                _check_directions(chip, x, taps, back, fail, ok)
         except Exception as err:  # noqa: BLE001
             fail(f"the capabilities declare an output-side source, but injecting there failed: {err}")
     elif _raises(lambda: chip.inject(x, side="output")) is None:

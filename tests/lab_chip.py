@@ -1,7 +1,9 @@
 """A bench written from the documented conventions only (docs/conventions.md, calibration/chip.py), not VirtualChip.
 
 Its own numpy physics: couplers B(κ) = [[cos κ, i sin κ], [i sin κ, cos κ]], the MZI's φ on the top input and
-θ on the top arm, the output phases γ last; one grating tap after every heater (reading t·|field|²);
+θ on the top arm, the output phases γ last; one grating tap after every heater (reading t·|field|² of the
+light arriving at it, each direction at its own grating); light from the output side (where declared)
+crosses the same elements in reverse order, each transposed (reciprocity);
 heater law φ = φ0 + α (P + Σ X P) + β V³ with P = V², crosstalk from its own heater positions (µm);
 a camera with its own gains, offsets, read and shot noise and ADC. Used by tests/test_anychip.py.
 """
@@ -55,6 +57,7 @@ class LabChip:
         self.v = np.zeros(h)
         self.frames_voltages = []  # every setting applied (the tests check them against the limits)
         self._x = None
+        self._side = "input"
 
     # ---------------------------------------------------------------- protocol
     n_modes = property(lambda self: self.n)
@@ -77,6 +80,7 @@ class LabChip:
             raise ValueError("bad field")
         self._single = x.ndim == 1
         self._x = np.atleast_2d(x)
+        self._side = side
 
     def _phases(self, v):
         p = v**2
@@ -109,15 +113,45 @@ class LabChip:
             f[m] = f[m] * np.sqrt(1 - t[g])
         return f.T, taps.T
 
+    def _propagate_backward(self, v, x):
+        """Fields leaving the input ports (B, n) and true tap powers (B, h) of light injected at the outputs:
+        every element in reverse order, transposed (the couplers are symmetric); a tap reads the light
+        arriving at it, before its own loss."""
+        ph = self._phases(v)
+        k, t = self.k, self.t
+        f = np.array(x, dtype=complex).T.copy()
+        taps = np.zeros((self.h, f.shape[1]))
+        for m in range(self.n):
+            g = 2 * k + m
+            taps[g] = t[g] * np.abs(f[m]) ** 2
+            f[m] = f[m] * np.sqrt(1 - t[g]) * np.exp(1j * ph[g])
+        for col in reversed(self.top.columns):
+            for i in col:
+                m = self.top.mzis[i][1]
+                c2, s2 = np.cos(self.kappa[i, 1]), np.sin(self.kappa[i, 1])
+                u, w = c2 * f[m] + 1j * s2 * f[m + 1], 1j * s2 * f[m] + c2 * f[m + 1]
+                taps[i] = t[i] * np.abs(u) ** 2
+                u = u * np.sqrt(1 - t[i]) * np.exp(1j * ph[i])
+                c1, s1 = np.cos(self.kappa[i, 0]), np.sin(self.kappa[i, 0])
+                a, b = c1 * u + 1j * s1 * w, 1j * s1 * u + c1 * w
+                taps[k + i] = t[k + i] * np.abs(a) ** 2
+                f[m], f[m + 1] = a * np.sqrt(1 - t[k + i]) * np.exp(1j * ph[k + i]), b
+        return f.T, taps.T
+
+    def _light(self):
+        """(fields leaving the chip, tap powers) of the injected light, from the side it was injected."""
+        if self._x is None:
+            raise RuntimeError("inject first")
+        go = self._propagate if self._side == "input" else self._propagate_backward
+        return go(self.v, self._x)
+
     def _shape(self, a):
         return a[0] if self._single else a
 
     def read_taps(self, direction="forward"):
-        if self._x is None:
-            raise RuntimeError("inject first")
-        _, p = self._propagate(self.v, self._x)
-        if direction != "forward":
-            p = np.zeros_like(p)
+        _, p = self._light()
+        if direction != ("forward" if self._side == "input" else "backward"):
+            p = np.zeros_like(p)  # no light travels that way: the gratings of that direction see none
         p = np.where(self.dark, 0.0, p)
         r = p + self.shot * np.sqrt(np.clip(p, 0, None) * self.full_scale) * self._rng.normal(size=p.shape)
         r = self.gain * r + self.offset + self.read_mw * self._rng.normal(size=p.shape)
@@ -125,13 +159,13 @@ class LabChip:
         return self._shape(r)
 
     def read_outputs(self):
-        y, _ = self._propagate(self.v, self._x)
+        y, _ = self._light()
         return self._shape(np.abs(y) ** 2 + 1e-5 * self._rng.normal(size=y.shape))
 
     def read_outputs_coherent(self):
         if not self.capabilities.coherent_readout:
             raise NotImplementedError("no coherent analyzer")
-        y, _ = self._propagate(self.v, self._x)
+        y, _ = self._light()
         return self._shape(y + 1e-4 * (self._rng.normal(size=y.shape) + 1j * self._rng.normal(size=y.shape)))
 
     # ---------------------------------------------------------------- tests only

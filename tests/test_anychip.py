@@ -29,6 +29,7 @@ from tapmesh.calibration import (
     calibrate,
 )
 from tapmesh.calibration.discovery import MIN_SPAN, resolve
+from tapmesh.calibration.procedure import FaultWarning
 from tapmesh.calibration.neighbours import crosstalk_pairs, pairs_within
 from tapmesh.calibration.quality import fidelity_up_to_output_phases
 from tapmesh.calibration.testing import check_driver
@@ -153,7 +154,61 @@ def test_crosstalk_pairs_come_from_positions_or_explicit_pairs():
     assert len(pairs_within(lab.positions)) > 0
 
 
+# ----------------------------------------------------------------------------- the lab bench's own physics
+@pytest.mark.parametrize("direction", ["forward", "backward"])
+def test_lab_chip_agrees_with_the_engine_in_both_directions(direction):
+    """The independent bench's numpy physics equals circuits.propagate: outputs and every tap, light from
+    either side (backward: transfer Uᵀ, each tap reading the light arriving at it)."""
+    top = circuits.rectangular(4)
+    lab = LabChip(top, seed=5, output_side=True, coherent=True)
+    k = top.n_mzis
+    v = np.random.default_rng(1).uniform(0, 9, lab.h)
+    ph = lab._phases(v)
+    params = circuits.MeshParams(theta=ph[:k], phi=ph[k:2 * k], gamma=ph[2 * k:], delta=lab.kappa - np.pi / 4,
+                                 loss_db=np.zeros((k, 4)), output_loss_db=np.zeros(lab.n), tap_fraction=lab.t)
+    x = np.random.default_rng(2).normal(size=(3, lab.n)) + 1j * np.random.default_rng(3).normal(size=(3, lab.n))
+    y, power = circuits.propagate(top, params, x, taps="power", direction=direction)
+    own = lab._propagate if direction == "forward" else lab._propagate_backward
+    y_lab, taps_lab = own(v, x)
+    assert np.allclose(y_lab, np.asarray(y), atol=1e-12)
+    assert np.allclose(taps_lab, lab.t * np.asarray(power), atol=1e-12)
+
+
 # ----------------------------------------------------------------------------- the driver kit
+class SideBlind(LabChip):
+    """A driver bug: light is always sent from the input side, whatever ``inject`` is told."""
+
+    def inject(self, x, side="input"):
+        super().inject(x, "input")
+
+
+class DirectionBlind(LabChip):
+    """A driver bug: the camera always reads the spots of the direction the light travels, whatever it is asked."""
+
+    def read_taps(self, direction="forward"):
+        return super().read_taps("forward" if self._side == "input" else "backward")
+
+
+@pytest.mark.parametrize("bench, says", [(SideBlind, "backward readout sees no light"),
+                                         (DirectionBlind, "ignore inject(side=...)")])
+def test_check_driver_names_a_driver_that_loses_the_lights_direction(bench, says):
+    top = circuits.rectangular(4)
+    assert check_driver(LabChip(top, seed=2, output_side=True), topology=top).ok
+    report = check_driver(bench(top, seed=2, output_side=True), topology=top)
+    assert not report.ok and says in str(report)
+
+
+def test_a_bench_whose_backward_gratings_see_no_light_is_named_once_not_as_every_tap_dark():
+    """The output-side source declared but its light never reaching the backward spots (here: a driver that
+    ignores ``side``) is one bench fault: a warning, ``degraded: backward_taps``, forward fits kept."""
+    top = circuits.rectangular(4)
+    chip = SideBlind(top, seed=7, output_side=True, coherent=True)
+    with pytest.warns(FaultWarning, match="none of the backward gratings"):
+        cal = calibrate(chip, topology=top, progress=False, seed=1)
+    assert cal.dark_taps == () and "backward_taps" in cal.quality.degraded and cal.quality.passed
+    assert haar_scores(cal, chip.true_unitary, 4, up_to_phases=False, targets=3).min() > 0.999
+
+
 def test_check_driver_passes_good_drivers_and_names_what_a_bad_one_does_wrong():
     top = circuits.rectangular(4)
     report = check_driver(LabChip(top, seed=2), topology=top)
