@@ -105,6 +105,7 @@ def layout_cmd(
     png: bool = typer.Option(True, "--png/--no-png", help="Also write chip.png, the layout with the chip map overlaid."),
     pdk: str = typer.Option("generic", "--pdk", help="PDK to lay out on: generic | ubcpdk | cspdk (foundry PDKs need tapmesh[NAME])."),
     pads: str = typer.Option("direct", "--pads", help="direct | bumps | edge: pad per heater on zone tracks, or dense routing to a bump array / edge pad field (with --n)."),
+    pad_stagger: str = typer.Option("none", "--pad-stagger", help="With --pads edge: none (aligned rows) | auto (staggered rows, offset and rows chosen for the smallest field) | a row offset in µm."),
     out: Path = OutOption,
     seed: int = SeedOption,
     force: bool = ForceOption,
@@ -117,8 +118,8 @@ def layout_cmd(
     position in µm, fiber port → mode) into --out; with --out NAME.gds, writes NAME.gds and NAME.png
     beside each other instead. Lengths in µm."""
 
-    def run(n, kind, png, out, seed, force, pads="direct", pdk="generic"):
-        from tapmesh.options import check_same_chip
+    def run(n, kind, png, out, seed, force, pads="direct", pdk="generic", pad_stagger="none"):
+        from tapmesh.options import check_same_chip, stagger_option
 
         _check_pdk(pdk)
         name = "chip"
@@ -126,22 +127,26 @@ def layout_cmd(
             out, name = Path(out).parent, Path(out).stem
         chosen = _chip_option(n, kind)
         choice_option(pads, ("direct", "bumps", "edge"), "--pads")
+        stagger = stagger_option(pad_stagger, pads)
         out = out_option(out)
-        replaced = check_same_chip(out, layout={**chosen, "pads": pads, "pdk": pdk}, force=force)
+        held = "none" if stagger is None else str(stagger)
+        replaced = check_same_chip(out, layout={**chosen, "pads": pads, "pdk": pdk, "pad_stagger": held}, force=force)
         from tapmesh import stages
 
         if replaced:
             stages.forget_chip(out)
-        s = stages.layout(out, n=n, kind=kind, demo=chosen["demo"], png=png, name=name, pads=pads, pdk=pdk)
+        s = stages.layout(out, n=n, kind=kind, demo=chosen["demo"], png=png, name=name, pads=pads, pdk=pdk,
+                          pad_stagger=stagger)
         s["out_folder"] = str(out)
         s["headline"] = (["replaced the chip in --out (" + "; ".join(replaced) + ")"] if replaced else []) + [
-            f"laid out {s['chip']}: {s['n_heaters']} heaters, {s['n_taps']} tap gratings, {s['n_pads']} bond pads",
+            f"laid out {s['chip']}: {s['n_heaters']} heaters, {s['n_taps']} tap gratings, {s['n_pads']} bond pads"
+            + (f", die {s['die_um'][0] / 1e3:.2f} × {s['die_um'][1] / 1e3:.2f} mm" if s.get("die_um") else ""),
             f"GDS {s['gds_bytes'] / 1e6:.2f} MB, built in {s['layout_seconds']:.1f} s",
         ]
         return s
 
     command("layout")(run)(n=n, kind=kind, png=png, out=out, seed=seed, force=force, as_json=as_json, debug=debug, pads=pads,
-                           pdk=pdk)
+                           pdk=pdk, pad_stagger=pad_stagger)
 
 
 def _check_pdk(name: str) -> str:

@@ -32,6 +32,25 @@ def choice_option(value: str, allowed: Iterable[str], option: str) -> str:
     return value
 
 
+def stagger_option(value: str, pads: str, option: str = "--pad-stagger") -> float | str | None:
+    """``none`` → None (aligned edge pad rows), ``auto``, or a row offset in µm (finite, ≥ 0); only with
+    ``--pads edge``."""
+    value = str(value).strip().lower()
+    if value == "none":
+        return None
+    if pads != "edge":
+        raise UsageError(f"{option} {value} applies to --pads edge only, not --pads {pads}")
+    if value == "auto":
+        return "auto"
+    try:
+        offset = float(value)
+    except ValueError:
+        raise UsageError(f"{option} {value!r}: expected none, auto or a row offset in µm") from None
+    if not math.isfinite(offset) or offset < 0:
+        raise UsageError(f"{option} {value}: a row offset must be a finite number of µm ≥ 0")
+    return offset
+
+
 def out_option(out: Path, option: str = "--out") -> Path:
     """An output folder that exists (created, with its parents) and is writable."""
     out = Path(out)
@@ -83,8 +102,8 @@ def check_same_chip(out: Path, *, seed: int | None = None, layout: dict[str, Any
     """Refuse to reuse a folder that holds another chip than the one asked for.
 
     ``seed``: the fabrication seed asked for (``None``: whatever the folder holds). ``layout``: the chip
-    to lay out, ``{"demo": bool, "n": int, "kind": str}`` and optionally ``"pads"`` and ``"pdk"`` (a
-    layout drawn with other pads or on another PDK is another chip; ``None``: the folder's). Returns what
+    to lay out, ``{"demo": bool, "n": int, "kind": str}`` and optionally ``"pads"``, ``"pdk"`` and
+    ``"pad_stagger"`` (a layout drawn with other pads or on another PDK is another chip; ``None``: the folder's). Returns what
     ``--force`` will replace (empty when nothing differs); raises :class:`UsageError` naming the
     option when something differs and ``force`` is off."""
     held = folder_chip(out)
@@ -96,10 +115,12 @@ def check_same_chip(out: Path, *, seed: int | None = None, layout: dict[str, Any
         )
         if not same:
             clashes.append(f"it holds the layout of {describe_chip(lay)}, not {describe_chip(layout)}")
-        held_process = {"pads": lay.get("pads", "direct"), "pdk": lay.get("pdk", (lay.get("summary") or {}).get("pdk", "generic"))}
+        held_process = {"pads": lay.get("pads", "direct"), "pdk": lay.get("pdk", (lay.get("summary") or {}).get("pdk", "generic")),
+                        "pad_stagger": lay.get("pad_stagger", "none")}
         for key, held_value in held_process.items():
             if key in layout and layout[key] != held_value:
-                clashes.append(f"its layout was drawn with --{key} {held_value}, not --{key} {layout[key]}")
+                flag = "--" + key.replace("_", "-")
+                clashes.append(f"its layout was drawn with {flag} {held_value}, not {flag} {layout[key]}")
     if fab is not None:
         if seed is not None and fab.get("seed") != seed:
             clashes.append(f"its chip was fabricated with --seed {fab.get('seed')} (fabrication.json), not --seed {seed}")

@@ -55,24 +55,26 @@ def simulate(n: int, kind: str, out: Path, seed: int = 0, wl_span: float = 0.1, 
 
 
 # ------------------------------------------------------------------------------------------ layout
-def _build_chip(n: int | None, kind: str, demo: bool, pads: str = "direct", pdk: str = "generic"):
+def _build_chip(n: int | None, kind: str, demo: bool, pads: str = "direct", pdk: str = "generic",
+                pad_stagger: float | str | None = None):
     from tapmesh import pcells
 
     pcells.use_pdk(pdk)
-    return pcells.demo_chip() if demo else pcells.chip(n=n, kind=kind, pads=pads, pdk=pdk)
+    return pcells.demo_chip() if demo else pcells.chip(n=n, kind=kind, pads=pads, pdk=pdk, pad_stagger=pad_stagger)
 
 
 def layout(
     out: Path, n: int | None = None, kind: str = "triangular", demo: bool = True, png: bool = True, name: str = "chip",
     pads: str = "direct",
     pdk: str = "generic",
+    pad_stagger: float | str | None = None,
 ) -> dict[str, Any]:
     """Lay out the chip on ``pdk``: ``{name}.gds``, ``{name}.png`` (the layout with the chip map overlaid) and
-    chip_map.json in ``out``."""
+    chip_map.json in ``out``. ``pad_stagger``: edge pads only, as :func:`tapmesh.pcells.chip`."""
     from tapmesh import pcells
 
     start = time.perf_counter()
-    component = _build_chip(n, kind, demo, pads, pdk)
+    component = _build_chip(n, kind, demo, pads, pdk, pad_stagger)
     mapping = pcells.chip_map(component)
     gds = out / f"{name}.gds"
     tmp = out / f".{name}.gds.tmp.gds"
@@ -93,12 +95,14 @@ def layout(
         "n_taps": len(mapping.taps),
         "n_pads": len(mapping.pads),
         "pdk": pdk,
+        "pad_stagger": "none" if pad_stagger is None else str(pad_stagger),
+        "die_um": [round(float(v), 1) for v in info["die_size"]] if "die_size" in info else None,
         "gds_bytes": gds.stat().st_size,
         "layout_seconds": round(time.perf_counter() - start, 2),
         "files": files,
     }
     atomic_write_json(out / "layout.json", {"demo": demo, "n": summary["n"], "kind": summary["kind"], "pads": pads,
-                                            "pdk": pdk, "summary": summary})
+                                            "pdk": pdk, "pad_stagger": summary["pad_stagger"], "summary": summary})
     return summary
 
 

@@ -177,3 +177,24 @@ def test_layout_to_a_gds_path_also_writes_a_png(tmp_path):
     assert summary["n_heaters"] == 2 * 3 + 3 and summary["n_taps"] == 2 * summary["n_heaters"]
     assert (tmp_path / "mesh.gds").stat().st_size > 0 and (tmp_path / "mesh.png").stat().st_size > 0
     assert (tmp_path / "chip_map.json").exists()
+
+
+def test_layout_staggers_edge_pads_from_the_cli_and_names_bad_offsets(tmp_path):
+    from typer.testing import CliRunner
+
+    from tapmesh.cli import app
+
+    runner = CliRunner()
+    base = ["layout", "--n", "8", "--kind", "rectangular", "--no-png"]
+    for extra, says in ((["--pads", "direct", "--pad-stagger", "20"], "applies to --pads edge only"),
+                        (["--pads", "edge", "--pad-stagger", "-5"], "finite number of µm ≥ 0"),
+                        (["--pads", "edge", "--pad-stagger", "half"], "expected none, auto or a row offset")):
+        bad = runner.invoke(app, base + extra + ["--out", str(tmp_path / "bad")])
+        assert bad.exit_code == 2 and says in bad.output and len(bad.output.strip().splitlines()) == 1
+        assert not (tmp_path / "bad").exists()  # refused before the folder was made
+    ok = runner.invoke(app, base + ["--pads", "edge", "--pad-stagger", "auto", "--out", str(tmp_path / "st")])
+    assert ok.exit_code == 0, ok.output
+    layout = json.loads((tmp_path / "st" / "layout.json").read_text())
+    assert layout["pad_stagger"] == "auto" and "die " in ok.output
+    aligned = runner.invoke(app, base + ["--pads", "edge", "--out", str(tmp_path / "st")])
+    assert aligned.exit_code == 2 and "--pad-stagger auto, not --pad-stagger none" in aligned.output
