@@ -77,8 +77,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, nargs="*", default=[4, 6, 8])
     parser.add_argument("--quick", action="store_true", help="the forward-only lab bench only")
+    parser.add_argument("--kinds", nargs="*", choices=["lab", "lab+source", "virtual"], default=None,
+                        help="benches to run (default: all three; --quick: lab)")
     args = parser.parse_args()
-    kinds = ["lab"] if args.quick else ["lab", "lab+source", "virtual"]
+    kinds = args.kinds or (["lab"] if args.quick else ["lab", "lab+source", "virtual"])
     print("| bench | n | screening | frames (screening) | bench s (screening) | wall s | F mean / min | "
           "predicted F | pairs new / unlisted found of | false |")
     print("|---|---|---|---|---|---|---|---|---|---|")
