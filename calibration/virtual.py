@@ -104,7 +104,9 @@ class VirtualChip:
             a settable ``frame_index`` (tag of the next frame; each ``read_*`` advances it by the batch),
             and a fresh chip set to ``frame_index = k`` draws what the first drew at frame k, which is
             what lets a resumed run (``train(..., resume=True)``, ``calibrate(..., resume=True)``) equal
-            an uninterrupted one. The fixed gains and offsets are drawn from ``seed`` either way.
+            an uninterrupted one. A lazy keyed chip also takes the output field always from the transfer
+            matrix (not from a tapped pass that ran first), so no reading depends, even in its last
+            bits, on the order of the reads. The fixed gains and offsets are drawn from ``seed`` either way.
 
     ``truth`` and :meth:`unitary` are for tests only. ``measurements`` counts every frame read (each
     ``read_*`` call counts one per injected field).
@@ -285,7 +287,9 @@ class VirtualChip:
 
     def _simulate_tapped(self) -> None:
         y, power = _tapped_pass(self.topology, self._params, self._field, self._tap_fraction, self._lit, self._direction())
-        if self._y is None:
+        # lazy and keyed: the output field always through the transfer matrix, so that no reading depends (even
+        # in its last bits) on whether the taps were read first: a resumed run's readings equal the original's
+        if self._y is None and not (self.lazy and self.keyed_noise):
             self._y = np.asarray(y)[: self._batch].astype(np.complex128)
         self._taps = np.asarray(power)[: self._batch]
 

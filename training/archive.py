@@ -239,12 +239,8 @@ def archived_training(train, arguments: dict):
     ``arguments["archive"]`` (or replay it and continue, with ``resume``); the result's ``archive`` names it."""
     import inspect
 
-    from tapmesh.training.train import TrainingArgumentError
-
     arguments = {k: v for k, v in arguments.items() if k in inspect.signature(train).parameters}
     net = arguments["net"]
-    if not net.on_chip:
-        raise TrainingArgumentError("archive= records chip calls: it needs a network with chips")
     path = Path(arguments["archive"])
     run = {k: v for k, v in arguments.items() if k not in ("archive", "resume")}
     with archived_chips(net, path, bool(arguments["resume"]), arguments) as (archive, resumed_at):

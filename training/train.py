@@ -199,6 +199,8 @@ def train(
     if not isinstance(dataset, Dataset):
         raise TypeError(f"dataset must be a training.Dataset (e.g. training.data.moons()), got {type(dataset).__name__}")
     if archive is not None:  # the same run, on chips that record it (or replay it, then go on)
+        if not net.on_chip:
+            raise TrainingArgumentError("archive= records chip calls: it needs a network with chips")
         from tapmesh.training.archive import archived_training
 
         return archived_training(train, locals())
