@@ -139,7 +139,9 @@ def test_a_resume_that_cannot_be_one_is_a_named_error(whole, tmp_path):
     model = PhotonicNetwork(MESH, 1, 2)
     with pytest.raises(TrainingArgumentError, match="network with chips"):
         train(model, DATA, archive=tmp_path / "model.h5", **{**OPTIONS, "method": "autodiff"})
-    assert not (tmp_path / "model.h5").exists()
+    with pytest.raises(TrainingArgumentError, match="schedule"):
+        train(network(chip(1), chip(2)), DATA, archive=tmp_path / "bad.h5", **{**OPTIONS, "schedule": "linear"})
+    assert not (tmp_path / "model.h5").exists() and not (tmp_path / "bad.h5").exists()  # refused before any work
 
 
 def test_cli_train_archive_is_named_in_training_json(tmp_path):

@@ -198,6 +198,8 @@ def train(
         raise TrainingArgumentError("evaluate_on='chip' needs a network with chips")
     if not isinstance(dataset, Dataset):
         raise TypeError(f"dataset must be a training.Dataset (e.g. training.data.moons()), got {type(dataset).__name__}")
+    if optimizer is None and schedule not in (None, "cosine"):
+        raise TrainingArgumentError(f"schedule must be None or 'cosine', got {schedule!r}")
     if archive is not None:  # the same run, on chips that record it (or replay it, then go on)
         if not net.on_chip:
             raise TrainingArgumentError("archive= records chip calls: it needs a network with chips")
@@ -208,10 +210,8 @@ def train(
         if schedule == "cosine":
             steps = epochs * int(np.ceil(len(dataset.y_train) / batch_size))
             optimizer = optax.adam(optax.cosine_decay_schedule(learning_rate, steps))
-        elif schedule is None:
-            optimizer = optax.adam(learning_rate)
         else:
-            raise TrainingArgumentError(f"schedule must be None or 'cosine', got {schedule!r}")
+            optimizer = optax.adam(learning_rate)
     evaluate_on = evaluate_on or ("chip" if net.on_chip else "model")
     rng = np.random.default_rng(seed)
     phases = [jnp.asarray(p, dtype=net.real_dtype) for p in (phases if phases is not None else net.init(seed))]
