@@ -1,8 +1,9 @@
 """Bench throughput: frames per second through the SCPI emulator (pyvisa-py over a TCP socket, camera
 rendering and windowed readout) against the same VirtualChip read directly (the protocol's overhead),
-and the raw-measurement archive's write rate and size per 1000 frames.
+and the raw-measurement archive's write rate and size per 1000 frames; and the archive's overhead on a
+training epoch (``train(..., archive=)``, n = 4, VirtualChips directly; ``--train-only`` runs just that).
 
-    OPENBLAS_NUM_THREADS=1 python benchmarks/bench_bench.py [--quick] [--n 4]
+    OPENBLAS_NUM_THREADS=1 python benchmarks/bench_bench.py [--quick] [--n 4] [--train-only]
 
 The emulator runs in a subprocess (``tapmesh bench-emulator``), as a lab's instruments would.
 Each cycle is what calibration does: set voltages, inject a batch of fields, read the taps.
@@ -77,6 +78,38 @@ def start_emulator(folder: Path, n: int, kind: str, chip_map: Path):
     return proc
 
 
+def training_archive_overhead(quick: bool) -> None:
+    """Frames/s of in-situ training epochs on n = 4 chips (3 layers on 2 chips, keyed noise), with and
+    without ``train(archive=)``; best of 3 runs each, after a warm-up run (compilation)."""
+    from tapmesh import circuits
+    from tapmesh.calibration import AsBuilt, Calibration, Noise, VirtualChip
+    from tapmesh.training import PhotonicNetwork, data, train
+
+    mesh = circuits.rectangular(4)
+    dataset = data.moons(n_samples=80 if quick else 200)
+    cal = Calibration.nominal(mesh, tap_fraction=0.02)
+    folder = Path(tempfile.mkdtemp(prefix="bench_train_archive_"))
+
+    def run(archive, keyed: bool = True) -> float:
+        a, b = (VirtualChip(mesh, AsBuilt.ideal(mesh, tap_fraction=0.02), Noise.realistic(), seed=s, keyed_noise=keyed)
+                for s in (1, 2))
+        net = PhotonicNetwork(mesh, 3, 2, chips=(a, b, a), calibrations=(cal,) * 3, activation="abs2",
+                              encoding="amplitude_phase")
+        start = time.perf_counter()
+        train(net, dataset, "insitu", epochs=1, batch_size=16, seed=0, progress=False, archive=archive)
+        return (a.measurements + b.measurements) / (time.perf_counter() - start)
+
+    run(None)
+    plain = max(run(None) for _ in range(3))
+    unkeyed = max(run(None, keyed=False) for _ in range(3))
+    archived = max(run(folder / f"train_{k}.h5") for k in range(3))
+    size = os.path.getsize(folder / "train_0.h5")
+    print(f"\n| training epoch (n=4, 3 layers on 2 chips, {len(dataset.y_train)} samples) | frames/s archived | "
+          "frames/s unarchived | ratio | archive MB | frames/s, one noise stream (keyed_noise=False) |")
+    print("|---|---|---|---|---|---|")
+    print(f"| insitu, batch 16 | {archived:.0f} | {plain:.0f} | {plain / archived:.2f}× slower | {size / 1e6:.2f} | {unkeyed:.0f} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="few cycles (CI)")
@@ -84,7 +117,10 @@ def main() -> None:
     parser.add_argument("--kind", default="rectangular")
     parser.add_argument("--calibrate", action="store_true",
                         help="also run a full calibration over the emulator and score it on the hidden chip")
+    parser.add_argument("--train-only", action="store_true", help="only the training-archive overhead")
     args = parser.parse_args()
+    if args.train_only:
+        return training_archive_overhead(args.quick)
     count = 10 if args.quick else 60
     folder = Path(tempfile.mkdtemp(prefix="bench_bench_"))
     chip_map = Path(__file__).parent.parent / "tests" / "data" / "chip_map_rect4.json"
@@ -117,6 +153,7 @@ def main() -> None:
             frames = len(archive.table("taps"))
             archive.close()
             print(f"| {label} | {archived:.0f} | {plain:.0f} | {os.path.getsize(path) / frames * 1000 / 1e6:.2f} |")
+        training_archive_overhead(args.quick)
         if args.calibrate:
             calibrate_over_emulator(bench, args)
         bench.close()

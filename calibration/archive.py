@@ -26,6 +26,10 @@ from tapmesh.calibration.errors import CalibrationError
 
 FORMAT = "tapmesh-archive"
 VERSION = 1
+"""The version calibrate's single-chip archives are written with (the layout at the file's root)."""
+TRAIN_VERSION = 2
+"""Training archives (one group of this layout per chip, :mod:`tapmesh.training.archive`): version 2, so a
+tapmesh that reads only version 1 refuses them by name instead of failing on a missing table."""
 OPS = ("set_voltages", "inject", "read_taps", "read_outputs", "read_outputs_coherent")
 SIDES = ("input", "output")
 DIRECTIONS = ("forward", "backward")
@@ -58,8 +62,8 @@ class Archive:
     topology, capabilities and the run's options; ``attrs["n_calls"]`` the committed count.
     """
 
-    def __init__(self, path, handle, meta: dict):
-        self.path, self._f, self.meta = Path(path), handle, meta
+    def __init__(self, path, handle, meta: dict, owner: bool = True):
+        self.path, self._f, self.meta, self._owner = Path(path), handle, meta, bool(owner)
         self.n_calls = int(handle.attrs["n_calls"])
         self._d = {name: handle[name] for name in ("calls", *TABLES) if name in handle}
         recorded = handle["calls"][: self.n_calls]
@@ -82,16 +86,36 @@ class Archive:
         path = Path(path)
         if path.exists():
             raise ArchiveError(f"archive {path} exists; resume it (resume=True) or choose a new path")
-        meta = {"n_modes": int(n_modes), "n_heaters": int(n_heaters), **(meta or {})}
         f = h5py.File(path, "w")
-        f.attrs.update(format=FORMAT, version=VERSION, meta=json.dumps(meta), n_calls=0)
+        f.attrs.update(format=FORMAT, version=VERSION)
+        return cls._start(path, f, n_modes, n_heaters, meta, owner=True)
+
+    @classmethod
+    def _start(cls, path, f, n_modes: int, n_heaters: int, meta: dict | None, owner: bool) -> "Archive":
+        """Lay out an empty archive in the HDF5 group ``f`` (a file's root, or one chip's group)."""
+        meta = {"n_modes": int(n_modes), "n_heaters": int(n_heaters), **(meta or {})}
+        f.attrs.update(meta=json.dumps(meta), n_calls=0)
         f.create_dataset("calls", shape=(0,), maxshape=(None,), chunks=(1024,), dtype=CALL_DTYPE)
         shapes = {"settings": (n_heaters, "f8"), "injections": (n_modes, "c16"), "taps": (n_heaters, "f8"),
                   "outputs": (n_modes, "f8"), "coherent": (n_modes, "c16")}
         for name, (width, dtype) in shapes.items():
             f.create_dataset(name, shape=(0, width), maxshape=(None, width), chunks=(256, width), dtype=dtype)
-        f.flush()
-        return cls(path, f, meta)
+        f.file.flush()
+        return cls(path, f, meta, owner=owner)
+
+    @classmethod
+    def create_group(cls, path, parent, name: str, n_modes: int, n_heaters: int, meta: dict | None = None) -> "Archive":
+        """A new archive in group ``name`` of the open HDF5 file or group ``parent`` (the file at ``path``
+        stays its owner's to close)."""
+        return cls._start(path, parent.create_group(name), n_modes, n_heaters, meta, owner=False)
+
+    @classmethod
+    def of_group(cls, path, group, writable: bool = False) -> "Archive":
+        """The archive in an open HDF5 ``group`` (rows past its committed count dropped when ``writable``)."""
+        archive = cls(path, group, json.loads(group.attrs["meta"]), owner=False)
+        if writable:
+            archive._truncate()
+        return archive
 
     @classmethod
     def open(cls, path, mode: str = "r") -> "Archive":
@@ -109,9 +133,13 @@ class Archive:
         if f.attrs.get("format") != FORMAT:
             f.close()
             raise ArchiveError(f"{path} is not a tapmesh archive")
-        if int(f.attrs["version"]) > VERSION:
+        if int(f.attrs["version"]) > TRAIN_VERSION:
             f.close()
-            raise ArchiveError(f"archive {path} has format version {f.attrs['version']}; this tapmesh reads ≤ {VERSION}")
+            raise ArchiveError(f"archive {path} has format version {f.attrs['version']}; this tapmesh reads ≤ {TRAIN_VERSION}")
+        if f.attrs.get("kind") == "train":
+            f.close()
+            raise ArchiveError(f"archive {path} is a training archive (one run per chip): open it with "
+                               "tapmesh.training.TrainingArchive.open")
         archive = cls(path, f, json.loads(f.attrs["meta"]))
         if mode != "r":
             archive._truncate()
@@ -124,10 +152,11 @@ class Archive:
             f[name].resize(self._length[name], axis=0)
         if "images" in f:
             f["images"].resize(self._length["images"], axis=0)
-        f.flush()
+        f.file.flush()
 
     def close(self) -> None:
-        if self._f.id.valid:
+        """Close the file (an archive in a group of a training archive leaves that to its owner)."""
+        if self._owner and self._f.id.valid:
             self._f.close()
 
     def __enter__(self):
@@ -172,7 +201,7 @@ class Archive:
         self._call_rows = self.n_calls = i + 1
         f.attrs["n_calls"] = self.n_calls  # the commit point
         if flush:
-            f.flush()
+            f.file.flush()
 
     # ------------------------------------------------------------------ reading
     def call(self, i: int) -> dict:

@@ -52,6 +52,23 @@ def _apply(matrix, x):
     return jnp.matmul(x, matrix, precision=jax.lax.Precision.HIGHEST)
 
 
+KIND_TAPS, KIND_OUTPUTS, KIND_COHERENT = 0, 2, 3
+"""Reading kinds of keyed noise (forward taps 0, backward taps 1, output powers, coherent fields)."""
+
+
+class FrameKeyedRng:
+    """Normal draws for ``batch`` frames, frame k's row from its own generator keyed by (``seed``, ``kind``,
+    tag ``start + k``): successive :meth:`normal` calls continue each frame's stream, so what frame k
+    reads depends only on its key, never on the frames before it (the bench emulator's scheme)."""
+
+    def __init__(self, seed: int, kind: int, start: int, batch: int):
+        self._streams = [np.random.default_rng([seed, 104729, kind, start + k]) for k in range(batch)]
+
+    def normal(self, size) -> np.ndarray:
+        rows = [g.normal(size=size[1:]) for g in self._streams]
+        return np.stack(rows) if rows else np.zeros(size)
+
+
 class VirtualChip:
     """A simulated fabricated mesh with hidden errors and a noisy camera; implements :class:`tapmesh.calibration.Chip`.
 
@@ -81,6 +98,15 @@ class VirtualChip:
             lit direction (the unlit one reads dark without a simulation). ``False`` runs the full
             tapped pass at every :meth:`inject` (the reference behaviour). Both give the same readings to
             rounding, with the same noise draws.
+        keyed_noise: ``False`` (default) draws the camera and detector noise from one stream, so a
+            reading depends on how many were taken before by this object. ``True`` keys every frame's
+            noise by (``seed``, reading kind, frame tag), as the bench emulator does: the chip then has
+            a settable ``frame_index`` (tag of the next frame; each ``read_*`` advances it by the batch),
+            and a fresh chip set to ``frame_index = k`` draws what the first drew at frame k, which is
+            what lets a resumed run (``train(..., resume=True)``, ``calibrate(..., resume=True)``) equal
+            an uninterrupted one. A lazy keyed chip also takes the output field always from the transfer
+            matrix (not from a tapped pass that ran first), so no reading depends, even in its last
+            bits, on the order of the reads. The fixed gains and offsets are drawn from ``seed`` either way.
 
     ``truth`` and :meth:`unitary` are for tests only. ``measurements`` counts every frame read (each
     ``read_*`` call counts one per injected field).
@@ -103,6 +129,7 @@ class VirtualChip:
         max_total_power_mw: float | None = None,
         heater_resistance_ohm: float | None = None,
         tap_noise_mw: float | None = None,
+        keyed_noise: bool = False,
     ):
         if not isinstance(topology, circuits.MeshTopology):
             raise TypeError(
@@ -139,6 +166,9 @@ class VirtualChip:
         self._cdtype = jnp.dtype(precision)
         self._rdtype = jnp.float32 if precision == "complex64" else jnp.float64
         self._rng = np.random.default_rng([seed, 7919])
+        self._seed, self.keyed_noise = int(seed), bool(keyed_noise)
+        if self.keyed_noise:
+            self.frame_index = 0
         gains = 1.0 + self.noise.gain_sigma * self._rng.normal(size=(2, h))
         self._gain = np.clip(gains, 0.05, None)
         self._offset = self.noise.offset_mw * self._rng.uniform(0.5, 1.5, size=(2, h))
@@ -257,7 +287,9 @@ class VirtualChip:
 
     def _simulate_tapped(self) -> None:
         y, power = _tapped_pass(self.topology, self._params, self._field, self._tap_fraction, self._lit, self._direction())
-        if self._y is None:
+        # lazy and keyed: the output field always through the transfer matrix, so that no reading depends (even
+        # in its last bits) on whether the taps were read first: a resumed run's readings equal the original's
+        if self._y is None and not (self.lazy and self.keyed_noise):
             self._y = np.asarray(y)[: self._batch].astype(np.complex128)
         self._taps = np.asarray(power)[: self._batch]
 
@@ -297,7 +329,8 @@ class VirtualChip:
         else:
             power = np.zeros((batch, self.n_heaters))
         g = 0 if direction == "forward" else 1
-        reading = camera_reading(self.noise, power, self._gain[g], self._offset[g], self._rng, self._unit_camera)
+        rng = self._noise_rng(KIND_TAPS + g, batch)
+        reading = camera_reading(self.noise, power, self._gain[g], self._offset[g], rng, self._unit_camera)
         return self._shape(reading)
 
     def read_outputs(self) -> np.ndarray:
@@ -305,11 +338,12 @@ class VirtualChip:
             raise NotImplementedError("this chip has no output power detectors")
         y = self._outputs()
         self.measurements += y.shape[0]
+        rng = self._noise_rng(KIND_OUTPUTS, y.shape[0])
         power = np.abs(y) ** 2
         if self.noise.shot:
-            power = power + self.noise.shot * np.sqrt(power) * self._rng.normal(size=power.shape)
+            power = power + self.noise.shot * np.sqrt(power) * rng.normal(size=power.shape)
         if self.noise.read_mw:
-            power = power + self.noise.read_mw * self._rng.normal(size=power.shape)
+            power = power + self.noise.read_mw * rng.normal(size=power.shape)
         return self._shape(power)
 
     def read_outputs_coherent(self) -> np.ndarray:
@@ -318,12 +352,22 @@ class VirtualChip:
             raise NotImplementedError("this chip has no coherent output readout")
         y = self._outputs()
         self.measurements += y.shape[0]
+        rng = self._noise_rng(KIND_COHERENT, y.shape[0])
         sigma = self.noise.shot * np.abs(y) + self.noise.read_mw
         if np.any(sigma):
-            y = y + sigma * (self._rng.normal(size=y.shape) + 1j * self._rng.normal(size=y.shape)) / np.sqrt(2)
+            y = y + sigma * (rng.normal(size=y.shape) + 1j * rng.normal(size=y.shape)) / np.sqrt(2)
         else:
             y = y.copy()
         return self._shape(y)
+
+    def _noise_rng(self, kind: int, batch: int):
+        """The generator of the next ``batch`` frames' noise: the chip's one stream, or with ``keyed_noise``
+        one stream per frame keyed by (seed, ``kind``, frame tag), the tag then advanced by ``batch``."""
+        if not self.keyed_noise:
+            return self._rng
+        start = int(self.frame_index)
+        self.frame_index = start + batch
+        return FrameKeyedRng(self._seed, kind, start, batch)
 
     # ------------------------------------------------------------------ tests only
     def unitary(self, voltages: ArrayLike | None = None) -> np.ndarray:

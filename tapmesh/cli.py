@@ -243,6 +243,8 @@ def train_cmd(
     layers: int = typer.Option(3, "--layers", min=1, max=16, help="Number of mesh layers (1 … 16)."),
     epochs: int = typer.Option(20, "--epochs", min=1, max=10_000, help="Training epochs (1 … 10000)."),
     png: bool = typer.Option(True, "--png/--no-png"),
+    archive: Optional[Path] = typer.Option(None, "--archive", help="Training archive (HDF5): every chip call of the run on the chip, recorded as it is taken."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the interrupted training recorded in --archive (same options)."),
     out: Path = OutOption,
     seed: int = SeedOption,
     as_json: bool = JsonOption,
@@ -252,18 +254,28 @@ def train_cmd(
 
     Writes training.json, training_curves.png and (2-D tasks) decision_boundary.png."""
 
-    def run(task, method, layers, epochs, png, out, seed):
+    def run(task, method, layers, epochs, png, archive, resume, out, seed):
         choice_option(task, TASKS, "--task")
         choice_option(method, METHODS, "--method")
+        if resume and archive is None:
+            raise UsageError("--resume needs --archive (the archive of the training to continue)")
+        if archive is not None and resume and not archive.exists():
+            raise UsageError(f"--resume: no training archive at {archive}; start it without --resume")
+        if archive is not None and not resume and archive.exists():
+            raise UsageError(f"--archive {archive} exists: pass --resume to continue it, or choose a new path")
         out = out_option(out)
         calibration_file(out)  # before seconds of imports
         from tapmesh import stages
 
-        s = stages.train(out, seed, task=task, method=method, layers=layers, epochs=epochs, png=png)
+        s = stages.train(out, seed, task=task, method=method, layers=layers, epochs=epochs, png=png,
+                         archive=archive, resume=resume)
         s["headline"] = training_headline(s)
+        if "archive" in s:
+            s["headline"].append(f"archive {s['archive']['path']}: {sum(s['archive']['readings']):,} readings recorded")
         return s
 
-    command("train")(run)(task=task, method=method, layers=layers, epochs=epochs, png=png, out=out, seed=seed, as_json=as_json, debug=debug)
+    command("train")(run)(task=task, method=method, layers=layers, epochs=epochs, png=png, archive=archive, resume=resume,
+                          out=out, seed=seed, as_json=as_json, debug=debug)
 
 
 @app.command("report")

@@ -191,8 +191,9 @@ def fabricate(out: Path, seed: int, noise: str = "realistic") -> dict[str, Any]:
     return record
 
 
-def virtual_chip(out: Path, seed: int | None = None):
-    """The VirtualChip recorded in fabrication.json (made with ``seed`` if none was recorded)."""
+def virtual_chip(out: Path, seed: int | None = None, keyed_noise: bool = False):
+    """The VirtualChip recorded in fabrication.json (made with ``seed`` if none was recorded);
+    ``keyed_noise``: its noise keyed by frame, so a resumed run sees what an uninterrupted one would."""
     import json
 
     from tapmesh import circuits
@@ -206,7 +207,7 @@ def virtual_chip(out: Path, seed: int | None = None):
     topology = circuits.topology(record["n"], record["kind"])
     errors = AsBuilt.random(topology, seed=record["seed"], **{key: record[key] for key in FABRICATION_DEFAULTS})
     noise = Noise.realistic() if record["noise"] == "realistic" else Noise.none()
-    return VirtualChip(topology, errors=errors, noise=noise, seed=record["seed"] + 1)
+    return VirtualChip(topology, errors=errors, noise=noise, seed=record["seed"] + 1, keyed_noise=keyed_noise)
 
 
 def load_driver(name: str):
@@ -286,13 +287,18 @@ def train(
     chip=None,
     progress: bool = True,
     png: bool = True,
+    archive: Path | None = None,
+    resume: bool = False,
 ) -> dict[str, Any]:
-    """Train a network in situ on the calibrated chip next to its digital twin; curves and boundary."""
+    """Train a network in situ on the calibrated chip next to its digital twin; curves and boundary.
+
+    ``archive``: record every chip call of the run on the chip into this HDF5 file (``resume``: continue
+    the run it holds); the VirtualChip of ``out`` then keys its noise by frame (``keyed_noise``)."""
     from tapmesh import calibration
     from tapmesh import training
 
     cal = calibration.Calibration.load(calibration_file(out))
-    chip = chip if chip is not None else virtual_chip(out, seed)
+    chip = chip if chip is not None else virtual_chip(out, seed, keyed_noise=archive is not None)
     if chip.n_modes != cal.topology.n:
         raise ValueError(f"calibration is for {cal.topology.n} modes, the chip has {chip.n_modes}")
     dataset = training.data.load(task, seed=seed)
@@ -301,7 +307,8 @@ def train(
     for name, kwargs in ((method, {"chips": chip, "calibrations": cal}), ("autodiff", {"calibrations": cal})):
         net = training.PhotonicNetwork(cal.topology, n_layers=layers, n_classes=dataset.n_classes, **kwargs, **preset.network)
         start = time.perf_counter()
-        run = training.train(net, dataset, method=name, epochs=epochs, seed=seed, progress=progress, **preset.train)
+        on_chip = {"archive": archive, "resume": resume} if archive is not None and "chips" in kwargs else {}
+        run = training.train(net, dataset, method=name, epochs=epochs, seed=seed, progress=progress, **preset.train, **on_chip)
         results["twin" if name == "autodiff" else "chip"] = (net, run, time.perf_counter() - start)
     files = []
     if png:
@@ -322,6 +329,8 @@ def train(
             files.append(str(out / "decision_boundary.png"))
     summary = {"task": task, "method": method, "layers": layers, "epochs": epochs, "preset": preset.name,
                "n_train": len(dataset.y_train), "n_test": len(dataset.y_test), "files": files}
+    if results["chip"][1].archive is not None:
+        summary["archive"] = results["chip"][1].archive
     for key, (net, result, seconds) in results.items():
         history = result.history
         summary[key] = {

@@ -110,6 +110,22 @@ def test_resume_equals_an_uninterrupted_run(tmp_path):
             np.testing.assert_array_equal(a.table(table), b.table(table), err_msg=table)
 
 
+@pytest.mark.slow
+def test_resume_on_a_noisy_chip_with_keyed_noise_equals_an_uninterrupted_run(tmp_path):
+    def keyed():
+        mesh = circuits.rectangular(4)
+        return VirtualChip(mesh, errors=AsBuilt.random(mesh, seed=2, crosstalk=0.01), noise=Noise.realistic(), seed=2,
+                           keyed_noise=True)
+
+    whole = calibrate(keyed(), archive=tmp_path / "whole.h5", **OPTIONS)
+    with pytest.raises(Interrupted):
+        calibrate(Dying(keyed(), after=37), archive=tmp_path / "part.h5", **OPTIONS)
+    same_fit(calibrate(keyed(), archive=tmp_path / "part.h5", resume=True, **OPTIONS), whole)  # frame noise in step
+    with Archive.open(tmp_path / "part.h5") as a, Archive.open(tmp_path / "whole.h5") as b:
+        for table in ("settings", "injections", "taps", "outputs", "coherent"):
+            np.testing.assert_array_equal(a.table(table), b.table(table), err_msg=table)
+
+
 WRITER = textwrap.dedent("""
     import sys, numpy as np
     from tapmesh.calibration.archive import Archive

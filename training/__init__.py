@@ -9,6 +9,7 @@ Every gradient method has one interface, ``method(net, phases, features, labels)
 """
 
 from tapmesh.training import data
+from tapmesh.training.archive import TrainingArchive, load_training_archive
 from tapmesh.training.data import Dataset
 from tapmesh.training.gradients import (
     METHODS,
@@ -51,6 +52,8 @@ __all__ = [
     "History",
     "PhotonicNetwork",
     "TrainResult",
+    "TrainingArchive",
+    "load_training_archive",
     "autodiff",
     "cosine_similarity",
     "data",

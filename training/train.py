@@ -99,6 +99,9 @@ class TrainResult:
     best_epoch: int
     monitor: str = "train_loss"
     epoch: int = 0
+    archive: dict | None = None
+    """With ``train(..., archive=path)``: ``path``, ``calls`` and ``readings`` recorded per chip (and
+    ``resumed_at_calls`` per chip for a resumed run)."""
 
     @property
     def test_acc(self) -> float:
@@ -150,6 +153,8 @@ def train(
     evaluate_on: str | None = None,
     method_options: dict | None = None,
     progress: bool = True,
+    archive=None,
+    resume: bool = False,
 ) -> TrainResult:
     """Train ``net`` on ``dataset`` with a gradient ``method`` and an optax optimizer.
 
@@ -165,7 +170,16 @@ def train(
         max_passes: stop once the training chip passes reach this budget (equal-budget comparisons).
         evaluate_on: ``"chip"`` (default when the network has chips) or ``"model"``.
         method_options: extra keyword arguments of the method (``mapping``, ``perturbation``, …).
+        archive: path of a training archive (HDF5, :mod:`tapmesh.training.archive`): every call of every
+            chip of the network, with its result, is appended as it is taken (one group per physical
+            chip); the result's ``archive`` names it. Refused if the file exists, unless ``resume``.
+        resume: continue the run recorded in ``archive``: each chip's record is replayed (checked call by
+            call), then the run goes on live; with the same options (else ``ArchiveError``) and chips
+            whose noise is keyed by frame (``VirtualChip(keyed_noise=True)``, a bench) it equals the
+            uninterrupted run. ``resume`` with no archive at the path is an ``ArchiveError``.
     """
+    if resume and archive is None:
+        raise TrainingArgumentError("resume=True needs archive= (the archive of the run to continue)")
     fn, name = _resolve(method)
     epochs = check_int(epochs, "epochs", minimum=1, error=TrainingArgumentError)
     batch_size = check_int(batch_size, "batch_size", minimum=1, error=TrainingArgumentError)
@@ -184,14 +198,20 @@ def train(
         raise TrainingArgumentError("evaluate_on='chip' needs a network with chips")
     if not isinstance(dataset, Dataset):
         raise TypeError(f"dataset must be a training.Dataset (e.g. training.data.moons()), got {type(dataset).__name__}")
+    if optimizer is None and schedule not in (None, "cosine"):
+        raise TrainingArgumentError(f"schedule must be None or 'cosine', got {schedule!r}")
+    if archive is not None:  # the same run, on chips that record it (or replay it, then go on)
+        if not net.on_chip:
+            raise TrainingArgumentError("archive= records chip calls: it needs a network with chips")
+        from tapmesh.training.archive import archived_training
+
+        return archived_training(train, locals())
     if optimizer is None:
         if schedule == "cosine":
             steps = epochs * int(np.ceil(len(dataset.y_train) / batch_size))
             optimizer = optax.adam(optax.cosine_decay_schedule(learning_rate, steps))
-        elif schedule is None:
-            optimizer = optax.adam(learning_rate)
         else:
-            raise TrainingArgumentError(f"schedule must be None or 'cosine', got {schedule!r}")
+            optimizer = optax.adam(learning_rate)
     evaluate_on = evaluate_on or ("chip" if net.on_chip else "model")
     rng = np.random.default_rng(seed)
     phases = [jnp.asarray(p, dtype=net.real_dtype) for p in (phases if phases is not None else net.init(seed))]
