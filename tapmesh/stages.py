@@ -226,11 +226,12 @@ def calibrate(out: Path, seed: int, chip=None, targets: int = 3, progress: bool 
               archive: Path | None = None, resume: bool = False, archive_images: bool = False) -> dict[str, Any]:
     """Calibrate the chip, save calibration.json (+ plots), and report fidelity before/after correction.
 
-    ``archive``: record every chip call into this HDF5 file (``resume``: continue the run it holds)."""
+    ``archive``: record every chip call into this HDF5 file (``resume``: continue the run it holds); the
+    VirtualChip of ``out`` then keys its noise by frame, so a resumed run equals an uninterrupted one."""
     from tapmesh import calibration
     from tapmesh import circuits
 
-    chip = chip if chip is not None else virtual_chip(out, seed)
+    chip = chip if chip is not None else virtual_chip(out, seed, keyed_noise=archive is not None)
     start = time.perf_counter()
     extra = {"archive": archive, "resume": resume, "archive_images": archive_images} if archive is not None else {}
     try:
