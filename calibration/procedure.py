@@ -155,8 +155,9 @@ def calibrate(
             within ``neighbour_distance_um``, else the mesh's neighbour grid and what the screening measures.
         screen_crosstalk: measure which heaters couple (:mod:`tapmesh.calibration.screening`) after the
             phase-voltage stages and add the pairs found to the model and the refinement. ``None``
-            (default): only when neither ``chip_map`` nor ``neighbours`` is given and the crosstalk and
-            phase-voltage steps run with the progressive method; ``True`` also beside a map (a check of
+            (default): only when neither ``chip_map`` nor ``neighbours`` is given, the crosstalk and
+            phase-voltage steps run with the progressive method, and the mesh has at most
+            :data:`~tapmesh.calibration.screening.AUTO_MAX_HEATERS` heaters (n = 32; larger: skipped with a note); ``True`` also beside a map (a check of
             it); ``False`` never. Its frames and bench time are ``info["frames"]["screening"]`` and
             ``info["bench_seconds"]["screening"]``, its findings ``info["screening"]``.
         quality_targets: Haar targets the verdict's predicted fidelity is computed on.
@@ -345,7 +346,8 @@ def calibrate(
     # ------------------------------------------------------------- crosstalk screening (no chip map)
     screened = None
     if screen_crosstalk is None:
-        screen_crosstalk = chip_map is None and neighbours is None and method == "progressive"
+        screen_crosstalk = screening.automatic(h, chip_map is not None or neighbours is not None,
+                                               method == "progressive", notes)
     if screen_crosstalk and do_sweeps and "crosstalk" in steps:
         start, f0 = begin("screening")
         screened, pairs = screening.step(bench, cal, stages, offsets, usable, power_mw, seed, read_sigma, pairs,

@@ -45,6 +45,12 @@ Measured at n = 16 (H = 256): groups took 97 settings instead of 257 and gave th
 on neighbouring receivers, opposite signs: the fit's misfit with 8 heaters driven at once, χ² ≈ 2)."""
 DESIGNS = 3
 """Random partitions of the heaters into groups, when groups are used."""
+AUTO_MAX_HEATERS = 1056
+"""``calibrate(screen_crosstalk=None)`` screens meshes up to this many heaters (n = 32 rectangular, where
+heaters are driven one at a time) and skips larger ones with a note: at n = 64 (4096 heaters, group
+testing) the per-group Gauss–Newton over every receiver took over 27 min of CPU without finishing, while
+the rest of the calibration takes ~2 min. ``screen_crosstalk=True`` screens them anyway; a chip map gives
+the pairs without any screening."""
 TWO_PI = 2 * np.pi
 
 
@@ -368,6 +374,19 @@ def fit_pairs(cal, result: Screening, grid: np.ndarray) -> np.ndarray:
     coupling the grid covers keeps exactly the grid's pairs (and the refinement's compiled shapes)."""
     both = np.concatenate([np.reshape(grid, (-1, 2)), cal.crosstalk.pairs, result.pairs]).astype(int)
     return np.unique(both, axis=0) if len(both) else both.reshape(-1, 2)
+
+
+def automatic(n_heaters: int, mapped: bool, progressive: bool, notes: list) -> bool:
+    """Whether ``screen_crosstalk=None`` screens: no chip map or pairs given, the progressive stages ran, and
+    at most :data:`AUTO_MAX_HEATERS` heaters (a skip for size is said in ``notes``)."""
+    if mapped or not progressive:
+        return False
+    if n_heaters > AUTO_MAX_HEATERS:
+        notes.append(f"crosstalk screening skipped: {n_heaters} heaters exceed screening.AUTO_MAX_HEATERS="
+                     f"{AUTO_MAX_HEATERS} (its fits take hours of CPU at this size); the crosstalk pairs are "
+                     "the mesh grid's: pass chip_map= for the layout's, or screen_crosstalk=True")
+        return False
+    return True
 
 
 def step(bench, cal, stages, offsets, usable, power_mw: float, seed: int, read_noise_mw: float, grid: np.ndarray,

@@ -188,3 +188,14 @@ def test_virtual_chips_with_layout_crosstalk_and_no_map(n, alpha, v_max, source,
     print(f"n={n} α={alpha} no map: {len(found)} pairs found, F {scores.round(4)}; {cal.quality.summary()}")
     assert scores.min() >= 0.99
     assert cal.quality.fidelity_low <= scores.mean() + 0.002
+
+
+def test_automatic_screening_skips_meshes_past_its_size_limit_and_says_so():
+    from tapmesh.calibration import screening
+
+    notes = []
+    assert screening.automatic(screening.AUTO_MAX_HEATERS, mapped=False, progressive=True, notes=notes) and not notes
+    assert not screening.automatic(4096, mapped=False, progressive=True, notes=notes)  # n = 64
+    assert len(notes) == 1 and "screen_crosstalk=True" in notes[0] and "chip_map" in notes[0]
+    assert not screening.automatic(64, mapped=True, progressive=True, notes=notes)
+    assert not screening.automatic(64, mapped=False, progressive=False, notes=notes) and len(notes) == 1
