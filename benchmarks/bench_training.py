@@ -167,8 +167,8 @@ def calibrated_as_built(n: int = 64, seed: int = 5000, crosstalk: float = 0.01, 
     with σδ = 0.03 rad, tap spread 5 %, thermal crosstalk ``crosstalk``; Noise.realistic()) and its
     calibration from ``calibrate(chip, screen_crosstalk=False)``: the crosstalk pairs are the mesh's
     neighbour grid (where AsBuilt.random puts them, as a layout would say), not screened: the screening
-    step drives every heater in turn (16 frames each: ~66k frames at n = 64, about an hour and a half of
-    simulation on 2 cores, by n = 16's 26 s for 4,128 frames).
+    step drives every heater in turn (n = 16: 4,128 frames, 26 s; an n = 64 run had not finished it after
+    27 min of CPU).
 
     ``cache``: a JSON file (Calibration.save/load). An existing file is loaded instead of calibrating (a
     calibration whose verdict failed sits beside it, NAME.failed.json, and is loaded from there). Returns
@@ -234,13 +234,17 @@ def section_digits_calibrated(args):
     net = PhotonicNetwork(top, 2, 10, chips=chip, calibrations=cal, **common)
     rows, results = [], {}
     seeds = list(range(args.digits_seeds))
-    for method in ["autodiff"] + [m for m in args.digits_methods if m in ("insitu", "insitu_analog")]:
+    for method in ["autodiff"] + [m for m in args.digits_methods if m in ("insitu", "insitu_fwd", "insitu_analog")]:
         where = "twin" if method == "autodiff" else "chip"
+        # insitu_fwd: the adjoint's tap powers read forward (adjoint_power="forward", one more pass); with 2 %
+        # taps on every heated arm over 64 columns the backward adjoint is not the time-reversed one
+        options = {"adjoint_power": "forward"} if method == "insitu_fwd" else {}
         chip_acc, twin_acc, passes, eval_passes, bench, wall = [], [], [], [], [], []
         for seed in seeds:
             optimizer = optax.adam(optax.cosine_decay_schedule(args.digits_lr, steps))
-            run = train(net, ds, method, optimizer, epochs=args.digits_epochs, seed=seed, progress=args.progress,
-                        evaluate_on="model" if method == "autodiff" else "chip")
+            run = train(net, ds, "insitu" if method == "insitu_fwd" else method, optimizer, epochs=args.digits_epochs,
+                        seed=seed, progress=args.progress, evaluate_on="model" if method == "autodiff" else "chip",
+                        method_options=options)
             h = run.history
             print(f"  {method}, seed {seed}: test accuracy per epoch on the {where} {np.round(h.test_acc, 3).tolist()}",
                   flush=True)
@@ -253,7 +257,8 @@ def section_digits_calibrated(args):
             if args.out and seed == 0:
                 h.plot(args.out / f"digits_calibrated_{method}.png", title=f"digits on a calibrated n = 64 chip: {method}")
         results[method] = (float(np.mean(chip_acc)), float(np.mean(twin_acc)))
-        label = "autodiff on the calibrated twin" if method == "autodiff" else f"{method}, in situ on the chip"
+        label = {"autodiff": "autodiff on the calibrated twin", "insitu_fwd": "insitu (adjoint_power='forward'), "
+                 "in situ on the chip"}.get(method, f"{method}, in situ on the chip")
         rows.append([label, f"{100 * np.mean(chip_acc):.1f} ± {100 * np.std(chip_acc):.1f} %",
                      f"{100 * np.mean(twin_acc):.1f} ± {100 * np.std(twin_acc):.1f} %",
                      " / ".join(f"{100 * a:.1f}" for a in (twin_acc if method == "autodiff" else chip_acc)),
