@@ -9,7 +9,7 @@ The rules are set out in docs/calibration.md ("Capabilities and bench time").
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -71,6 +71,22 @@ def plan_steps(caps: Capabilities, steps, method: str, topology, h: int, max_vol
         plan.degraded.append("refine")
         plan.notes.append("refinement skipped: it needs output detectors or a coherent readout")
     return plan
+
+
+def without_backward_light(caps: Capabilities, plan: Plan, steps, method: str, topology, h: int,
+                           max_voltage: float | None) -> tuple[Capabilities, Plan]:
+    """The capabilities and plan of a bench whose output-side light reaches no backward grating (found by
+    :func:`measure_camera`): planned as a bench with no output-side source, so the refinement, the γ fit
+    from backward light and the θ sweeps take their documented fallbacks (or
+    :class:`MissingCapabilityError`), and ``backward_taps`` is named degraded."""
+    caps = replace(caps, output_side_source=False)
+    again = plan_steps(caps, steps, method, topology, h, max_voltage)
+    again.notes = list(dict.fromkeys([*plan.notes, "backward gratings all dark (no light from the output side "
+                                      "reaches the camera): planned as a bench without an output-side source",
+                                      *again.notes]))
+    again.degraded = list(dict.fromkeys([*plan.degraded, "backward_taps", *again.degraded]))
+    again.skipped = list(dict.fromkeys([*plan.skipped, *again.skipped]))
+    return caps, again
 
 
 BACKWARD_DARK_FRACTION = 0.9

@@ -25,7 +25,7 @@ from tapmesh.calibration.chip import check_chip
 from tapmesh.calibration.crosstalk import neighbour_pairs
 from tapmesh.calibration.errors import CalibrationError
 from tapmesh.calibration.neighbours import crosstalk_pairs
-from tapmesh.calibration.planning import fine_sweep, measure_camera, plan_steps
+from tapmesh.calibration.planning import fine_sweep, measure_camera, plan_steps, without_backward_light
 from tapmesh.calibration.progressive import Progressive
 from tapmesh.calibration.quality import assess, enforce
 from tapmesh.calibration.refine import refine
@@ -227,7 +227,8 @@ def calibrate(
     # parameters of a full refinement: φ0, α, two camera efficiencies per heater, δ, neighbour crosstalk
     refine_size = 4 * h + 2 * k_all + len(pairs)
     skip_refine = do_refine and method == "progressive" and do_sweeps and refine_size > max_refine_parameters
-    if repeat_frames is None:
+    repeat_auto = repeat_frames is None
+    if repeat_auto:
         repeat_frames = 4 if do_refine and not skip_refine else 16
     timings, frames_by_step = {}, {}
     total = 2 + ((n_cols + 1 if method == "progressive" else passes * (2 * n_cols + 1)) if do_sweeps else 0) + (1 if do_refine else 0)
@@ -256,11 +257,13 @@ def calibrate(
     dark_taps = camera["dark_taps"]
     if camera["backward_dark"]:
         warnings.warn("light from the output side reaches none of the backward gratings: the output-side source, "
-                      "the switch or the camera's backward spots do not work; the fits use forward taps only",
-                      FaultWarning, stacklevel=2)
-        notes.append("backward gratings all dark (no light from the output side reaches the camera): their "
-                     "readings are excluded from every fit")
-        plan.degraded.append("backward_taps")
+                      "the switch or the camera's backward spots do not work; calibrating as a bench without "
+                      "an output-side source", FaultWarning, stacklevel=2)
+        caps, plan = without_backward_light(caps, plan, steps, method, topology, h, max_voltage)
+        notes.extend(note for note in plan.notes if note not in notes)
+        do_refine = "refine" in steps and plan.refine
+        skip_refine = skip_refine and do_refine
+        repeat_frames = (4 if do_refine and not skip_refine else 16) if repeat_auto else repeat_frames
     if dark_taps:
         warnings.warn(f"dark taps found (no light at their gratings): {list(dark_taps)}", FaultWarning, stacklevel=2)
         notes.append(f"dark taps {list(dark_taps)}: their readings are excluded from every fit")
@@ -345,7 +348,7 @@ def calibrate(
 
     # ------------------------------------------------------------- crosstalk screening (no chip map)
     screened = None
-    if screen_crosstalk is None:
+    if screen_crosstalk is None and do_sweeps and "crosstalk" in steps:
         screen_crosstalk = screening.automatic(h, chip_map is not None or neighbours is not None,
                                                method == "progressive", notes)
     if screen_crosstalk and do_sweeps and "crosstalk" in steps:

@@ -39,13 +39,13 @@ FALSE_ALARM = 0.01
 """Probability, over the whole screening, of flagging one pair that does not couple (noise alone)."""
 SINGLE_MAX = None
 """Up to this many heaters each is driven alone (H settings); above it, group testing. ``None``: alone
-while H ≤ 8 × the settings group testing would take, i.e. up to n = 32 in a rectangular mesh (H = 1056).
+while H ≤ 8 × the settings group testing would take, i.e. up to n = 32 in a rectangular mesh (H = 1024).
 Measured at n = 16 (H = 256): groups took 97 settings instead of 257 and gave the same F on the chip
 (0.99772 vs 0.99781 mean), but found 137 instead of 176 of 224 unlisted pairs and 7 false ones (±0.001
 on neighbouring receivers, opposite signs: the fit's misfit with 8 heaters driven at once, χ² ≈ 2)."""
 DESIGNS = 3
 """Random partitions of the heaters into groups, when groups are used."""
-AUTO_MAX_HEATERS = 1056
+AUTO_MAX_HEATERS = 1024
 """``calibrate(screen_crosstalk=None)`` screens meshes up to this many heaters (n = 32 rectangular, where
 heaters are driven one at a time) and skips larger ones with a note: at n = 64 (4096 heaters, group
 testing) the per-group Gauss–Newton over every receiver took over 27 min of CPU without finishing, while

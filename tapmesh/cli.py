@@ -128,15 +128,16 @@ def layout_cmd(
         chosen = _chip_option(n, kind)
         choice_option(pads, ("direct", "bumps", "edge"), "--pads")
         stagger = stagger_option(pad_stagger, pads)
+        if chosen["demo"] and (pads != "direct" or stagger is not None):
+            flag = f"--pads {pads}" if pads != "direct" else "--pad-stagger"
+            raise UsageError(f"{flag} needs --n (the demo chip has direct pads)")
         out = out_option(out)
         held = "none" if stagger is None else str(stagger)
         replaced = check_same_chip(out, layout={**chosen, "pads": pads, "pdk": pdk, "pad_stagger": held}, force=force)
         from tapmesh import stages
 
-        if replaced:
-            stages.forget_chip(out)
         s = stages.layout(out, n=n, kind=kind, demo=chosen["demo"], png=png, name=name, pads=pads, pdk=pdk,
-                          pad_stagger=stagger)
+                          pad_stagger=stagger, replace_chip=bool(replaced))
         s["out_folder"] = str(out)
         s["headline"] = (["replaced the chip in --out (" + "; ".join(replaced) + ")"] if replaced else []) + [
             f"laid out {s['chip']}: {s['n_heaters']} heaters, {s['n_taps']} tap gratings, {s['n_pads']} bond pads"

@@ -33,7 +33,7 @@ def choice_option(value: str, allowed: Iterable[str], option: str) -> str:
 
 
 def stagger_option(value: str, pads: str, option: str = "--pad-stagger") -> float | str | None:
-    """``none`` → None (aligned edge pad rows), ``auto``, or a row offset in µm (finite, ≥ 0); only with
+    """``none`` → None (aligned edge pad rows), ``auto``, or a row offset in µm (finite, > 0); only with
     ``--pads edge``."""
     value = str(value).strip().lower()
     if value == "none":
@@ -46,8 +46,8 @@ def stagger_option(value: str, pads: str, option: str = "--pad-stagger") -> floa
         offset = float(value)
     except ValueError:
         raise UsageError(f"{option} {value!r}: expected none, auto or a row offset in µm") from None
-    if not math.isfinite(offset) or offset < 0:
-        raise UsageError(f"{option} {value}: a row offset must be a finite number of µm ≥ 0")
+    if not math.isfinite(offset) or offset <= 0:
+        raise UsageError(f"{option} {value}: a row offset must be a finite number of µm > 0")
     return offset
 
 

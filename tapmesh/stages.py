@@ -68,13 +68,18 @@ def layout(
     pads: str = "direct",
     pdk: str = "generic",
     pad_stagger: float | str | None = None,
+    replace_chip: bool = False,
 ) -> dict[str, Any]:
     """Lay out the chip on ``pdk``: ``{name}.gds``, ``{name}.png`` (the layout with the chip map overlaid) and
-    chip_map.json in ``out``. ``pad_stagger``: edge pads only, as :func:`tapmesh.pcells.chip`."""
+    chip_map.json in ``out``. ``pad_stagger``: edge pads only, as :func:`tapmesh.pcells.chip`.
+    ``replace_chip``: the folder's other chip is forgotten (:func:`forget_chip`) once the new one is built, so
+    a layout that fails to build (a rule, the reticle) leaves the old chip's files as they were."""
     from tapmesh import pcells
 
     start = time.perf_counter()
     component = _build_chip(n, kind, demo, pads, pdk, pad_stagger)
+    if replace_chip:
+        forget_chip(out)
     mapping = pcells.chip_map(component)
     gds = out / f"{name}.gds"
     tmp = out / f".{name}.gds.tmp.gds"

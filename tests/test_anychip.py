@@ -198,15 +198,22 @@ def test_check_driver_names_a_driver_that_loses_the_lights_direction(bench, says
     assert not report.ok and says in str(report)
 
 
-def test_a_bench_whose_backward_gratings_see_no_light_is_named_once_not_as_every_tap_dark():
+@pytest.mark.parametrize("coherent", [True, False])
+def test_a_bench_whose_backward_gratings_see_no_light_is_named_once_not_as_every_tap_dark(coherent):
     """The output-side source declared but its light never reaching the backward spots (here: a driver that
-    ignores ``side``) is one bench fault: a warning, ``degraded: backward_taps``, forward fits kept."""
+    ignores ``side``) is one bench fault: a warning, ``degraded: backward_taps``, planned as a bench without
+    an output-side source (no refinement; without coherent readout γ only up to output phases, said)."""
     top = circuits.rectangular(4)
-    chip = SideBlind(top, seed=7, output_side=True, coherent=True)
+    chip = SideBlind(top, seed=7, output_side=True, coherent=coherent)
     with pytest.warns(FaultWarning, match="none of the backward gratings"):
         cal = calibrate(chip, topology=top, progress=False, seed=1)
-    assert cal.dark_taps == () and "backward_taps" in cal.quality.degraded and cal.quality.passed
-    assert haar_scores(cal, chip.true_unitary, 4, up_to_phases=False, targets=3).min() > 0.999
+    q = cal.quality
+    assert cal.dark_taps == () and "backward_taps" in q.degraded and "refine" in q.skipped and q.passed
+    assert q.up_to_output_phases == (not coherent)
+    assert haar_scores(cal, chip.true_unitary, 4, up_to_phases=not coherent, targets=3).min() > 0.999
+    with pytest.warns(FaultWarning), pytest.raises(MissingCapabilityError, match="output_side_source"):
+        calibrate(SideBlind(top, seed=7, output_side=True, coherent=coherent), topology=top, progress=False,
+                  method="sweeps")
 
 
 def test_check_driver_passes_good_drivers_and_names_what_a_bad_one_does_wrong():

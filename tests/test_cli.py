@@ -187,7 +187,7 @@ def test_layout_staggers_edge_pads_from_the_cli_and_names_bad_offsets(tmp_path):
     runner = CliRunner()
     base = ["layout", "--n", "8", "--kind", "rectangular", "--no-png"]
     for extra, says in ((["--pads", "direct", "--pad-stagger", "20"], "applies to --pads edge only"),
-                        (["--pads", "edge", "--pad-stagger", "-5"], "finite number of µm ≥ 0"),
+                        (["--pads", "edge", "--pad-stagger", "0"], "finite number of µm > 0"),
                         (["--pads", "edge", "--pad-stagger", "half"], "expected none, auto or a row offset")):
         bad = runner.invoke(app, base + extra + ["--out", str(tmp_path / "bad")])
         assert bad.exit_code == 2 and says in bad.output and len(bad.output.strip().splitlines()) == 1
@@ -198,3 +198,10 @@ def test_layout_staggers_edge_pads_from_the_cli_and_names_bad_offsets(tmp_path):
     assert layout["pad_stagger"] == "auto" and "die " in ok.output
     aligned = runner.invoke(app, base + ["--pads", "edge", "--out", str(tmp_path / "st")])
     assert aligned.exit_code == 2 and "--pad-stagger auto, not --pad-stagger none" in aligned.output
+    demo = runner.invoke(app, ["layout", "--pads", "edge", "--pad-stagger", "auto", "--out", str(tmp_path / "d")])
+    assert demo.exit_code == 2 and "needs --n" in demo.output
+    # a stagger the pad rules refuse fails in the build, before --force forgets the folder's chip
+    before = {p.name: p.read_bytes() for p in (tmp_path / "st").iterdir()}
+    clash = runner.invoke(app, base + ["--pads", "edge", "--pad-stagger", "1", "--force", "--out", str(tmp_path / "st")])
+    assert clash.exit_code == 2 and "StaggerError" in clash.output
+    assert {p.name: p.read_bytes() for p in (tmp_path / "st").iterdir()} == before
