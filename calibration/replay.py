@@ -8,6 +8,8 @@ uses. The determinism this rests on, and how resume keeps frame tags in step, is
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
 from tapmesh.calibration.archive import (
@@ -26,6 +28,10 @@ from tapmesh.calibration.archive import (
 MATCH_ATOL = 1e-9
 """Largest difference (V, √mW) between a replayed call's voltages or field and the recorded ones: the
 recorded run's own values, up to the last bits a different BLAS may change."""
+
+
+class ResumeNoiseWarning(UserWarning):
+    """A resumed run continues on a simulated chip whose noise cannot be rewound to where the record ends."""
 
 
 def _frame_index(chip) -> int:
@@ -151,6 +157,13 @@ class ReplayChip:
                 self.live.set_voltages(self._last_v)
             if self._last_x is not None:
                 self.live.inject(self._last_x[0] if self._single else self._last_x, side=self._last_side)
+            noise = getattr(self.live, "noise", None)
+            if self.end and getattr(self.live, "keyed_noise", True) is False and noise is not None and (
+                    noise.shot > 0 or noise.read_mw > 0):
+                warnings.warn("resuming on a VirtualChip whose noise is one stream (keyed_noise=False): the "
+                              "live part draws other noise than an uninterrupted run would, so the result differs "
+                              "from it; VirtualChip(keyed_noise=True) reproduces it frame for frame",
+                              ResumeNoiseWarning, stacklevel=3)
             if self.end and _frame_index(self.live) >= 0:
                 last = self.archive.call(self.end - 1)["frame_index"]
                 if last >= 0:

@@ -110,6 +110,16 @@ def test_resume_equals_an_uninterrupted_run(tmp_path):
             np.testing.assert_array_equal(a.table(table), b.table(table), err_msg=table)
 
 
+def test_resume_on_a_chip_whose_noise_cannot_be_rewound_says_so(tmp_path):
+    from tapmesh.calibration.replay import ResumeNoiseWarning
+
+    part = tmp_path / "part.h5"
+    with pytest.raises(Interrupted):
+        calibrate(Dying(chip(Noise.realistic()), after=37), archive=part, **OPTIONS)
+    with pytest.warns(ResumeNoiseWarning, match="keyed_noise=True"):
+        calibrate(chip(Noise.realistic()), archive=part, resume=True, **OPTIONS)
+
+
 @pytest.mark.slow
 def test_resume_on_a_noisy_chip_with_keyed_noise_equals_an_uninterrupted_run(tmp_path):
     def keyed():

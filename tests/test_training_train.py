@@ -115,3 +115,18 @@ def test_cosine_schedule_and_restore_best():
         train(net, MOONS, "autodiff", epochs=1, schedule="step", progress=False)
     with pytest.raises(ValueError, match="unknown gradient method"):
         train(net, MOONS, "backprop", epochs=1, progress=False)
+
+
+def test_misspelt_method_options_and_misshapen_phases_are_named_before_training():
+    from tapmesh.training import TrainingArgumentError
+
+    net, ds = model_network(2), data.moons(n_samples=40, seed=0)
+    with pytest.raises(TrainingArgumentError, match=r"\['adjoint_pwr'\] are not options of method 'insitu'.*adjoint_power"):
+        train(net, ds, "insitu", method_options={"adjoint_pwr": "forward"}, epochs=1, progress=False)
+    with pytest.raises(TrainingArgumentError, match="phases must be 2 arrays"):
+        train(net, ds, "autodiff", phases=net.init(0)[:1], epochs=1, progress=False)
+    custom = lambda net, phases, x, y, **options: None  # noqa: E731 - its own **options: taken at its word
+    train_options = dict(epochs=1, progress=False, method_options={"anything": 1}, max_passes=1)
+    with pytest.raises(Exception) as caught:  # gets past the option check, fails in the call (returns None)
+        train(net, ds, custom, **train_options)
+    assert not isinstance(caught.value, TrainingArgumentError)

@@ -133,6 +133,21 @@ def _resolve(method):
         raise ValueError(f"unknown gradient method {method!r}; choose from {sorted(METHODS)}") from None
 
 
+def _check_method_options(fn, name: str, options: dict | None) -> None:
+    """Every key of ``method_options`` is a keyword the method takes (the built-in methods swallow
+    others with ``**_``, so a misspelt option would be ignored silently); a custom method with its own
+    ``**kwargs`` is taken at its word."""
+    import inspect
+
+    params = inspect.signature(fn).parameters
+    named = {k for k, p in params.items() if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)}
+    open_ended = any(p.kind == p.VAR_KEYWORD for p in params.values()) and fn not in METHODS.values()
+    unknown = sorted(set(options or {}) - named - {"rng"})
+    if unknown and not open_ended:
+        raise TrainingArgumentError(f"method_options {unknown} are not options of method {name!r}; it takes "
+                                    f"{sorted(named - {'net', 'phases', 'features', 'labels', 'rng'})}")
+
+
 def train(
     net: PhotonicNetwork,
     dataset: Dataset,
@@ -198,6 +213,10 @@ def train(
         raise TrainingArgumentError("evaluate_on='chip' needs a network with chips")
     if not isinstance(dataset, Dataset):
         raise TypeError(f"dataset must be a training.Dataset (e.g. training.data.moons()), got {type(dataset).__name__}")
+    _check_method_options(fn, name, method_options)
+    if phases is not None and [np.shape(p) for p in phases] != [np.shape(p) for p in net.init(0)]:
+        raise TrainingArgumentError(f"phases must be {net.n_layers} arrays of shape ({net.n_phases},), got "
+                                    f"{[np.shape(p) for p in phases]}")
     if optimizer is None and schedule not in (None, "cosine"):
         raise TrainingArgumentError(f"schedule must be None or 'cosine', got {schedule!r}")
     if archive is not None:  # the same run, on chips that record it (or replay it, then go on)
