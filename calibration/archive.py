@@ -52,6 +52,27 @@ class ArchiveExhaustedError(ArchiveError):
     """A replay without a live chip asked for more calls than the archive holds."""
 
 
+def open_file(path: Path, mode: str, what: str, not_ours: str, kind: str | None = None):
+    """The HDF5 file of a tapmesh archive at ``path`` (h5py ``mode``), or :class:`ArchiveError`: missing,
+    unreadable, not ours (``f"{path} {not_ours}"``; also when ``kind`` is given and the file's differs) or
+    of a newer format version than this tapmesh reads."""
+    import h5py
+
+    if not path.exists():
+        raise ArchiveError(f"{what} {path} not found")
+    try:
+        f = h5py.File(path, mode)
+    except OSError as error:
+        raise ArchiveError(f"archive {path} cannot be opened: {error}") from None
+    if f.attrs.get("format") != FORMAT or (kind is not None and f.attrs.get("kind") != kind):
+        f.close()
+        raise ArchiveError(f"{path} {not_ours}")
+    if int(f.attrs["version"]) > TRAIN_VERSION:
+        f.close()
+        raise ArchiveError(f"archive {path} has format version {f.attrs['version']}; this tapmesh reads ≤ {TRAIN_VERSION}")
+    return f
+
+
 class Archive:
     """An append-only HDF5 store of Chip calls (see the module doc). Open with :meth:`create` or :meth:`open`.
 
@@ -121,21 +142,8 @@ class Archive:
     def open(cls, path, mode: str = "r") -> "Archive":
         """Open an archive to read (``"r"``) or to append (``"a"``); rows past the committed count (a
         record cut off by a crash) are dropped."""
-        import h5py
-
         path = Path(path)
-        if not path.exists():
-            raise ArchiveError(f"archive {path} not found")
-        try:
-            f = h5py.File(path, mode)
-        except OSError as error:
-            raise ArchiveError(f"archive {path} cannot be opened: {error}") from None
-        if f.attrs.get("format") != FORMAT:
-            f.close()
-            raise ArchiveError(f"{path} is not a tapmesh archive")
-        if int(f.attrs["version"]) > TRAIN_VERSION:
-            f.close()
-            raise ArchiveError(f"archive {path} has format version {f.attrs['version']}; this tapmesh reads ≤ {TRAIN_VERSION}")
+        f = open_file(path, mode, "archive", "is not a tapmesh archive")
         if f.attrs.get("kind") == "train":
             f.close()
             raise ArchiveError(f"archive {path} is a training archive (one run per chip): open it with "

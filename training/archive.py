@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tapmesh.calibration.archive import FORMAT, TRAIN_VERSION, Archive, ArchiveError
+from tapmesh.calibration.archive import FORMAT, TRAIN_VERSION, Archive, ArchiveError, open_file
 from tapmesh.calibration.replay import ArchivingChip, ReplayChip, _meta
 
 SESSION_ARGUMENTS = ("net", "dataset", "archive", "resume", "progress")
@@ -61,22 +61,9 @@ class TrainingArchive:
     def open(cls, path, mode: str = "r") -> "TrainingArchive":
         """Open a training archive to read (``"r"``) or to append (``"a"``: each chip's rows past its
         committed count, cut off by a crash, are dropped)."""
-        import h5py
-
         path = Path(path)
-        if not path.exists():
-            raise ArchiveError(f"training archive {path} not found")
-        try:
-            f = h5py.File(path, mode)
-        except OSError as error:
-            raise ArchiveError(f"archive {path} cannot be opened: {error}") from None
-        if f.attrs.get("format") != FORMAT or f.attrs.get("kind") != "train":
-            f.close()
-            raise ArchiveError(f"{path} is not a tapmesh training archive (a calibration archive opens with "
-                               "tapmesh.calibration.archive.Archive.open)")
-        if int(f.attrs["version"]) > TRAIN_VERSION:
-            f.close()
-            raise ArchiveError(f"archive {path} has format version {f.attrs['version']}; this tapmesh reads ≤ {TRAIN_VERSION}")
+        f = open_file(path, mode, "training archive", "is not a tapmesh training archive (a calibration archive "
+                      "opens with tapmesh.calibration.archive.Archive.open)", kind="train")
         meta = json.loads(f.attrs["meta"])
         n = int(meta["n_chips"])
         chips = [Archive.of_group(path, f[f"chip{i}"], writable=mode != "r") for i in range(n)]
