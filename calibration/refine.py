@@ -112,6 +112,7 @@ def refine(
     delta0 = jnp.asarray(cal.delta)
     zeros_loss = jnp.zeros((k_all, 4))
     zeros_out = jnp.zeros(n)
+    zeros_idle = jnp.zeros(top.n_idle)
     taps_nominal = jnp.asarray(cal.tap_fraction)
     alive_idx = np.nonzero(alive)[0]
     usable_idx = np.nonzero(usable.ravel())[0]
@@ -150,7 +151,7 @@ def refine(
 
         def one(ph, xf, xb):
             params = circuits.MeshParams(ph[:k_all], ph[k_all : 2 * k_all], ph[2 * k_all :], delta,
-                                         zeros_loss, zeros_out, taps_nominal)
+                                         zeros_loss, zeros_out, taps_nominal, zeros_idle)
             y, pf = circuits.propagate(top, params, xf, taps="power")
             _, pb = circuits.propagate(top, params, xb, taps="power", direction="backward")
             return y, pf, pb

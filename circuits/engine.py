@@ -50,26 +50,31 @@ class _Placement(NamedTuple):
 
     A column acts on the mode-major field f (n, …) as ``a·f + b·f[partner]`` (:func:`_apply_column`)."""
 
-    index: np.ndarray  # (C, n) into [top-mode values (K), bottom-mode values (K), default]
+    index: np.ndarray  # (C, n) into [top-mode values (K), bottom-mode values (K), idle values (P)]
     partner: np.ndarray  # (C, n): the other mode of the MZI on mode m (m itself if none)
     tap_rows: np.ndarray  # (2K + n,): rows of the canonical taps in the stacked per-column records
+    n_idle: int  # P, idle segments (rows of no MZI)
 
 
 @functools.cache
 def _placement(topology: MeshTopology) -> _Placement:
     t, k = topology.tables, topology.n_mzis
-    index = np.where(t.mode_role == 1, t.mode_mzi, np.where(t.mode_role == 2, k + t.mode_mzi, 2 * k))
+    idle = np.zeros(t.mode_role.shape, dtype=np.int64)
+    idle[tuple(t.idle_slots.T)] = 2 * k + np.arange(len(t.idle_slots))
+    index = np.where(t.mode_role == 1, t.mode_mzi, np.where(t.mode_role == 2, k + t.mode_mzi, idle))
     partner = np.arange(topology.n) + (t.mode_role == 1) - (t.mode_role == 2)
-    return _Placement(index.astype(np.int32), partner.astype(np.int32), t.tap_rows)
+    return _Placement(index.astype(np.int32), partner.astype(np.int32), t.tap_rows, len(t.idle_slots))
 
 
 def _place(placement: _Placement, top_values=None, bottom_values=None, default=0.0):
     """(C, n) array holding ``top_values[i]`` on MZI i's top-mode rows, ``bottom_values[i]`` on its
-    bottom-mode rows and ``default`` elsewhere (a missing side is zero)."""
+    bottom-mode rows and ``default`` on the idle rows (a scalar, or one value per idle segment in
+    ``idle_slots`` order); a missing side is zero."""
     values = top_values if top_values is not None else bottom_values
     zeros = jnp.zeros_like(values)
     table = [zeros if v is None else v for v in (top_values, bottom_values)]
-    return jnp.concatenate([*table, jnp.full((1,), default, dtype=values.dtype)])[placement.index]
+    idle = jnp.broadcast_to(jnp.asarray(default, dtype=values.dtype), (placement.n_idle,))
+    return jnp.concatenate([*table, idle])[placement.index]
 
 
 def _partner_rows(field, partner):
@@ -170,7 +175,8 @@ def _fused_columns(topology: MeshTopology, params: MeshParams, wl, cdtype, direc
     placement = _placement(topology)
     t00, t01, t10, t11 = _mzi_matrices(stages)
     up, down = (t01, t10) if direction == "forward" else (t10, t01)
-    columns = (_place(placement, t00, t11, default=1.0), _place(placement, up, down))
+    idle = _segment(wl, 0.0, params.idle_loss_db).astype(cdtype)
+    columns = (_place(placement, t00, t11, default=idle), _place(placement, up, down))
     return columns, stages, post, post_tapped
 
 

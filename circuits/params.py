@@ -29,6 +29,8 @@ class MeshParams(eqx.Module):
         output_loss_db: (n,) loss of the output segments, dB.
         tap_fraction: (2K + n,) power fraction t taken by the grating tap on each phase-shifter segment,
             canonical shifter order (θ…, φ…, γ…). The mesh loses it; the camera sees it.
+        idle_loss_db: (P,) loss of each idle segment (a mode passing a column without an MZI), dB, in the
+            order of ``topology.tables.idle_slots``; a balanced-tap layout puts two dummy taps there.
     """
 
     theta: jax.Array
@@ -38,6 +40,7 @@ class MeshParams(eqx.Module):
     loss_db: jax.Array
     output_loss_db: jax.Array
     tap_fraction: jax.Array
+    idle_loss_db: jax.Array
 
     # ----------------------------------------------------------- constructors
     @classmethod
@@ -45,7 +48,7 @@ class MeshParams(eqx.Module):
         """An ideal mesh (no errors, no loss, no taps) with every phase at 0 (all MZIs in the cross state)."""
         k, n = topology.n_mzis, topology.n
         z = lambda *shape: jnp.zeros(shape, dtype=dtype)  # noqa: E731
-        return cls(z(k), z(k), z(n), z(k, 2), z(k, 4), z(n), z(2 * k + n))
+        return cls(z(k), z(k), z(n), z(k, 2), z(k, 4), z(n), z(2 * k + n), z(topology.n_idle))
 
     @classmethod
     def from_phases(
@@ -73,6 +76,7 @@ class MeshParams(eqx.Module):
         loss_db=None,
         output_loss_db=None,
         tap_fraction=None,
+        idle_loss_db=None,
         dtype=jnp.float64,
     ) -> "MeshParams":
         """Parameters from a phase vector in canonical shifter order (θ…, φ…, γ…, radians) and optional
@@ -95,6 +99,7 @@ class MeshParams(eqx.Module):
             given(loss_db, (k, 4)),
             given(output_loss_db, (n,)),
             given(tap_fraction, (2 * k + n,)),
+            given(idle_loss_db, (topology.n_idle,)),
         )
 
     @classmethod
@@ -109,7 +114,7 @@ class MeshParams(eqx.Module):
         dtype=jnp.float64,
     ) -> "MeshParams":
         """Phases uniform in [0, 2π); optional Gaussian splitting errors (σ in rad), segment losses (dB,
-        clipped at 0) and a uniform tap fraction. For tests, benchmarks and examples."""
+        clipped at 0; idle segments too) and a uniform tap fraction. For tests, benchmarks and examples."""
         rng = np.random.default_rng(seed)
         k, n = topology.n_mzis, topology.n
         loss = np.clip(rng.normal(loss_db_mean, loss_db_sigma, (k, 4)), 0.0, None)
@@ -122,6 +127,7 @@ class MeshParams(eqx.Module):
             loss,
             out_loss,
             np.full(2 * k + n, tap_fraction),
+            np.clip(rng.normal(loss_db_mean, loss_db_sigma, topology.n_idle), 0.0, None),  # drawn last: earlier draws keep their values
         )
         return cls(*(jnp.asarray(a, dtype=dtype) for a in arrays))
 
@@ -157,6 +163,7 @@ class MeshParams(eqx.Module):
             "loss_db": (k, 4),
             "output_loss_db": (n,),
             "tap_fraction": (2 * k + n,),
+            "idle_loss_db": (topology.n_idle,),
         }
 
     def check_values(self) -> "MeshParams":

@@ -68,19 +68,30 @@ def mesh_netlist(topology: MeshTopology, taps: bool = True) -> dict[str, Any]:
     ports: dict[str, str] = {}
     # the open end of each mode as light moves through the columns: (instance, port)
     front = [None] * topology.n
-    for index, (_, top) in enumerate(topology.mzis):
-        name = f"mzi{index}"
-        instances[name] = {"component": MZI_CELL if taps else "mzi"}
-        for mode, port_in, port_out in ((top, "o2", "o3"), (top + 1, "o1", "o4")):
-            if front[mode] is None:
-                ports[f"in{mode}"] = f"{name},{port_in}"
-            else:
-                connections[front[mode]] = f"{name},{port_in}"
-            front[mode] = f"{name},{port_out}"
-        if taps:
-            for shifter in ("theta", "phi"):
-                for direction in ("fwd", "bwd"):
-                    ports[f"{shifter}{index}_{direction}"] = f"{name},tap_{shifter}_{direction}"
+
+    def chain(mode, port_in, port_out):
+        if front[mode] is None:
+            ports[f"in{mode}"] = port_in
+        else:
+            connections[front[mode]] = port_in
+        front[mode] = port_out
+
+    idle_of = {(int(c), int(m)): j for j, (c, m) in enumerate(topology.tables.idle_slots)}
+    for column, members in enumerate(topology.columns):
+        for index in members:
+            name, top = f"mzi{index}", topology.mzis[index][1]
+            instances[name] = {"component": MZI_CELL if taps else "mzi"}
+            chain(top, f"{name},o2", f"{name},o3")
+            chain(top + 1, f"{name},o1", f"{name},o4")
+            if taps:
+                for shifter in ("theta", "phi"):
+                    for direction in ("fwd", "bwd"):
+                        ports[f"{shifter}{index}_{direction}"] = f"{name},tap_{shifter}_{direction}"
+        for mode in range(topology.n):
+            if (column, mode) in idle_of:
+                name = f"idle{idle_of[column, mode]}"
+                instances[name] = {"component": "phase_shifter"}
+                chain(mode, f"{name},o1", f"{name},o2")
     for mode in range(topology.n):
         heater = f"gamma{mode}"
         instances[heater] = {"component": "phase_shifter"}
@@ -144,7 +155,7 @@ def instance_settings(topology: MeshTopology, params: MeshParams, taps: bool = T
             }
         for m in range(topology.n):
             settings[f"gamma{m}"] = {"phase": params.gamma[m], "loss_db": params.output_loss_db[m]}
-        return settings
+        return settings | _idle_settings(topology, params)
     for i in range(k):
         settings[f"mzi{i}"] = {
             "phi": {"phase": params.phi[i], "loss_db": params.loss_db[i, 0]},
@@ -159,7 +170,11 @@ def instance_settings(topology: MeshTopology, params: MeshParams, taps: bool = T
     for m in range(topology.n):
         settings[f"gamma{m}"] = {"phase": params.gamma[m], "loss_db": params.output_loss_db[m]}
         settings[f"tap_gamma{m}"] = {"tap_fraction": params.tap_fraction[2 * k + m]}
-    return settings
+    return settings | _idle_settings(topology, params)
+
+
+def _idle_settings(topology: MeshTopology, params: MeshParams) -> dict[str, dict]:
+    return {f"idle{j}": {"phase": 0.0, "loss_db": params.idle_loss_db[j]} for j in range(topology.n_idle)}
 
 
 def reference_unitary(topology: MeshTopology, params: MeshParams, wl=models.WL0, taps: bool = True) -> jnp.ndarray:

@@ -73,6 +73,12 @@ class MeshTopology:
         """Number of phase shifters (= heaters = grating taps): 2 per MZI plus one per output mode."""
         return 2 * self.n_mzis + self.n
 
+    @property
+    def n_idle(self) -> int:
+        """Number of idle segments: (column, mode) slots where a mode passes a column without an MZI
+        (order: :attr:`EngineTables.idle_slots`). A balanced-tap layout draws dummy taps on them."""
+        return len(self.tables.idle_slots)
+
     @functools.cached_property
     def phase_shifters(self) -> tuple[PhaseShifter, ...]:
         """Every heated, tapped segment in canonical order (theta…, phi…, gamma…)."""
@@ -156,12 +162,14 @@ class EngineTables:
     ``mode_role[c, m]``: 0 untouched, 1 top mode of an MZI, 2 its bottom mode (always top + 1);
     ``tap_rows[i]``: where tap i (canonical order) sits in the engine's per-column records, one row per
     (column, mode): a θ tap on its MZI's top-mode row, a φ tap on the bottom-mode row, then the n output
-    (γ) taps as rows ``C·n + m``.
+    (γ) taps as rows ``C·n + m``;
+    ``idle_slots[j] = (c, m)``: the j-th idle segment (mode m passing column c with no MZI), row-major.
     """
 
     mode_mzi: np.ndarray
     mode_role: np.ndarray
     tap_rows: np.ndarray
+    idle_slots: np.ndarray
 
     @staticmethod
     def build(topology: MeshTopology) -> "EngineTables":
@@ -177,7 +185,8 @@ class EngineTables:
                 mode_role[c, top], mode_role[c, top + 1] = 1, 2
         top_row = column_of * n + np.array([top for _, top in topology.mzis], dtype=np.int64)
         tap_rows = np.concatenate([top_row, top_row + 1, columns * n + np.arange(n)])
-        return EngineTables(mode_mzi, mode_role, tap_rows.astype(np.int32))
+        idle_slots = np.argwhere(mode_role == 0).astype(np.int32).reshape(-1, 2)
+        return EngineTables(mode_mzi, mode_role, tap_rows.astype(np.int32), idle_slots)
 
 
 def _check_n(n: int, minimum: int = 2) -> int:

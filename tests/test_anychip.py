@@ -165,7 +165,7 @@ def test_lab_chip_agrees_with_the_engine_in_both_directions(direction):
     v = np.random.default_rng(1).uniform(0, 9, lab.h)
     ph = lab._phases(v)
     params = circuits.MeshParams(theta=ph[:k], phi=ph[k:2 * k], gamma=ph[2 * k:], delta=lab.kappa - np.pi / 4,
-                                 loss_db=np.zeros((k, 4)), output_loss_db=np.zeros(lab.n), tap_fraction=lab.t)
+                                 loss_db=np.zeros((k, 4)), output_loss_db=np.zeros(lab.n), tap_fraction=lab.t, idle_loss_db=np.zeros(top.n_idle))
     x = np.random.default_rng(2).normal(size=(3, lab.n)) + 1j * np.random.default_rng(3).normal(size=(3, lab.n))
     y, power = circuits.propagate(top, params, x, taps="power", direction=direction)
     own = lab._propagate if direction == "forward" else lab._propagate_backward

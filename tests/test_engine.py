@@ -123,7 +123,7 @@ def test_gradients_match_finite_differences():
 
     grads = jax.grad(loss)(params)
     eps = 1e-6
-    for name in ("theta", "phi", "gamma", "delta", "loss_db"):
+    for name in ("theta", "phi", "gamma", "delta", "loss_db", "idle_loss_db"):
         value = np.asarray(getattr(params, name), dtype=float)
         flat = value.reshape(-1)
         for j in range(0, flat.size, max(1, flat.size // 4)):
@@ -213,3 +213,26 @@ def test_assemble_splits_phases_in_canonical_order():
     assert np.all(np.asarray(params.delta) == 0.01) and np.all(np.asarray(params.tap_fraction) == 0.02)
     with pytest.raises(circuits.ParamsError):
         MeshParams.assemble(top, phases[:-1])
+
+
+@pytest.mark.parametrize("kind", ["rectangular", "triangular"])
+def test_balanced_taps_make_the_mesh_a_scaled_unitary(kind):
+    """Every tap matched by a dummy of the same fraction on the other arm, and two on every idle segment,
+    makes each column lose the same power on every mode: U = (1 − t)^(C) · unitary. One-arm taps do not."""
+    top = circuits.topology(6, kind)
+    t = 0.02
+    k = top.n_mzis
+    phases = MeshParams.random(top, seed=7).phases
+    dummy_db = -10 * np.log10(1 - t)
+    balanced_loss = np.zeros((k, 4))
+    balanced_loss[:, 1] = balanced_loss[:, 3] = dummy_db
+    one_arm = MeshParams.assemble(top, phases, tap_fraction=t)
+    balanced = MeshParams.assemble(top, phases, tap_fraction=t, loss_db=balanced_loss, idle_loss_db=2 * dummy_db)
+    for params, is_balanced in ((balanced, True), (one_arm, False)):
+        u = np.asarray(unitary(top, params))
+        gram = u.conj().T @ u
+        scale = np.real(np.trace(gram)) / top.n
+        spread = np.abs(gram / scale - np.eye(top.n)).max()
+        assert (spread < 1e-12) if is_balanced else (spread > 1e-3)
+        if is_balanced:  # two taps' worth of power per column on every path, then the output tap
+            assert np.isclose(scale, (1 - t) ** (2 * top.n_columns + 1), rtol=1e-12)
