@@ -58,6 +58,7 @@ class AsBuilt:
     tap_fraction: np.ndarray
     dead_heaters: tuple[int, ...] = ()
     dark_taps: tuple[int, ...] = ()
+    idle_loss_db: np.ndarray | None = None  # (P,) idle segments' loss, dB (None: lossless)
 
     @classmethod
     def random(
@@ -77,6 +78,7 @@ class AsBuilt:
         dark_taps=(),
         crosstalk_from=None,
         thermal_length: float | None = None,
+        balanced_taps: bool = False,
     ) -> "AsBuilt":
         """A random chip: φ0 uniform over [0, 2π); α = ``alpha``·(1 + ``alpha_spread``·N(0,1)); β ~ N(0,
         ``beta_sigma``); crosstalk ``crosstalk``·(1 + 0.2·N(0,1)) between neighbouring heaters
@@ -88,7 +90,11 @@ class AsBuilt:
         ``crosstalk_from`` takes the crosstalk from a layout instead: a :class:`tapmesh.pcells.ChipMap` (its drawn
         heater positions and deep trenches through :func:`tapmesh.circuits.thermal.crosstalk_pairs`, thermal
         length ``thermal_length`` µm) or a ``(positions (H, 2) µm, lengths (H,) µm)`` pair; each coupling is
-        scattered by (1 + 0.2·N(0,1)) and ``crosstalk`` is then ignored."""
+        scattered by (1 + 0.2·N(0,1)) and ``crosstalk`` is then ignored.
+
+        ``balanced_taps`` draws the chip of a balanced-tap layout: a dummy tap of the same design fraction and
+        spread on every MZI's bottom input and bottom arm, and two on every idle segment, as extra segment loss
+        (drawn after everything else, so the other draws keep their values)."""
         if not isinstance(topology, circuits.MeshTopology):
             raise CalibrationError(f"topology must be a circuits.MeshTopology, got {type(topology).__name__}")
         check_int(seed, "seed", minimum=0, error=CalibrationError)
@@ -112,7 +118,7 @@ class AsBuilt:
             pairs = neighbour_pairs(topology)
             x[pairs[:, 0], pairs[:, 1]] = crosstalk * (1 + 0.2 * rng.normal(size=len(pairs)))
         taps = tap_fraction * (1 + tap_spread * rng.normal(size=h))
-        return cls(
+        chip = cls(
             phase_offsets=rng.uniform(0, 2 * np.pi, h),
             alpha=alpha * (1 + alpha_spread * rng.normal(size=h)),
             beta=rng.normal(0.0, beta_sigma, h) if beta_sigma else np.zeros(h),
@@ -124,6 +130,15 @@ class AsBuilt:
             dead_heaters=tuple(int(i) for i in dead_heaters),
             dark_taps=tuple(int(i) for i in dark_taps),
         )
+        if balanced_taps:
+            def dummy_db(size):
+                fraction = np.clip(tap_fraction * (1 + tap_spread * rng.normal(size=size)), 1e-4, 0.5)
+                return -10 * np.log10(1 - fraction)
+
+            chip.loss_db[:, 1] += dummy_db(k)
+            chip.loss_db[:, 3] += dummy_db(k)
+            chip = replace(chip, idle_loss_db=dummy_db(topology.n_idle) + dummy_db(topology.n_idle))
+        return chip
 
     @classmethod
     def ideal(cls, topology: circuits.MeshTopology, alpha: float = 0.5, tap_fraction: float = 0.02) -> "AsBuilt":
@@ -162,4 +177,5 @@ class AsBuilt:
             loss_db=self.loss_db,
             output_loss_db=self.output_loss_db,
             tap_fraction=self.tap_fraction,
+            idle_loss_db=self.idle_loss_db,
         )

@@ -224,6 +224,7 @@ class VirtualChip:
             loss_db=self.truth.loss_db,
             output_loss_db=self.truth.output_loss_db,
             tap_fraction=self.truth.tap_fraction,
+            idle_loss_db=self.truth.idle_loss_db,
         )
         self._params = params  # float64: the engine casts to the simulation precision inside the compiled pass
         self._transfer = {}

@@ -178,3 +178,23 @@ def test_complex64_chip_agrees_with_complex128():
         assert 0 < err < 1e-5, err  # > 0: the simulation really ran in single precision
     with pytest.raises(ValueError):
         VirtualChip(top, truth, precision="float32")
+
+
+def test_balanced_tap_chip_loses_the_same_power_on_every_path():
+    """AsBuilt.random(balanced_taps=True) with no tap spread: the true transfer matrix is a scaled
+    unitary (dummies match every tap); the same chip without them is not. Other draws are unchanged."""
+    from tapmesh import circuits as c
+
+    top = c.rectangular(6)
+    grams = {}
+    for balanced in (False, True):
+        truth = AsBuilt.random(top, seed=11, delta_sigma=0.03, tap_spread=0.0, balanced_taps=balanced)
+        chip = VirtualChip(top, errors=truth, seed=1)
+        u = np.asarray(chip.unitary(np.full(top.n_shifters, 0.7)))
+        gram = u.conj().T @ u
+        grams[balanced] = np.abs(gram / (np.trace(gram).real / top.n) - np.eye(top.n)).max()
+    assert grams[True] < 1e-9 < 1e-3 < grams[False]
+    plain = AsBuilt.random(top, seed=11, balanced_taps=False)
+    balanced = AsBuilt.random(top, seed=11, balanced_taps=True)
+    np.testing.assert_array_equal(plain.delta, balanced.delta)
+    assert balanced.idle_loss_db.shape == (top.n_idle,) and np.all(balanced.loss_db[:, [1, 3]] > 0)
