@@ -37,14 +37,15 @@ from tapmesh.calibration import AsBuilt, Calibration, Noise, VirtualChip, calibr
 BASELINE_PER_HEATER = 1000
 
 
-def run(n: int, crosstalk: float = 0.0, seed: int = 5000) -> dict:
+def run(n: int, crosstalk: float = 0.0, seed: int = 5000, balanced_taps: bool = False) -> dict:
     top = circuits.rectangular(n)
-    truth = AsBuilt.random(top, seed=seed, delta_sigma=0.03, crosstalk=crosstalk, tap_spread=0.05)
+    truth = AsBuilt.random(top, seed=seed, delta_sigma=0.03, crosstalk=crosstalk, tap_spread=0.05,
+                           balanced_taps=balanced_taps)
     chip = VirtualChip(top, errors=truth, noise=Noise.realistic(), seed=seed + 1)
     start = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        cal = calibrate(chip, seed=seed + 2, progress=False)
+        cal = calibrate(chip, seed=seed + 2, progress=False, balanced_taps=balanced_taps)
     wall = time.perf_counter() - start
     wrap = np.angle(np.exp(1j * (cal.phase_offsets - truth.phase_offsets)))
     u = circuits.haar_unitary(n, seed + 3)
@@ -73,13 +74,13 @@ def run(n: int, crosstalk: float = 0.0, seed: int = 5000) -> dict:
     }
 
 
-def run_depth(n: int, crosstalk: float, seed: int = 5000, iterations: int = 6) -> dict:
+def run_depth(n: int, crosstalk: float, seed: int = 5000, iterations: int = 6, balanced_taps: bool = False) -> dict:
     """One row of the depth table (issue 14): :func:`run`, then in-situ programming of the same target
     (``calibration.program``: measured transfer matrix, the calibrated model's Jacobian), its fidelity on
     the true chip, frames and bench seconds; bench hours of the calibration at the default BenchCosts."""
     from tapmesh.calibration.program import program_in_situ
 
-    r = run(n, crosstalk=crosstalk, seed=seed)
+    r = run(n, crosstalk=crosstalk, seed=seed, balanced_taps=balanced_taps)
     cal, chip, u = r.pop("_cal"), r.pop("_chip"), r.pop("_u")
     start = time.perf_counter()
     programmed = program_in_situ(chip, u, cal, iterations=iterations)
@@ -87,9 +88,11 @@ def run_depth(n: int, crosstalk: float, seed: int = 5000, iterations: int = 6) -
     r["F_program"] = float(circuits.fidelity(u, chip.unitary(programmed.voltages)))
     exact = Calibration.nominal(cal.topology)  # the reference: the true errors known (benchmark only)
     truth = chip.truth
-    for name in ("phase_offsets", "alpha", "beta", "delta", "tap_fraction"):
+    for name in ("phase_offsets", "alpha", "beta", "delta", "tap_fraction", "loss_db"):
         setattr(exact, name, np.asarray(getattr(truth, name)).copy())
     exact.crosstalk = truth.crosstalk
+    if truth.idle_loss_db is not None:
+        exact.idle_loss_db = np.asarray(truth.idle_loss_db).copy()
     r["F_true_errors"] = float(circuits.fidelity(u, chip.unitary(exact.voltages_for(u, polish=n <= 16))))
     r["program_frames"] = programmed.frames
     r["program_bench_s"] = programmed.bench_seconds
@@ -98,14 +101,16 @@ def run_depth(n: int, crosstalk: float, seed: int = 5000, iterations: int = 6) -
     return r
 
 
-def depth_table(sizes, crosstalks) -> None:
+def depth_table(sizes, crosstalks, balanced_taps: bool = False) -> None:
     """Print the depth table: calibration and both correction paths for every size and crosstalk."""
+    if balanced_taps:
+        print("balanced-tap chips: a dummy tap on every MZI's bottom input and arm, two on every idle segment", flush=True)
     print("| n | crosstalk | wall s (calibrate) | frames | bench h | φ0 rms (rad) | α rms | δ rms (rad) | "
           "F model (path) | F in situ (frames, bench s, wall s) | F true errors known | F uncorrected |", flush=True)
     print("|---|---|---|---|---|---|---|---|---|---|---|---|", flush=True)
     for xt in crosstalks:
         for n in sizes:
-            r = run_depth(n, xt)
+            r = run_depth(n, xt, balanced_taps=balanced_taps)
             path = "local + polish" if r["polish"] else "local"
             print(f"| {n} | {xt:g} | {r['wall_s']:.0f} | {r['frames']} | {r['bench_h']:.2f} | {r['phi0_rms']:.4f} | "
                   f"{r['alpha_rms']:.2%} | {r['delta_rms']:.4f} | {r['F_corrected']:.4f} ({path}"
@@ -154,11 +159,13 @@ def main() -> None:
     parser.add_argument("--depth", action="store_true",
                         help="the depth table (issue 14): --n sizes (default 8 16 32 64) at crosstalk 0 and 0.01, "
                              "with in-situ programming and bench hours; --quick: n = 8, 16")
+    parser.add_argument("--balanced", action="store_true",
+                        help="with --depth: balanced-tap chips (AsBuilt.random(balanced_taps=True))")
     parser.add_argument("--alpha-sweep", action="store_true", help="α = 0.1 … 3 rad/V² with no hint (n = 8; 6 with --quick)")
     args = parser.parse_args()
     if args.depth:
         depth_table(args.n or ([8, 16] if args.quick else [8, 16, 32, 64]),
-                    [0.0, 0.01] if args.crosstalk is None else [args.crosstalk])
+                    [0.0, 0.01] if args.crosstalk is None else [args.crosstalk], balanced_taps=args.balanced)
         return
     if args.alpha_sweep:
         alpha_sweep(args.quick)

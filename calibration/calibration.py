@@ -37,7 +37,8 @@ class Calibration:
             :class:`tapmesh.calibration.crosstalk.Crosstalk` operator: only neighbouring heaters couple. Assigning
             a dense (H, H) array or a scipy sparse matrix converts it.
         delta: (K, 2) coupler splitting errors, rad.
-        loss_db: (K, 4); output_loss_db: (n,) (nominal 0: losses are not fitted).
+        loss_db: (K, 4); output_loss_db: (n,) (nominal 0: losses are not fitted; a balanced-tap design's
+            dummy taps are nominal loss on each MZI's bottom input and arm, see :meth:`nominal`).
         tap_fraction: (H,) tap fraction used in the model's propagation (nominal).
         tap_efficiency: (2, H) camera reading per mW in the guide, forward / backward gratings
             (tap fraction × grating and camera gain).
@@ -51,6 +52,7 @@ class Calibration:
             and ``"total"`` at the bench's costs, ``bench_time`` with the operation counts).
         quality: the verdict on this calibration (:class:`tapmesh.calibration.quality.Quality`), computed
             from its own data by :func:`~tapmesh.calibration.calibrate`; ``None`` for a hand-made one.
+        idle_loss_db: (P,) loss of the idle segments (``topology.tables.idle_slots``), dB; ``None`` → zeros.
     """
 
     topology: circuits.MeshTopology
@@ -72,6 +74,11 @@ class Calibration:
     fits: dict = field(default_factory=dict)
     info: dict = field(default_factory=dict)
     quality: object = None
+    idle_loss_db: np.ndarray = None
+
+    def __post_init__(self):
+        if self.idle_loss_db is None:
+            self.idle_loss_db = np.zeros(self.topology.n_idle)
 
     def __setattr__(self, name, value):
         if name == "crosstalk":  # always the sparse operator, whatever was assigned
@@ -80,9 +87,17 @@ class Calibration:
 
     # ------------------------------------------------------------------ constructors
     @classmethod
-    def nominal(cls, topology: circuits.MeshTopology, alpha: float = 0.5, tap_fraction: float = 0.02) -> "Calibration":
-        """The design values of an ideal chip: φ0 = 0, uniform α, δ = 0, no loss, no crosstalk."""
+    def nominal(cls, topology: circuits.MeshTopology, alpha: float = 0.5, tap_fraction: float = 0.02,
+                balanced_taps: bool = False) -> "Calibration":
+        """The design values of an ideal chip: φ0 = 0, uniform α, δ = 0, no loss, no crosstalk.
+
+        ``balanced_taps``: the layout has a dummy tap of the same fraction on every MZI's bottom input and
+        bottom arm and two on every idle segment (``pcells.mesh(balanced_taps=True)``); the model carries
+        them as nominal segment loss, so every path loses the same power."""
         k, n, h = topology.n_mzis, topology.n, topology.n_shifters
+        dummy_db = -10 * np.log10(1 - float(tap_fraction)) if balanced_taps else 0.0
+        loss_db = np.zeros((k, 4))
+        loss_db[:, 1] = loss_db[:, 3] = dummy_db
         return cls(
             topology=topology,
             phase_offsets=np.zeros(h),
@@ -90,12 +105,38 @@ class Calibration:
             beta=np.zeros(h),
             crosstalk=Crosstalk.zeros(h),
             delta=np.zeros((k, 2)),
-            loss_db=np.zeros((k, 4)),
+            loss_db=loss_db,
             output_loss_db=np.zeros(n),
             tap_fraction=np.full(h, float(tap_fraction)),
             tap_efficiency=np.full((2, h), float(tap_fraction)),
             tap_offset=np.zeros((2, h)),
+            idle_loss_db=np.full(topology.n_idle, 2 * dummy_db),
         )
+
+    def segment_keep(self) -> np.ndarray:
+        """(K, 4) amplitude transmission of each MZI's segments in :data:`tapmesh.circuits.params.SEGMENT_NAMES`
+        order (top input, bottom input, top arm, bottom arm): segment loss, and the monitor tap on the
+        top input (φ) and top arm (θ). The per-MZI fits divide measured light by these."""
+        k = self.topology.n_mzis
+        keep = 10 ** (-np.asarray(self.loss_db, dtype=float) / 20)
+        t = np.asarray(self.tap_fraction, dtype=float)
+        keep[:, 0] *= np.sqrt(1 - t[k : 2 * k])
+        keep[:, 2] *= np.sqrt(1 - t[:k])
+        return keep
+
+    def input_power_ratio(self, k: int) -> float:
+        """Power transmission of MZI ``k``'s top input segment (φ tap included) over its bottom input's:
+        a measured bottom/top split times this is the coupler's own split."""
+        loss = self.loss_db[k]
+        return float((1 - self.tap_fraction[self.topology.n_mzis + k]) * 10 ** ((loss[1] - loss[0]) / 10))
+
+    def idle_keep(self) -> np.ndarray:
+        """(C, n) amplitude transmission of each (column, mode) slot with no MZI (1 where an MZI sits)."""
+        top = self.topology
+        keep = np.ones((top.n_columns, top.n))
+        slots = top.tables.idle_slots
+        keep[slots[:, 0], slots[:, 1]] = 10 ** (-np.asarray(self.idle_loss_db, dtype=float) / 20)
+        return keep
 
     @property
     def n_heaters(self) -> int:
@@ -205,6 +246,7 @@ class Calibration:
             loss_db=self.loss_db,
             output_loss_db=self.output_loss_db,
             tap_fraction=self.tap_fraction,
+            idle_loss_db=self.idle_loss_db,
         )
 
     def unitary(self, phases) -> np.ndarray:

@@ -24,9 +24,10 @@ if TYPE_CHECKING:
     from tapmesh.calibration.calibration import Calibration
 
 FORMAT = "tapmesh-calibration"
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 """Version of the JSON file format written by :meth:`Calibration.save`; files with a newer version are refused.
-Version 2 adds the optional ``"quality"`` verdict (absent: ``None``); version 1 files load unchanged."""
+Version 2 adds the optional ``"quality"`` verdict (absent: ``None``); version 3 the idle segments' loss
+``"idle_loss_db"`` (absent: zeros, as every chip before balanced taps); older files load unchanged."""
 
 ARRAYS = (
     "phase_offsets", "alpha", "beta", "delta", "loss_db", "output_loss_db", "tap_fraction",
@@ -41,6 +42,8 @@ def to_dict(cal: Calibration) -> dict:
     return {
         "topology": {"kind": cal.topology.kind, "n": cal.topology.n},
         **{name: _encode(getattr(cal, name)) for name in ARRAYS},
+        # written only where it says something: a file with no idle loss reads the same in every version
+        **({"idle_loss_db": _encode(cal.idle_loss_db)} if np.any(cal.idle_loss_db) else {}),
         "crosstalk": {"rows": x.rows.tolist(), "cols": x.cols.tolist(), "values": _encode(x.values)},
         "uncertainties": {k: _encode(v) for k, v in cal.uncertainties.items()},
         "residuals": {k: _encode(v) for k, v in cal.residuals.items()},
@@ -61,6 +64,9 @@ def from_dict(cls: type[Calibration], data: dict) -> Calibration:
     crosstalk = Crosstalk(h, np.asarray(x["rows"], dtype=int), np.asarray(x["cols"], dtype=int), _decode(x["values"]))
     arrays = {name: _decode(data[name]) for name in ARRAYS}
     _check_shapes(arrays, top)
+    idle = _decode(data["idle_loss_db"]) if "idle_loss_db" in data else np.zeros(top.n_idle)
+    if np.shape(idle) != (top.n_idle,):
+        raise ValueError(f"idle_loss_db has shape {np.shape(idle)}, a {top.n}-mode {top.kind} mesh needs ({top.n_idle},)")
     if len(crosstalk.rows) != len(crosstalk.cols) or len(crosstalk.rows) != np.size(crosstalk.values) or (
         len(crosstalk.rows) and (min(crosstalk.rows.min(), crosstalk.cols.min()) < 0 or max(crosstalk.rows.max(), crosstalk.cols.max()) >= h)
     ):
@@ -77,6 +83,7 @@ def from_dict(cls: type[Calibration], data: dict) -> Calibration:
         dark_taps=tuple(int(i) for i in data.get("dark_taps", ())),
         info=dict(data.get("info", {})),
         quality=_quality(data.get("quality")),
+        idle_loss_db=idle,
     )
 
 

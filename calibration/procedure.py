@@ -82,6 +82,7 @@ def calibrate(
     refine_batch: int = 2,
     alpha_guess: float | None = None,
     tap_guess: float = 0.02,
+    balanced_taps: bool = False,
     max_voltage: float | None = None,
     power_mw: float | None = None,
     fit_beta: bool = False,
@@ -128,6 +129,8 @@ def calibrate(
             heater-law discovery start nearer the answer (:mod:`tapmesh.calibration.discovery`); the law
             of every heater is found from the chip either way.
         tap_guess: design tap fraction.
+        balanced_taps: the layout draws a dummy tap beside every monitor tap (``pcells.mesh(balanced_taps=
+            True)``): the model carries them as nominal loss (:meth:`Calibration.nominal`).
         max_voltage: an extra cap on the drive, V or mA, below the chip's declared limits (default: the
             declared ``capabilities`` limits alone). No frame is ever taken outside them.
         power_mw: optical power per lit MZI in the sweeps, mW (default 1 for ``"sweeps"``, 3 for
@@ -184,6 +187,8 @@ def calibrate(
                      tap_guess=tap_guess, max_voltage=max_voltage, power_mw=power_mw,
                      visibility_threshold=visibility_threshold, max_delta=max_delta,
                      max_refine_parameters=max_refine_parameters)
+    if balanced_taps not in (True, False):
+        raise CalibrationError(f"balanced_taps must be True or False, got {balanced_taps!r}")
     if screen_crosstalk not in (None, True, False):
         raise CalibrationError(f"screen_crosstalk must be None (automatic), True or False, got {screen_crosstalk!r}")
     unknown = set(steps) - set(STEPS)
@@ -216,7 +221,7 @@ def calibrate(
         power_mw = 3.0 if method == "progressive" else 1.0
     bench = Bench(chip, n, h, caps)
     hint = 0.5 if alpha_guess is None else float(alpha_guess)
-    cal = Calibration.nominal(topology, alpha=hint, tap_fraction=tap_guess)
+    cal = Calibration.nominal(topology, alpha=hint, tap_fraction=tap_guess, balanced_taps=balanced_taps)
     k_all = topology.n_mzis
     n_cols = topology.n_columns
     rng = np.random.default_rng(seed)

@@ -104,7 +104,7 @@ class Progressive:
         tops = np.array([top.mzis[k][1] for k in members])
         th, ph = np.array(members), np.array([k_all + k for k in members])
         amp = np.sqrt(self.power)
-        t_nom = np.asarray(cal.tap_fraction)
+        keep = cal.segment_keep()
         frames_v, frames_f, frames_taps, lit, group_frame = [], [], [], [], []
         # θ' of the previous column next to each member's φ (it feeds the member's top input), or -1
         prev = np.full(mc, -1)
@@ -195,8 +195,8 @@ class Progressive:
                     k1 = np.pi / 4 + cal.delta[k, 0]
                     # B(κ1)⁻¹ e_arm, with the φ heater and its tap undone on the top input
                     a, b = (np.cos(k1), -1j * np.sin(k1)) if arm == 0 else (-1j * np.sin(k1), np.cos(k1))
-                    f_arm[m] = amp * a * np.exp(-1j * phases[k_all + k]) / np.sqrt(1 - t_nom[k_all + k])
-                    f_arm[m + 1] = amp * b
+                    f_arm[m] = amp * a * np.exp(-1j * phases[k_all + k]) / keep[k, 0]
+                    f_arm[m + 1] = amp * b / keep[k, 1]
                 take(self.base_v, f_arm, group, True)
         frames_v, frames_f = np.asarray(frames_v), np.asarray(frames_f)
         data = (np.asarray(frames_taps), np.asarray(lit), np.asarray(group_frame), prev)
@@ -280,10 +280,10 @@ class Progressive:
             self._apply_fringe(heater, fringe, j, np.arctan2(fringe.cos[j], fringe.sin[j]), readings[:, j])
 
     def _prefit_delta1(self, members, p_top, p_bottom):
-        cal, t = self.cal, self.cal.tap_fraction
+        cal = self.cal
         for j, k in enumerate(members):
             if p_top[j] > 0 and p_bottom[j] > 0 and self.usable[0, k]:
-                ratio = p_bottom[j] / p_top[j] * (1 - t[self.k_all + k])
+                ratio = p_bottom[j] / p_top[j] * cal.input_power_ratio(k)
                 cal.delta[k, 0] = delta_from_split_ratio(ratio, self.max_delta)
 
     def _prefit_theta(self, heaters, sweep, channels):

@@ -110,9 +110,10 @@ def refine(
     power_v = jnp.asarray(np.where(alive, v2, 0.0))
     cube_v = jnp.asarray(np.where(alive, volts**3, 0.0))
     delta0 = jnp.asarray(cal.delta)
-    zeros_loss = jnp.zeros((k_all, 4))
-    zeros_out = jnp.zeros(n)
-    zeros_idle = jnp.zeros(top.n_idle)
+    # losses are not fitted: the nominal ones (zero, or a balanced-tap design's dummy taps)
+    nominal_loss = jnp.asarray(cal.loss_db)
+    nominal_out = jnp.asarray(cal.output_loss_db)
+    nominal_idle = jnp.asarray(cal.idle_loss_db)
     taps_nominal = jnp.asarray(cal.tap_fraction)
     alive_idx = np.nonzero(alive)[0]
     usable_idx = np.nonzero(usable.ravel())[0]
@@ -151,7 +152,7 @@ def refine(
 
         def one(ph, xf, xb):
             params = circuits.MeshParams(ph[:k_all], ph[k_all : 2 * k_all], ph[2 * k_all :], delta,
-                                         zeros_loss, zeros_out, taps_nominal, zeros_idle)
+                                         nominal_loss, nominal_out, taps_nominal, nominal_idle)
             y, pf = circuits.propagate(top, params, xf, taps="power")
             _, pb = circuits.propagate(top, params, xb, taps="power", direction="backward")
             return y, pf, pb

@@ -93,21 +93,22 @@ def tap_powers(cal, phases, x) -> np.ndarray:
     x = np.atleast_2d(np.asarray(x, dtype=np.complex128))
     f = np.repeat(x.T[:, None, :], ph.shape[0], axis=1)  # (n, P, B)
     e = np.exp(1j * ph).T[:, :, None]  # (H, P, 1)
-    keep = np.sqrt(1 - np.asarray(cal.tap_fraction, dtype=float))
+    keep, idle = cal.segment_keep(), cal.idle_keep()
     cs = np.cos(np.pi / 4 + cal.delta), np.sin(np.pi / 4 + cal.delta)
     taps = np.zeros((cal.n_heaters,) + f.shape[1:])
-    for column in top.columns:
+    for c, column in enumerate(top.columns):
+        f = f * idle[c][:, None, None]
         for i in column:
             m = top.mzis[i][1]
             a = f[m] * e[k + i]
             taps[k + i] = np.abs(a) ** 2
-            a = a * keep[k + i]
-            b = f[m + 1]
+            a = a * keep[i, 0]
+            b = f[m + 1] * keep[i, 1]
             c1, s1 = cs[0][i, 0], cs[1][i, 0]
             u = (c1 * a + 1j * s1 * b) * e[i]
-            w = 1j * s1 * a + c1 * b
+            w = (1j * s1 * a + c1 * b) * keep[i, 3]
             taps[i] = np.abs(u) ** 2
-            u = u * keep[i]
+            u = u * keep[i, 2]
             c2, s2 = cs[0][i, 1], cs[1][i, 1]
             f[m], f[m + 1] = c2 * u + 1j * s2 * w, 1j * s2 * u + c2 * w
     for m in range(top.n):

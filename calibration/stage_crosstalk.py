@@ -61,8 +61,8 @@ def reverse_pairs(stage: Progressive, c: int, members, prev) -> set:
     alive = np.zeros((m_max, 2))
     base = np.zeros((m_max, s, 3))
     arrival = np.zeros((m_max, s, 2), dtype=np.complex128)
-    taps_t = np.full((m_max, 2), 0.02)
-    t = np.asarray(cal.tap_fraction)
+    keep = np.ones((m_max, 4))
+    segment_keep = cal.segment_keep()
     for i, k in enumerate(recv):
         phi_h = k_all + k
         alive[i] = [phi_h not in stage.dead and cal.alpha[phi_h] > 0, 1.0]
@@ -71,9 +71,9 @@ def reverse_pairs(stage: Progressive, c: int, members, prev) -> set:
         p[i, 12:14] = cal.beta[[phi_h, k]]
         base[i, :, 1] = v_mid[k] ** 2
         arrival[i, :, 0] = amp
-        taps_t[i] = [t[phi_h], t[k]]
+        keep[i] = segment_keep[k]
     # the other X of that MZI act on heaters at fixed power here: φ' at 0 V, θ'' at its base
-    args = [jnp.asarray(a) for a in (alive, arrival, taps_t)]
+    args = [jnp.asarray(a) for a in (alive, arrival, keep)]
 
     def bottom(xv):
         v2 = base.copy()

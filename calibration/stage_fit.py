@@ -40,7 +40,8 @@ def fit_stage(stage: Progressive, c, members, tops, channels, volts, fields, tap
     alive = np.zeros((m_max, 2))
     v2 = np.zeros((m_max, f, 3))
     arrival = np.zeros((m_max, f, 2), dtype=np.complex128)
-    taps_t = np.full((m_max, 2), 0.02)
+    keep = np.ones((m_max, 4))
+    segment_keep = cal.segment_keep()
     meas = np.zeros((m_max, f, 3))
     mask = np.zeros((m_max, f, 3), dtype=bool)
     movable = np.zeros((m_max, N_PARAMS))
@@ -53,7 +54,7 @@ def fit_stage(stage: Progressive, c, members, tops, channels, volts, fields, tap
         if has_prev:
             v2[j, :, 2] = volts[:, prev[j]] ** 2
         arrival[j, :, 0], arrival[j, :, 1] = fields[:, m], fields[:, m + 1]
-        taps_t[j] = [t[phi_h], t[k]]
+        keep[j] = segment_keep[k]
         alpha_start = lambda i: cal.alpha[i] if cal.alpha[i] > 0 else stage.alpha_guess[i]  # noqa: E731
         p0[j, :6] = [cal.phase_offsets[phi_h], np.log(alpha_start(phi_h)), cal.phase_offsets[k],
                      np.log(alpha_start(k)), cal.delta[k, 0], cal.delta[k, 1]]
@@ -76,7 +77,7 @@ def fit_stage(stage: Progressive, c, members, tops, channels, volts, fields, tap
                       mask[j, :, 2].any(), both, alive[j, 0] * has_prev * stage.fit_xt, both,
                       alive[j, 0] * stage.fit_beta, alive[j, 1] * stage.fit_beta]
     scale = float(np.mean(t) * stage.power)
-    args = [jnp.asarray(a) for a in (alive, v2, arrival, taps_t, meas, mask)]
+    args = [jnp.asarray(a) for a in (alive, v2, arrival, keep, meas, mask)]
 
     def predict(p):
         return np.asarray(model(jnp.asarray(p), args[0], args[1], args[2], args[3]))

@@ -17,11 +17,12 @@ X(φ←θ) of its own heaters, X(φ←θ') from the θ' of the previous column t
 X(θ←φ) of its own heaters, βφ, βθ (rad/V³, the heater law's cubic term)."""
 
 
-def mzi_readings(p, alive, v2, arrival, taps):
+def mzi_readings(p, alive, v2, arrival, keep):
     """Model readings (F, 3) of one MZI: its θ tap, its bottom and top output powers, each times its
     channel efficiency. ``v2`` (F, 3) heater powers (φ, θ, and the θ' of the previous column next to
-    this φ; 0 for a dead heater); ``arrival`` (F, 2) complex input field (top, bottom); ``taps`` (2,)
-    nominal tap fractions of the φ and θ segments; ``alive`` (2,) 0 for a dead heater. Thermal
+    this φ; 0 for a dead heater); ``arrival`` (F, 2) complex input field (top, bottom); ``keep`` (4,)
+    nominal amplitude transmission of the top input (φ), bottom input, top arm (θ) and bottom arm, taps
+    included (:meth:`~tapmesh.calibration.Calibration.segment_keep`); ``alive`` (2,) 0 for a dead heater. Thermal
     crosstalk: φ = φ0 + αφ (Pφ + X₉ Pθ + X₁₀ Pθ') + β₁₂ Vφ³, θ = θ0 + αθ (Pθ + X₁₁ Pφ) + β₁₃ Vθ³."""
     import jax.numpy as jnp
 
@@ -30,11 +31,11 @@ def mzi_readings(p, alive, v2, arrival, taps):
     theta = p[2] + alive[1] * (jnp.exp(p[3]) * (v2[:, 1] + p[11] * v2[:, 0]) + p[13] * v3_theta)
     k1, k2 = np.pi / 4 + p[4], np.pi / 4 + p[5]
     c1, s1, c2, s2 = jnp.cos(k1), jnp.sin(k1), jnp.cos(k2), jnp.sin(k2)
-    a = arrival[:, 0] * jnp.exp(1j * phi) * jnp.sqrt(1 - taps[0])
-    b = arrival[:, 1]
+    a = arrival[:, 0] * jnp.exp(1j * phi) * keep[0]
+    b = arrival[:, 1] * keep[1]
     arm_t = c1 * a + 1j * s1 * b
-    arm_b = 1j * s1 * a + c1 * b
-    arm_t2 = arm_t * jnp.exp(1j * theta) * jnp.sqrt(1 - taps[1])
+    arm_b = (1j * s1 * a + c1 * b) * keep[3]
+    arm_t2 = arm_t * jnp.exp(1j * theta) * keep[2]
     out_t = c2 * arm_t2 + 1j * s2 * arm_b
     out_b = 1j * s2 * arm_t2 + c2 * arm_b
     power = jnp.stack([jnp.abs(arm_t) ** 2, jnp.abs(out_b) ** 2, jnp.abs(out_t) ** 2], axis=1)
@@ -51,8 +52,8 @@ def stage_functions():
     import jax
     import jax.numpy as jnp
 
-    def residual(p, alive, v2, arrival, taps, meas, mask, scale):
-        return (jnp.where(mask, mzi_readings(p, alive, v2, arrival, taps) - meas, 0.0) / scale).ravel()
+    def residual(p, alive, v2, arrival, keep, meas, mask, scale):
+        return (jnp.where(mask, mzi_readings(p, alive, v2, arrival, keep) - meas, 0.0) / scale).ravel()
 
     model = jax.jit(jax.vmap(mzi_readings))
     res = jax.jit(jax.vmap(residual, in_axes=(0, 0, 0, 0, 0, 0, 0, None)))

@@ -141,9 +141,8 @@ def run_sweeps(bench: Bench, cal: Calibration, *, passes: int, sweep_x, offsets,
                 cal.alpha[heater] = fringe.alpha[j]
                 swept[heater] = True
                 p_top, p_bottom = split[:3, k].mean(), split[3:, k].mean()
-                t_phi = cal.tap_fraction[heater]
                 if p_top > 0 and p_bottom > 0:
-                    in_ratio[k] = p_bottom / p_top * (1 - t_phi)
+                    in_ratio[k] = p_bottom / p_top * cal.input_power_ratio(k)
             record(phi_heaters, readings[:, theta_taps], readings[:, theta_taps] + fringe.residuals)  # residual = model − reading
             residuals["sweeps"].append((fringe.residuals / max(power_mw * tap_guess, 1e-30)).ravel())
             bar.update(1)

@@ -19,25 +19,28 @@ def coupler(kappa):
 
 
 def column_transfer(cal: Calibration, phases, columns, with_gamma=False) -> np.ndarray:
-    """Model transfer matrix (n, n) of the MZI columns in ``columns`` (in order), optionally then γ."""
+    """Model transfer matrix (n, n) of the MZI columns in ``columns`` (in order), optionally then γ; the
+    segments' loss and taps (:meth:`Calibration.segment_keep`) and the idle segments' loss included."""
     top_of = cal.topology.mzis
     k_all = cal.topology.n_mzis
     t = cal.tap_fraction
+    keep, idle = cal.segment_keep(), cal.idle_keep()
     w = np.eye(cal.topology.n, dtype=np.complex128)
     for c in columns:
+        w = idle[c][:, None] * w
         for k in cal.topology.columns[c]:
             m = top_of[k][1]
             theta, phi = phases[k], phases[k_all + k]
             block = (
                 coupler(np.pi / 4 + cal.delta[k, 1])
-                @ np.diag([np.exp(1j * theta) * np.sqrt(1 - t[k]), 1.0])
+                @ np.diag([np.exp(1j * theta) * keep[k, 2], keep[k, 3]])
                 @ coupler(np.pi / 4 + cal.delta[k, 0])
-                @ np.diag([np.exp(1j * phi) * np.sqrt(1 - t[k_all + k]), 1.0])
+                @ np.diag([np.exp(1j * phi) * keep[k, 0], keep[k, 1]])
             )
             w[m : m + 2, :] = block @ w[m : m + 2, :]
     if with_gamma:
         g = phases[2 * k_all :]
-        w = (np.exp(1j * g) * np.sqrt(1 - t[2 * k_all :]))[:, None] * w
+        w = (np.exp(1j * g) * np.sqrt(1 - t[2 * k_all :]) * 10 ** (-np.asarray(cal.output_loss_db) / 20))[:, None] * w
     return w
 
 

@@ -385,3 +385,25 @@ def test_prior_rows_act_the_same_on_dense_and_matrix_free_jacobians():
     np.testing.assert_allclose(free.matmat(np.eye(4)), dense)
     np.testing.assert_allclose(free.rmatmat(np.eye(8)), dense.T)
     np.testing.assert_allclose(dense[6:], [[3.0, 0, 0, 0], [0, 0, 0.5, 0]])
+
+
+def test_balanced_tap_chip_calibrated_with_its_design_beats_the_one_arm_model():
+    """A balanced-tap chip (dummy taps beside every monitor tap) calibrated with ``balanced_taps=True``:
+    its errors come out closer to the hidden truth than with the one-arm model, which reads the dummies'
+    loss as coupler and phase errors, and the corrected fidelity on the true chip is higher."""
+    top = circuits.rectangular(6)
+    truth = AsBuilt.random(top, seed=4701, delta_sigma=0.03, tap_spread=0.05, balanced_taps=True)
+    chip = VirtualChip(top, errors=truth, noise=Noise.realistic(), seed=4702)
+    u = circuits.haar_unitary(6, seed=4703)
+    result = {}
+    for balanced in (True, False):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            cal = calibrate(GuardedChip(chip), topology=top, seed=4704, progress=False, strict=False,
+                            balanced_taps=balanced)
+        _, _, delta = errors_vs_truth(cal, truth)
+        result[balanced] = delta, fidelity(u, chip.unitary(cal.voltages_for(u)))
+    assert result[True][0] < 0.5 * result[False][0], result  # measured 0.00066 against 0.0039 rad
+    assert 1 - result[True][1] < 1 - result[False][1], result
+    with pytest.raises(CalibrationError, match="balanced_taps"):
+        calibrate(chip, balanced_taps="yes", progress=False)

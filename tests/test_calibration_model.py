@@ -207,3 +207,32 @@ def test_files_of_format_version_1_with_dense_crosstalk_still_load(tmp_path):
     again = json.loads((tmp_path / "again.json").read_text())
     assert again["checksum"] == document["checksum"]
     assert again["calibration"] == document["calibration"]
+
+
+def test_balanced_tap_model_agrees_with_the_engine_and_survives_a_save(tmp_path):
+    """Calibration.nominal(balanced_taps=True): the per-MZI model the fits use (column_transfer,
+    screening's tap_powers) is the engine's (dummy loss on the bottom input and arm, two dummies on each
+    idle segment), the mesh it describes is a scaled unitary, and the idle loss survives save/load
+    (a one-arm calibration writes no idle field, so its files read the same in every version)."""
+    from tapmesh.calibration.screening import tap_powers
+    from tapmesh.calibration.transfer import column_transfer
+
+    top = circuits.rectangular(5)
+    cal = Calibration.nominal(top, balanced_taps=True)
+    rng = np.random.default_rng(3)
+    cal.delta = rng.normal(0, 0.03, (top.n_mzis, 2))
+    phases = rng.uniform(0, 2 * np.pi, cal.n_heaters)
+    engine = cal.unitary(phases)
+    assert np.allclose(column_transfer(cal, phases, range(top.n_columns), with_gamma=True), engine, atol=1e-12)
+    x = rng.normal(size=(3, top.n)) + 1j * rng.normal(size=(3, top.n))
+    _, power = circuits.propagate(top, cal.mesh_params(phases), x, taps="power")
+    assert np.allclose(tap_powers(cal, phases, x)[0], np.asarray(power), rtol=1e-10)
+    gram = engine.conj().T @ engine
+    assert np.abs(gram / gram[0, 0] - np.eye(top.n)).max() < 1e-12
+    assert np.all(cal.idle_loss_db > 0) and cal.idle_loss_db.shape == (top.n_idle,)
+    cal.save(tmp_path / "balanced.json")
+    assert np.array_equal(Calibration.load(tmp_path / "balanced.json").idle_loss_db, cal.idle_loss_db)
+    Calibration.nominal(top).save(tmp_path / "one_arm.json")
+    stored = json.loads((tmp_path / "one_arm.json").read_text())["calibration"]
+    assert "idle_loss_db" not in stored
+    assert np.array_equal(Calibration.load(tmp_path / "one_arm.json").idle_loss_db, np.zeros(top.n_idle))
