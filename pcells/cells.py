@@ -15,9 +15,9 @@ import math
 
 import gdsfactory as gf
 
-from .errors import CouplerKindError, CrossSectionError, PitchError, TapFractionError
-
-COUPLER_KINDS = ("dc", "mmi")
+from .couplers import COUPLER_KINDS, coupler_dc, coupler_mmi, coupler_pair, coupler_twin  # noqa: F401 (re-exported)
+from .errors import PitchError, TapFractionError
+from .geometry import _rect, xs_layer  # noqa: F401 (re-exported: the other cell modules import them from here)
 
 PDK_CELLS = (
     "tap_grating",
@@ -27,24 +27,11 @@ PDK_CELLS = (
     "coupler_mmi",
     "coupler_twin",
     "tapped_segment",
+    "dummy_segment",
     "mzi_tapped",
     "phase_shifter_tapped",
     "via_stack_m2_m3",
 )
-
-
-def xs_layer(cross_section) -> tuple:
-    """Resolve a cross-section spec, raising :class:`CrossSectionError` when the active PDK does not know it."""
-    try:
-        xs = gf.get_cross_section(cross_section)
-    except (ValueError, KeyError) as err:
-        raise CrossSectionError(f"unknown cross-section {cross_section!r}: {err}") from None
-    return xs
-
-
-def _rect(c: gf.Component, x0: float, x1: float, y0: float, y1: float, layer) -> None:
-    """Add an axis-aligned rectangle (µm) on ``layer``."""
-    c.add_polygon([(x0, y0), (x1, y0), (x1, y1), (x0, y1)], layer=layer)
 
 
 @gf.cell
@@ -178,133 +165,6 @@ def heater(
     return c
 
 
-def _coupler_dy(pitch: float, offset: float) -> float:
-    return pitch / 2 - offset
-
-
-@gf.cell
-def coupler_dc(
-    pitch: float = 50.0,
-    gap: float = 0.236,
-    length: float = 20.0,
-    dx: float = 60.0,
-    cross_section="strip",
-) -> gf.Component:
-    """Symmetric directional coupler whose four ports sit ``pitch`` apart (s-bends of ``dx`` µm).
-
-    Ports ``o1`` (0, 0), ``o2`` (0, pitch), ``o3`` (L, pitch), ``o4`` (L, 0). ``info["path_length"]`` is the
-    drawn length of either path (both are equal).
-    """
-    xs = xs_layer(cross_section)
-    dy = _coupler_dy(pitch, (xs.width + gap) / 2)
-    if dy <= 0:
-        raise PitchError(f"pitch {pitch} µm smaller than the coupler width")
-    c = gf.Component()
-    up = gf.components.bend_s(size=(dx, dy), cross_section=cross_section)
-    down = gf.components.bend_s(size=(dx, -dy), cross_section=cross_section)
-    st = gf.components.straight(length=length, cross_section=cross_section)
-    paths = {}
-    for name, y0, b_in, b_out in (("bot", 0.0, up, down), ("top", pitch, down, up)):
-        r1 = c << b_in
-        r1.dmove((0, y0))
-        r2 = c << st
-        r2.connect("o1", r1.ports["o2"])
-        r3 = c << b_out
-        r3.connect("o1", r2.ports["o2"])
-        paths[name] = (r1, r3)
-    c.add_port("o1", port=paths["bot"][0].ports["o1"])
-    c.add_port("o2", port=paths["top"][0].ports["o1"])
-    c.add_port("o3", port=paths["top"][1].ports["o2"])
-    c.add_port("o4", port=paths["bot"][1].ports["o2"])
-    c.info["path_length"] = round(up.info["length"] + down.info["length"] + length, 6)
-    c.info["length"] = 2 * dx + length
-    return c
-
-
-@gf.cell
-def coupler_mmi(
-    pitch: float = 50.0,
-    dx: float = 60.0,
-    cross_section="strip",
-    mmi="mmi2x2",
-) -> gf.Component:
-    """2x2 MMI fanned out by s-bends so its four ports sit ``pitch`` apart (same port placement as :func:`coupler_dc`)."""
-    xs_layer(cross_section)
-    m = gf.get_component(mmi, cross_section=cross_section)
-    offset = abs(m.ports["o2"].dcenter[1] - m.ports["o1"].dcenter[1]) / 2
-    mmi_length = m.ports["o3"].dcenter[0] - m.ports["o1"].dcenter[0]
-    dy = _coupler_dy(pitch, offset)
-    if dy <= 0:
-        raise PitchError(f"pitch {pitch} µm smaller than the MMI width")
-    c = gf.Component()
-    up = gf.components.bend_s(size=(dx, dy), cross_section=cross_section)
-    down = gf.components.bend_s(size=(dx, -dy), cross_section=cross_section)
-    b1 = c << up
-    b2 = c << down
-    b2.dmove((0, pitch))
-    mr = c << m
-    mr.connect("o1", b1.ports["o2"])
-    b3 = c << down
-    b3.connect("o1", mr.ports["o4"])
-    b4 = c << up
-    b4.connect("o1", mr.ports["o3"])
-    c.add_port("o1", port=b1.ports["o1"])
-    c.add_port("o2", port=b2.ports["o1"])
-    c.add_port("o3", port=b4.ports["o2"])
-    c.add_port("o4", port=b3.ports["o2"])
-    c.info["path_length"] = round(up.info["length"] + down.info["length"] + mmi_length, 6)
-    c.info["mmi_length"] = mmi_length
-    c.info["length"] = 2 * dx + mmi_length
-    return c
-
-
-@gf.cell
-def coupler_twin(
-    pitch: float = 50.0,
-    straight_length: float = 20.0,
-    dx: float = 60.0,
-    offset: float = 0.368,
-    cross_section="strip",
-) -> gf.Component:
-    """Single waveguide drawn like one path of a 2x2 coupler (s-bend up, straight, s-bend down).
-
-    A mode that skips an MZI in a column takes this path, so every mode accumulates the same drawn length
-    per column and the path-length phases of the mesh reduce to a global phase.
-    """
-    dy = _coupler_dy(pitch, offset)
-    c = gf.Component()
-    up = gf.components.bend_s(size=(dx, dy), cross_section=cross_section)
-    down = gf.components.bend_s(size=(dx, -dy), cross_section=cross_section)
-    r1 = c << up
-    r2 = c << gf.components.straight(length=straight_length, cross_section=cross_section)
-    r2.connect("o1", r1.ports["o2"])
-    r3 = c << down
-    r3.connect("o1", r2.ports["o2"])
-    c.add_port("o1", port=r1.ports["o1"])
-    c.add_port("o2", port=r3.ports["o2"])
-    return c
-
-
-def coupler_pair(kind: str, pitch: float, cross_section, dc_gap: float, dc_length: float, dx: float):
-    """(2x2 coupler, its single-path twin) for ``kind`` in ``COUPLER_KINDS``."""
-    if kind not in COUPLER_KINDS:
-        raise CouplerKindError(f"unknown coupler kind {kind!r}; expected one of {COUPLER_KINDS}")
-    xs = xs_layer(cross_section)
-    if kind == "dc":
-        cp = coupler_dc(pitch=pitch, gap=dc_gap, length=dc_length, dx=dx, cross_section=cross_section)
-        twin = coupler_twin(
-            pitch=pitch, straight_length=dc_length, dx=dx, offset=(xs.width + dc_gap) / 2, cross_section=cross_section
-        )
-    else:
-        cp = coupler_mmi(pitch=pitch, dx=dx, cross_section=cross_section)
-        m = gf.get_component("mmi2x2", cross_section=cross_section)
-        offset = abs(m.ports["o2"].dcenter[1] - m.ports["o1"].dcenter[1]) / 2
-        twin = coupler_twin(
-            pitch=pitch, straight_length=cp.info["mmi_length"], dx=dx, offset=offset, cross_section=cross_section
-        )
-    return cp, twin
-
-
 def _add_lanes(
     c: gf.Component,
     contacts: list,
@@ -374,6 +234,34 @@ def tapped_segment(
 
 
 @gf.cell
+def dummy_segment(
+    length: float = 129.0,
+    tap_fraction: float = 0.02,
+    cross_section="strip",
+    tap="grating_tap",
+) -> gf.Component:
+    """An unheated waveguide segment ``length`` µm long carrying a dummy grating tap of ``tap_fraction``.
+
+    It takes the same power as a monitor tap so that a balanced-tap mesh loses the same power on every path
+    (docs/calibration.md, "Balanced taps"); its gratings are not monitored, so it exports only ``o1``/``o2``.
+    ``info["dummy_tap"]`` marks it for :class:`tapmesh.pcells.ChipMap` and the layout-extracted model.
+    """
+    c = gf.Component()
+    t = c.add_ref(gf.get_component(tap, tap_fraction=tap_fraction, cross_section=cross_section), name="dummy_tap")
+    pad = length - t.ports["o2"].dcenter[0] + t.ports["o1"].dcenter[0]
+    if pad < 0:
+        raise PitchError(f"dummy segment length {length} µm shorter than its tap ({length - pad:.1f} µm)")
+    s = c.add_ref(gf.components.straight(length=round(pad, 6), cross_section=cross_section), name="pad_straight")
+    s.connect("o1", t.ports["o2"])
+    c.add_port("o1", port=t.ports["o1"])
+    c.add_port("o2", port=s.ports["o2"])
+    c.info["length"] = length
+    c.info["tap_fraction"] = tap_fraction
+    c.info["dummy_tap"] = True
+    return c
+
+
+@gf.cell
 def mzi_tapped(
     pitch: float = 50.0,
     coupler: str = "dc",
@@ -391,6 +279,7 @@ def mzi_tapped(
     contact_size: float = 10.0,
     contact_clearance: float = 4.0,
     via_heater="via_stack_heater_m2",
+    balanced_taps: bool = False,
 ) -> gf.Component:
     """Balanced MZI T(θ, φ) with a heater and a grating tap on its top input (φ) and top arm (θ).
 
@@ -412,6 +301,8 @@ def mzi_tapped(
         lane_top, lane_pitch, lane_width: depth of the first lane below the top path, lane pitch and width, µm.
         contact_size, contact_clearance, via_heater: heater contacts (see :func:`heater`; ``via_heater=None``
             contacts the lane metal by overlap).
+        balanced_taps: a dummy tap (:func:`dummy_segment`) on the bottom input and bottom arm, so both paths
+            lose the tap's power (``info["dummy_taps"]`` counts them).
     """
     xl = xs_layer(cross_section_lane)
     seg = tapped_segment(
@@ -430,7 +321,10 @@ def mzi_tapped(
         raise PitchError(f"pitch {pitch} µm smaller than the tapped MZI needs ({needed:.1f} µm)")
     cp, _ = coupler_pair(coupler, pitch, cross_section, dc_gap, dc_length, coupler_dx)
     lseg = seg.info["length"]
-    bottom = gf.components.straight(length=lseg, cross_section=cross_section)
+    if balanced_taps:
+        bottom = dummy_segment(length=lseg, tap_fraction=tap_fraction, cross_section=cross_section)
+    else:
+        bottom = gf.components.straight(length=lseg, cross_section=cross_section)
     c = gf.Component()
     phi = c.add_ref(seg, name="phi")
     phi.dmove((0, pitch))
@@ -455,6 +349,7 @@ def mzi_tapped(
     c.info["length"] = x_end
     c.info["pitch"] = pitch
     c.info["coupler"] = coupler
+    c.info["dummy_taps"] = 2 if balanced_taps else 0
     return c
 
 

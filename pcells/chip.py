@@ -183,6 +183,7 @@ def chip(
     contact_clearance: float = 4.0,
     via_heater="via_stack_heater_m2",
     shared_return: bool = True,
+    balanced_taps: bool = False,
     dc_gap: float = 0.236,
     pdk: str = "generic",
 ) -> gf.Component:
@@ -233,6 +234,8 @@ def chip(
         lane_*, track_width, contact_*, via_heater, shared_return, dc_gap: ``"direct"`` routing and couplers
             (see :func:`tapmesh.pcells.mesh`); with ``shared_return=False`` every heater return gets its own pad
             ``pad_r{h+1}`` and there are no ground buses (planar routing for overlap-contact processes).
+        balanced_taps: a dummy tap beside every monitor tap (see :func:`tapmesh.pcells.mesh`); recorded in
+            ``info`` and in the :class:`ChipMap`, from which ``calibrate`` takes the matching model.
         pdk: name of the PDK the chip was drawn on (recorded in ``info``; :func:`tapmesh.pcells.chip` fills
             every part from that PDK's roles, :mod:`tapmesh.pcells.roles`).
     """
@@ -265,6 +268,8 @@ def chip(
                    cross_section_lane=cross_section_lane, cross_section_track=cross_section_track, via=via)
     if coupler_dx != 60.0:
         mesh_kw["coupler_dx"] = coupler_dx
+    if balanced_taps:
+        mesh_kw["balanced_taps"] = True
     planar = dict(lane_top=lane_top, lane_pitch=lane_pitch, lane_width=lane_width, contact_size=contact_size,
                   contact_clearance=contact_clearance, via_heater=via_heater, dc_gap=dc_gap)
     defaults = dict(lane_top=18.0, lane_pitch=8.0, lane_width=3.0, contact_size=10.0, contact_clearance=4.0,
@@ -336,6 +341,7 @@ def chip(
     c.info["io"] = io
     c.info["pdk"] = pdk
     c.info["shared_return"] = shared_return
+    c.info["balanced_taps"] = balanced_taps
     return c
 
 

@@ -85,6 +85,7 @@ class ChipMap:
     roles: dict | None = None
     heaters: list = field(default_factory=list)
     trenches: list = field(default_factory=list)
+    balanced_taps: bool = False  # a dummy tap beside every monitor tap (pcells.mesh(balanced_taps=True))
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -103,6 +104,7 @@ class ChipMap:
             roles=d.get("roles"),
             heaters=[HeaterMap(**h) for h in d.get("heaters", [])],
             trenches=[list(t) for t in d.get("trenches", [])],
+            balanced_taps=bool(d.get("balanced_taps", False)),
         )
 
     @classmethod
@@ -339,6 +341,7 @@ def chip_map(
         raise ConnectivityError(f"{component.name!r} contains no pcells mesh")
     mesh, mtrans, holder_info, holder_trans = found
     n, kind = int(mesh.info["n"]), str(mesh.info["kind"])
+    balanced = bool(mesh.info.get("balanced_taps", False))
     geo = _shifter_geometry(mesh, mtrans)
     taps = []
     for h in sorted(geo):
@@ -368,7 +371,8 @@ def chip_map(
             for name, role in ((f"o{m + 1}", "input"), (f"o{n + m + 1}", "output")):
                 p = component.ports[name]
                 fibers.append(FiberMap(port=name, position=[p.dcenter[0], p.dcenter[1]], role=role, mode=m))
-        return ChipMap(n=n, kind=kind, taps=taps, fibers=fibers, roles=roles, heaters=heaters, trenches=trenches)
+        return ChipMap(n=n, kind=kind, taps=taps, fibers=fibers, roles=roles, heaters=heaters, trenches=trenches,
+                       balanced_taps=balanced)
 
     holder, mesh_inst_name = holder_info
     top_ports = {
@@ -417,4 +421,4 @@ def chip_map(
     if unused:
         raise ConnectivityError(f"pads {unused} drive nothing")
     return ChipMap(n=n, kind=kind, pads=pads, taps=taps, fibers=fibers, roles=roles, heaters=heaters,
-                   trenches=trenches)
+                   trenches=trenches, balanced_taps=balanced)

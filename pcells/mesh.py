@@ -20,7 +20,7 @@ import math
 import gdsfactory as gf
 
 from . import schedule
-from .cells import _rect, coupler_pair, mzi_tapped, phase_shifter_tapped, tapped_segment, xs_layer
+from .cells import _rect, coupler_pair, dummy_segment, mzi_tapped, phase_shifter_tapped, tapped_segment, xs_layer
 from .errors import LayoutError, PitchError, ProcessError, RuleError
 from .process import get_process
 from .routing import dense_tracks, slot_pitch
@@ -65,10 +65,18 @@ def mzi_passthrough(
     dc_length: float = 20.0,
     coupler_dx: float = 60.0,
     cross_section="strip",
+    balanced_taps: bool = False,
+    tap_fraction: float = 0.02,
 ) -> gf.Component:
-    """A single waveguide with the drawn length of one MZI path: straight, coupler twin, straight, coupler twin."""
+    """A single waveguide with the drawn length of one MZI path: straight, coupler twin, straight, coupler twin.
+
+    ``balanced_taps``: both straights carry a dummy tap of ``tap_fraction`` (:func:`tapmesh.pcells.dummy_segment`),
+    so a mode passing a column without an MZI loses what an MZI path loses to its two taps."""
     _, twin = coupler_pair(coupler, pitch, cross_section, dc_gap, dc_length, coupler_dx)
-    st = gf.components.straight(length=segment_length, cross_section=cross_section)
+    if balanced_taps:
+        st = dummy_segment(length=segment_length, tap_fraction=tap_fraction, cross_section=cross_section)
+    else:
+        st = gf.components.straight(length=segment_length, cross_section=cross_section)
     c = gf.Component()
     prev = None
     first = None
@@ -117,6 +125,7 @@ def mesh(
     contact_clearance: float = 4.0,
     via_heater="via_stack_heater_m2",
     shared_return: bool = True,
+    balanced_taps: bool = False,
 ) -> gf.Component:
     """Rectangular (Clements) or triangular (Reck) mesh of tapped MZIs with tapped output phase shifters.
 
@@ -149,6 +158,10 @@ def mesh(
         shared_return: one return track per column and edge (its lanes cross the signal tracks: a process with
             vias); ``False`` gives every return its own track ``r{h+1}`` and orders the slots so that no two
             nets' metals cross (planar routing, for processes that contact by overlap).
+        balanced_taps: a dummy tap beside every monitor tap — on each MZI's bottom input and bottom arm, and
+            two on every pass-through path — so every path loses the same power per column and the mesh is a
+            scaled unitary (model: ``Calibration.nominal(balanced_taps=True)``; docs/calibration.md). The
+            dummies export no ports; ``info["dummy_taps"]`` counts them.
     """
     schedule.check_size(n, kind)
     if routing not in ("zone", "dense"):
@@ -188,6 +201,7 @@ def mesh(
         cross_section=cross_section,
         cross_section_heater=cross_section_heater,
         cross_section_lane=cross_section_lane,
+        balanced_taps=balanced_taps,
         **heater_kw,
     )
     l_mzi = mzi.info["length"]
@@ -210,6 +224,8 @@ def mesh(
         dc_length=dc_length,
         coupler_dx=coupler_dx,
         cross_section=cross_section,
+        balanced_taps=balanced_taps,
+        tap_fraction=tap_fraction,
     )
     gamma = phase_shifter_tapped(
         length=l_mzi,
@@ -377,6 +393,9 @@ def mesh(
     c.info["y_top"] = y_top
     c.info["y_bot"] = y_bot
     c.info["shared_return"] = shared_return
+    c.info["balanced_taps"] = balanced_taps
+    n_pass = sum(1 for col in range(ncols) for m in range(n) if not any(cc == col and m in (t, t + 1) for cc, t in mzis))
+    c.info["dummy_taps"] = (2 * n_mzi + 2 * n_pass) if balanced_taps else 0
     c.info["routing"] = routing if route_heaters else "none"
     c.info["track_pitch"] = track_pitch
     c.info["track_width"] = track_width

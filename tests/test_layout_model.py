@@ -182,3 +182,25 @@ def test_extracted_demo_chip():
     u = lc.matrix(phases=phases)
     v = ideal_mesh_matrix(6, "triangular", phases, tap_fraction=TAP)
     np.testing.assert_allclose(np.abs(u), 10 ** (-3.0 / 10) * np.abs(v), atol=1e-9)
+
+
+@pytest.mark.parametrize("kind", ["rectangular", "triangular"])
+def test_extracted_balanced_tap_mesh_is_the_balanced_model_and_a_scaled_unitary(kind):
+    """pcells.mesh(balanced_taps=True): the circuit extracted from the drawn dummies equals the calibration's
+    balanced-tap model (dummies as nominal loss, up to the global phase of the drawn lengths), its columns are
+    orthogonal with one common loss, and the one-arm mesh's are not."""
+    from tapmesh import circuits
+    from tapmesh.calibration import Calibration
+
+    n = 4
+    lc = sax_circuit_from_component(pcells.mesh(n=n, kind=kind, balanced_taps=True), loss_db_cm=0.0)
+    phases = np.random.default_rng(5).uniform(0, 2 * np.pi, len(lc.shifters))
+    u = lc.matrix(phases=phases)
+    v = Calibration.nominal(circuits.topology(n, kind), tap_fraction=TAP, balanced_taps=True).unitary(phases)
+    g = np.vdot(v.ravel(), u.ravel())
+    np.testing.assert_allclose(u, g / abs(g) * v, atol=1e-9)
+    gram = u.conj().T @ u
+    assert np.abs(gram / gram[0, 0] - np.eye(n)).max() < 1e-9
+    one_arm = ideal_mesh_matrix(n, kind, phases, tap_fraction=TAP)
+    gram = one_arm.conj().T @ one_arm
+    assert np.abs(gram / gram[0, 0] - np.eye(n)).max() > 1e-3

@@ -328,3 +328,26 @@ def test_write_drc_deck(tmp_path):
     assert "enclosing(" in text
     only = pcells.write_drc_deck(rules=pcells.DRC_RULES)
     assert only.count(".output(") == 2 * len(pcells.DRC_RULES)
+
+
+@pytest.mark.parametrize("kind", ["rectangular", "triangular"])
+def test_balanced_tap_mesh_draws_a_dummy_beside_every_monitor_tap(kind):
+    """balanced_taps=True: one dummy tap per MZI bottom input and arm and two per pass-through path (the
+    topology's idle segments), the same monitor taps exported as before, DRC-clean, no silicon overlap,
+    and the ChipMap says the chip is balanced (calibrate takes the matching model from it)."""
+    from tapmesh import circuits
+
+    n = 5
+    top = circuits.topology(n, kind)
+    plain, balanced = pcells.mesh(n=n, kind=kind), pcells.mesh(n=n, kind=kind, balanced_taps=True)
+    assert balanced.info["dummy_taps"] == 2 * top.n_mzis + 2 * top.n_idle and plain.info["dummy_taps"] == 0
+    taps = lambda c: sorted(p.name for p in c.ports if p.name.startswith("tap_"))  # noqa: E731
+    assert taps(balanced) == taps(plain) and len(taps(plain)) == 2 * top.n_shifters
+    assert set(pcells.drc(balanced).values()) == {0}, pcells.drc(balanced)
+    assert pcells.overlap_area(balanced, "WG") < 1e-6
+    dummies = [r for r in balanced.get_netlist(recursive=True).values()
+               for i in r["instances"].values() if i["component"] == "dummy_segment"]
+    assert dummies  # drawn as cells of their own, which the layout model reads as grating taps
+    chip_map = pcells.chip_map(pcells.chip(n=4, kind=kind, balanced_taps=True))
+    assert chip_map.balanced_taps and pcells.ChipMap.from_json(chip_map.to_json()).balanced_taps
+    assert not pcells.chip_map(pcells.chip(n=4, kind=kind)).balanced_taps
