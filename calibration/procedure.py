@@ -82,7 +82,7 @@ def calibrate(
     refine_batch: int = 2,
     alpha_guess: float | None = None,
     tap_guess: float = 0.02,
-    balanced_taps: bool = False,
+    balanced_taps: bool | None = None,
     max_voltage: float | None = None,
     power_mw: float | None = None,
     fit_beta: bool = False,
@@ -130,7 +130,8 @@ def calibrate(
             of every heater is found from the chip either way.
         tap_guess: design tap fraction.
         balanced_taps: the layout draws a dummy tap beside every monitor tap (``pcells.mesh(balanced_taps=
-            True)``): the model carries them as nominal loss (:meth:`Calibration.nominal`).
+            True)``): the model carries them as nominal loss (:meth:`Calibration.nominal`). ``None``: what
+            ``chip_map.balanced_taps`` says, else ``False``.
         max_voltage: an extra cap on the drive, V or mA, below the chip's declared limits (default: the
             declared ``capabilities`` limits alone). No frame is ever taken outside them.
         power_mw: optical power per lit MZI in the sweeps, mW (default 1 for ``"sweeps"``, 3 for
@@ -187,8 +188,10 @@ def calibrate(
                      tap_guess=tap_guess, max_voltage=max_voltage, power_mw=power_mw,
                      visibility_threshold=visibility_threshold, max_delta=max_delta,
                      max_refine_parameters=max_refine_parameters)
+    if balanced_taps is None:
+        balanced_taps = bool(getattr(chip_map, "balanced_taps", False))
     if balanced_taps not in (True, False):
-        raise CalibrationError(f"balanced_taps must be True or False, got {balanced_taps!r}")
+        raise CalibrationError(f"balanced_taps must be True, False or None (from chip_map), got {balanced_taps!r}")
     if screen_crosstalk not in (None, True, False):
         raise CalibrationError(f"screen_crosstalk must be None (automatic), True or False, got {screen_crosstalk!r}")
     unknown = set(steps) - set(STEPS)

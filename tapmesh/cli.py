@@ -106,6 +106,7 @@ def layout_cmd(
     pdk: str = typer.Option("generic", "--pdk", help="PDK to lay out on: generic | ubcpdk | cspdk (foundry PDKs need tapmesh[NAME])."),
     pads: str = typer.Option("direct", "--pads", help="direct | bumps | edge: pad per heater on zone tracks, or dense routing to a bump array / edge pad field (with --n)."),
     pad_stagger: str = typer.Option("none", "--pad-stagger", help="With --pads edge: none (aligned rows) | auto (staggered rows, offset and rows chosen for the smallest field) | a row offset in µm."),
+    balanced_taps: bool = typer.Option(False, "--balanced-taps", help="A dummy tap beside every monitor tap, so every path loses the same power (needed for F ≥ 0.999 at n ≥ 32; with --n). The folder's chip is then fabricated and calibrated as such."),
     out: Path = OutOption,
     seed: int = SeedOption,
     force: bool = ForceOption,
@@ -118,7 +119,7 @@ def layout_cmd(
     position in µm, fiber port → mode) into --out; with --out NAME.gds, writes NAME.gds and NAME.png
     beside each other instead. Lengths in µm."""
 
-    def run(n, kind, png, out, seed, force, pads="direct", pdk="generic", pad_stagger="none"):
+    def run(n, kind, png, out, seed, force, pads="direct", pdk="generic", pad_stagger="none", balanced_taps=False):
         from tapmesh.options import check_same_chip, stagger_option
 
         _check_pdk(pdk)
@@ -131,23 +132,27 @@ def layout_cmd(
         if chosen["demo"] and (pads != "direct" or stagger is not None):
             flag = f"--pads {pads}" if pads != "direct" else "--pad-stagger"
             raise UsageError(f"{flag} needs --n (the demo chip has direct pads)")
+        if chosen["demo"] and balanced_taps:
+            raise UsageError("--balanced-taps needs --n (the demo chip is the seed paper's, with one-arm taps)")
         out = out_option(out)
         held = "none" if stagger is None else str(stagger)
-        replaced = check_same_chip(out, layout={**chosen, "pads": pads, "pdk": pdk, "pad_stagger": held}, force=force)
+        replaced = check_same_chip(out, layout={**chosen, "pads": pads, "pdk": pdk, "pad_stagger": held,
+                                                                 "balanced_taps": balanced_taps}, force=force)
         from tapmesh import stages
 
         s = stages.layout(out, n=n, kind=kind, demo=chosen["demo"], png=png, name=name, pads=pads, pdk=pdk,
-                          pad_stagger=stagger, replace_chip=bool(replaced))
+                          pad_stagger=stagger, replace_chip=bool(replaced), balanced_taps=balanced_taps)
         s["out_folder"] = str(out)
         s["headline"] = (["replaced the chip in --out (" + "; ".join(replaced) + ")"] if replaced else []) + [
-            f"laid out {s['chip']}: {s['n_heaters']} heaters, {s['n_taps']} tap gratings, {s['n_pads']} bond pads"
+            f"laid out {s['chip']}: {s['n_heaters']} heaters, {s['n_taps']} tap gratings"
+            + (" (each with a dummy beside it)" if s["balanced_taps"] else "") + f", {s['n_pads']} bond pads"
             + (f", die {s['die_um'][0] / 1e3:.2f} × {s['die_um'][1] / 1e3:.2f} mm" if s.get("die_um") else ""),
             f"GDS {s['gds_bytes'] / 1e6:.2f} MB, built in {s['layout_seconds']:.1f} s",
         ]
         return s
 
     command("layout")(run)(n=n, kind=kind, png=png, out=out, seed=seed, force=force, as_json=as_json, debug=debug, pads=pads,
-                           pdk=pdk, pad_stagger=pad_stagger)
+                           pdk=pdk, pad_stagger=pad_stagger, balanced_taps=balanced_taps)
 
 
 def _check_pdk(name: str) -> str:

@@ -103,7 +103,7 @@ def check_same_chip(out: Path, *, seed: int | None = None, layout: dict[str, Any
 
     ``seed``: the fabrication seed asked for (``None``: whatever the folder holds). ``layout``: the chip
     to lay out, ``{"demo": bool, "n": int, "kind": str}`` and optionally ``"pads"``, ``"pdk"`` and
-    ``"pad_stagger"`` (a layout drawn with other pads or on another PDK is another chip; ``None``: the folder's). Returns what
+    ``"pad_stagger"``, ``"balanced_taps"`` (a layout drawn with other pads or on another PDK is another chip; ``None``: the folder's). Returns what
     ``--force`` will replace (empty when nothing differs); raises :class:`UsageError` naming the
     option when something differs and ``force`` is off."""
     held = folder_chip(out)
@@ -116,11 +116,14 @@ def check_same_chip(out: Path, *, seed: int | None = None, layout: dict[str, Any
         if not same:
             clashes.append(f"it holds the layout of {describe_chip(lay)}, not {describe_chip(layout)}")
         held_process = {"pads": lay.get("pads", "direct"), "pdk": lay.get("pdk", (lay.get("summary") or {}).get("pdk", "generic")),
-                        "pad_stagger": lay.get("pad_stagger", "none")}
+                        "pad_stagger": lay.get("pad_stagger", "none"), "balanced_taps": lay.get("balanced_taps", False)}
         for key, held_value in held_process.items():
             if key in layout and layout[key] != held_value:
                 flag = "--" + key.replace("_", "-")
-                clashes.append(f"its layout was drawn with {flag} {held_value}, not {flag} {layout[key]}")
+                if isinstance(held_value, bool):
+                    clashes.append(f"its layout was drawn {'with' if held_value else 'without'} {flag}")
+                else:
+                    clashes.append(f"its layout was drawn with {flag} {held_value}, not {flag} {layout[key]}")
     if fab is not None:
         if seed is not None and fab.get("seed") != seed:
             clashes.append(f"its chip was fabricated with --seed {fab.get('seed')} (fabrication.json), not --seed {seed}")

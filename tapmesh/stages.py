@@ -56,11 +56,14 @@ def simulate(n: int, kind: str, out: Path, seed: int = 0, wl_span: float = 0.1, 
 
 # ------------------------------------------------------------------------------------------ layout
 def _build_chip(n: int | None, kind: str, demo: bool, pads: str = "direct", pdk: str = "generic",
-                pad_stagger: float | str | None = None):
+                pad_stagger: float | str | None = None, balanced_taps: bool = False):
     from tapmesh import pcells
 
     pcells.use_pdk(pdk)
-    return pcells.demo_chip() if demo else pcells.chip(n=n, kind=kind, pads=pads, pdk=pdk, pad_stagger=pad_stagger)
+    if demo:
+        return pcells.demo_chip()
+    extra = {"balanced_taps": True} if balanced_taps else {}  # the default chip keeps its cell names
+    return pcells.chip(n=n, kind=kind, pads=pads, pdk=pdk, pad_stagger=pad_stagger, **extra)
 
 
 def layout(
@@ -69,15 +72,18 @@ def layout(
     pdk: str = "generic",
     pad_stagger: float | str | None = None,
     replace_chip: bool = False,
+    balanced_taps: bool = False,
 ) -> dict[str, Any]:
     """Lay out the chip on ``pdk``: ``{name}.gds``, ``{name}.png`` (the layout with the chip map overlaid) and
     chip_map.json in ``out``. ``pad_stagger``: edge pads only, as :func:`tapmesh.pcells.chip`.
     ``replace_chip``: the folder's other chip is forgotten (:func:`forget_chip`) once the new one is built, so
-    a layout that fails to build (a rule, the reticle) leaves the old chip's files as they were."""
+    a layout that fails to build (a rule, the reticle) leaves the old chip's files as they were.
+    ``balanced_taps``: a dummy tap beside every monitor tap (:func:`tapmesh.pcells.mesh`); the folder's
+    fabricated chip and its calibration then follow that design."""
     from tapmesh import pcells
 
     start = time.perf_counter()
-    component = _build_chip(n, kind, demo, pads, pdk, pad_stagger)
+    component = _build_chip(n, kind, demo, pads, pdk, pad_stagger, balanced_taps)
     if replace_chip:
         forget_chip(out)
     mapping = pcells.chip_map(component)
@@ -101,13 +107,15 @@ def layout(
         "n_pads": len(mapping.pads),
         "pdk": pdk,
         "pad_stagger": "none" if pad_stagger is None else str(pad_stagger),
+        "balanced_taps": bool(mapping.balanced_taps),
         "die_um": [round(float(v), 1) for v in info["die_size"]] if "die_size" in info else None,
         "gds_bytes": gds.stat().st_size,
         "layout_seconds": round(time.perf_counter() - start, 2),
         "files": files,
     }
     atomic_write_json(out / "layout.json", {"demo": demo, "n": summary["n"], "kind": summary["kind"], "pads": pads,
-                                            "pdk": pdk, "pad_stagger": summary["pad_stagger"], "summary": summary})
+                                            "pdk": pdk, "pad_stagger": summary["pad_stagger"],
+                                            "balanced_taps": summary["balanced_taps"], "summary": summary})
     return summary
 
 
@@ -144,7 +152,9 @@ def extract(out: Path, png: bool = True) -> dict[str, Any]:
     from tapmesh import circuits
 
     chosen = read_layout(out)
-    component = _build_chip(chosen["n"], chosen["kind"], chosen["demo"], chosen.get("pads", "direct"))
+    balanced = bool(chosen.get("balanced_taps", False))
+    component = _build_chip(chosen["n"], chosen["kind"], chosen["demo"], chosen.get("pads", "direct"),
+                            balanced_taps=balanced)
     start = time.perf_counter()
     extracted = circuits.sax_circuit(component)
     topology = circuits.topology(chosen["n"], chosen["kind"])
@@ -152,8 +162,9 @@ def extract(out: Path, png: bool = True) -> dict[str, Any]:
     phases = rng.uniform(0, 2 * np.pi, topology.n_shifters)
     drawn = np.asarray(extracted.matrix(phases=phases))
     tap = float(extracted.options.get("tap_fraction", 0.02)) if hasattr(extracted, "options") else 0.02
-    params = circuits.MeshParams.assemble(topology, phases, tap_fraction=tap)
-    engine = np.asarray(circuits.unitary(topology, params))
+    from tapmesh.calibration import Calibration
+
+    engine = Calibration.nominal(topology, tap_fraction=tap, balanced_taps=balanced).unitary(phases)
     # The fiber fan-in/out routes add a phase and a loss per port (their drawn lengths differ; the mesh's
     # own paths are length-matched): fold them into input/output port factors, then compare.
     out_factors, in_factors = fit_port_factors(drawn, engine)
@@ -191,7 +202,8 @@ FABRICATION_DEFAULTS = {"delta_sigma": 0.03, "alpha": 0.5, "alpha_spread": 0.05,
 def fabricate(out: Path, seed: int, noise: str = "realistic") -> dict[str, Any]:
     """Record the as-built chip to simulate (a VirtualChip drawn from ``seed``) in fabrication.json."""
     chosen = read_layout(out)
-    record = {"seed": seed, "n": chosen["n"], "kind": chosen["kind"], "noise": noise, **FABRICATION_DEFAULTS}
+    record = {"seed": seed, "n": chosen["n"], "kind": chosen["kind"], "noise": noise, **FABRICATION_DEFAULTS,
+              "balanced_taps": bool(chosen.get("balanced_taps", False))}
     atomic_write_json(out / "fabrication.json", record)
     return record
 
@@ -210,7 +222,8 @@ def virtual_chip(out: Path, seed: int | None = None, keyed_noise: bool = False):
     else:
         record = fabricate(out, seed if seed is not None else 0)
     topology = circuits.topology(record["n"], record["kind"])
-    errors = AsBuilt.random(topology, seed=record["seed"], **{key: record[key] for key in FABRICATION_DEFAULTS})
+    errors = AsBuilt.random(topology, seed=record["seed"], **{key: record[key] for key in FABRICATION_DEFAULTS},
+                            balanced_taps=bool(record.get("balanced_taps", False)))
     noise = Noise.realistic() if record["noise"] == "realistic" else Noise.none()
     return VirtualChip(topology, errors=errors, noise=noise, seed=record["seed"] + 1, keyed_noise=keyed_noise)
 
@@ -240,7 +253,8 @@ def calibrate(out: Path, seed: int, chip=None, targets: int = 3, progress: bool 
     start = time.perf_counter()
     extra = {"archive": archive, "resume": resume, "archive_images": archive_images} if archive is not None else {}
     try:
-        result = calibration.calibrate(chip, seed=seed + 1000, progress=progress, **extra)
+        result = calibration.calibrate(chip, seed=seed + 1000, progress=progress,
+                                       balanced_taps=bool(read_layout(out).get("balanced_taps", False)), **extra)
     except calibration.CalibrationQualityError as failed:  # the partial result goes beside, never over, a good file
         where = failed.save(out / "calibration.json")
         failed.args = (f"{failed.args[0]}; partial calibration saved to {where}",)
