@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -205,3 +206,25 @@ def test_layout_staggers_edge_pads_from_the_cli_and_names_bad_offsets(tmp_path):
     clash = runner.invoke(app, base + ["--pads", "edge", "--pad-stagger", "1", "--force", "--out", str(tmp_path / "st")])
     assert clash.exit_code == 2 and "StaggerError" in clash.output
     assert {p.name: p.read_bytes() for p in (tmp_path / "st").iterdir()} == before
+
+
+def test_layout_balanced_taps_is_recorded_and_followed_by_the_folders_chip(tmp_path):
+    """--balanced-taps: layout.json and the chip map say so, the folder's virtual chip is fabricated with
+    dummy taps, the same folder re-laid-out without them is another chip, and the demo chip refuses it."""
+    from typer.testing import CliRunner
+
+    from tapmesh import stages
+    from tapmesh.cli import app
+
+    runner = CliRunner()
+    out = tmp_path / "mesh"
+    done = runner.invoke(app, ["layout", "--n", "4", "--kind", "rectangular", "--balanced-taps", "--no-png", "--out", str(out)])
+    assert done.exit_code == 0, done.output
+    assert json.loads((out / "layout.json").read_text())["balanced_taps"] is True
+    assert json.loads((out / "chip_map.json").read_text())["balanced_taps"] is True
+    chip = stages.virtual_chip(out, seed=2)
+    assert chip.truth.idle_loss_db is not None and np.all(chip.truth.loss_db[:, [1, 3]] > 0)
+    again = runner.invoke(app, ["layout", "--n", "4", "--kind", "rectangular", "--no-png", "--out", str(out)])
+    assert again.exit_code == 2 and "--balanced-taps" in again.output
+    demo = runner.invoke(app, ["layout", "--balanced-taps", "--out", str(tmp_path / "demo")])
+    assert demo.exit_code == 2 and "needs --n" in demo.output and not (tmp_path / "demo").exists()

@@ -95,3 +95,24 @@ def test_program_reaches_the_ceiling_of_a_calibrated_n32_chip():
     f_situ = float(fidelity(u, chip.unitary(program(chip, u, calibration=cal))))
     assert f_situ > f_exact - 1e-4 and f_situ > f_local + 5e-4
     assert cal.bench_seconds < 3600
+
+
+@pytest.mark.slow
+def test_balanced_tap_n32_chip_is_programmed_to_the_issue_target():
+    """A balanced-tap n = 32 chip (a seed no default uses), calibrated with its design and programmed in
+    situ: F ≥ 0.999 on the true chip (issue 14's target; one-arm taps cap it near 0.994), within an hour of
+    bench time."""
+    import warnings
+
+    from tapmesh.calibration import calibrate
+
+    top = circuits.rectangular(32)
+    truth = AsBuilt.random(top, seed=4921, delta_sigma=0.03, crosstalk=0.01, tap_spread=0.05, balanced_taps=True)
+    chip = VirtualChip(top, errors=truth, noise=Noise.realistic(), seed=4922)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        cal = calibrate(chip, seed=4923, progress=False, balanced_taps=True)
+    u = circuits.haar_unitary(32, 4924)
+    done = program_in_situ(chip, u, cal)
+    assert float(fidelity(u, chip.unitary(done.voltages))) >= 0.999
+    assert cal.bench_seconds + done.bench_seconds < 3600
