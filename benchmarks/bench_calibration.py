@@ -5,14 +5,15 @@
     python benchmarks/bench_calibration.py --quick      # n = 4, 8 (about a minute)
     python benchmarks/bench_calibration.py --crosstalk 0.01 --n 8
     python benchmarks/bench_calibration.py --alpha-sweep --quick   # α = 0.1 … 3 rad/V², n = 6, no hints
+    python benchmarks/bench_calibration.py --depth --balanced --n 32 64 --crosstalk 0.01   # balanced-tap chips
 
 The α sweep (``--alpha-sweep``): chips with α ∈ {0.1, 0.33, 1, 3} rad/V² (±5 %), β ~ N(0, 0.003·α) rad/V³,
 0–10 V, crosstalk 0.01, calibrated with no hint (``calibrate(chip)``): frames, wall time, F per α, and what the
 heater-law discovery costs: its frames over those of the other steps (today's frames).
 
 Each chip: AsBuilt.random(seed, delta_sigma=0.03, tap_spread=0.05, crosstalk=--crosstalk (default 0, as
-AsBuilt.random)), Noise.realistic(); calibrate() with its defaults (the progressive method; the global
-refinement where it is small enough, n ≤ 16). Errors are RMS against the hidden truth over every heater
+AsBuilt.random), balanced_taps=--balanced), Noise.realistic(); calibrate() with its defaults (and
+balanced_taps=--balanced; the progressive method; the global refinement where it is small enough, n ≤ 16). Errors are RMS against the hidden truth over every heater
 (φ0 in rad, α relative) and every coupler (δ in rad). F is the fidelity on the true chip for one
 Haar-random target: corrected (``voltages_for``: local correction, plus the gradient polish for n ≤ 16)
 and plain decomposition. The baseline is the seed lab's per-heater sweep, ~1000 frames per heater
