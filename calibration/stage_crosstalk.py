@@ -95,7 +95,11 @@ def reverse_pairs(stage: Progressive, c: int, members, prev) -> set:
         eta = np.sum(g0 * readings, axis=1) / np.sum(g0 * g0, axis=1)
         resid = readings - eta[:, None] * g0
         dof = max(s - 2, 1)
-        cov = np.linalg.pinv(ata) * (np.sum(resid**2, axis=1) / dof)[:, None, None]
+        # LAPACK's SVD may fail outright (not return nan) on a dark pair's nan matrix: invert the lit ones only
+        lit = np.all(np.isfinite(ata), axis=(1, 2))
+        inverse = np.full_like(ata, np.nan)
+        inverse[lit] = np.linalg.pinv(ata[lit])
+        cov = inverse * (np.sum(resid**2, axis=1) / dof)[:, None, None]
         sigma = np.sqrt(np.clip(cov[:, 1, 1], 0, None)) / np.abs(eta)
     measured = set()
     for r, q, value, sig in zip(recv, src, xv, sigma):
