@@ -17,6 +17,19 @@ if TYPE_CHECKING:
     from tapmesh.calibration.progressive import Progressive
 
 
+def pinv_finite(matrices: np.ndarray) -> np.ndarray:
+    """Pseudo-inverses of a batch (..., m, m); a matrix holding a nan or inf (a dark pair's) gives all-nan.
+
+    LAPACK's batched SVD does not return nan for such a matrix: ``np.linalg.pinv`` raises LinAlgError for the
+    whole batch, so only the finite ones are inverted."""
+    matrices = np.asarray(matrices, dtype=float)
+    finite = np.all(np.isfinite(matrices), axis=(-2, -1))
+    inverse = np.full(matrices.shape[:-2] + matrices.shape[-1:] + matrices.shape[-2:-1], np.nan)
+    if np.any(finite):
+        inverse[finite] = np.linalg.pinv(matrices[finite])
+    return inverse
+
+
 def reverse_pairs(stage: Progressive, c: int, members, prev) -> set:
     """(1d): X(θ'←φ), the φ of column c warming the θ' of column c−1 beside it. Every θ' of column
     c−1 is set to mid-fringe (θ' = π/2 mod π, from its stage's fit), every MZI of column c−1 gets light
@@ -95,11 +108,7 @@ def reverse_pairs(stage: Progressive, c: int, members, prev) -> set:
         eta = np.sum(g0 * readings, axis=1) / np.sum(g0 * g0, axis=1)
         resid = readings - eta[:, None] * g0
         dof = max(s - 2, 1)
-        # LAPACK's SVD may fail outright (not return nan) on a dark pair's nan matrix: invert the lit ones only
-        lit = np.all(np.isfinite(ata), axis=(1, 2))
-        inverse = np.full_like(ata, np.nan)
-        inverse[lit] = np.linalg.pinv(ata[lit])
-        cov = inverse * (np.sum(resid**2, axis=1) / dof)[:, None, None]
+        cov = pinv_finite(ata) * (np.sum(resid**2, axis=1) / dof)[:, None, None]
         sigma = np.sqrt(np.clip(cov[:, 1, 1], 0, None)) / np.abs(eta)
     measured = set()
     for r, q, value, sig in zip(recv, src, xv, sigma):

@@ -236,3 +236,18 @@ def test_balanced_tap_model_agrees_with_the_engine_and_survives_a_save(tmp_path)
     stored = json.loads((tmp_path / "one_arm.json").read_text())["calibration"]
     assert "idle_loss_db" not in stored
     assert np.array_equal(Calibration.load(tmp_path / "one_arm.json").idle_loss_db, np.zeros(top.n_idle))
+
+
+def test_dark_pair_normal_matrix_does_not_break_the_batch():
+    """A dark pair's nan normal matrix gives a nan covariance; the lit pairs' are inverted as before."""
+    from tapmesh.calibration.stage_crosstalk import pinv_finite
+
+    rng = np.random.default_rng(3)
+    a = rng.normal(size=(4, 6, 3))
+    ata = np.einsum("bij,bik->bjk", a, a)
+    ata[2, 1, 1] = np.nan
+    inverse = pinv_finite(ata)
+    assert np.all(np.isnan(inverse[2]))
+    for b in (0, 1, 3):
+        np.testing.assert_allclose(inverse[b], np.linalg.inv(ata[b]), rtol=1e-10)
+    assert np.all(np.isnan(pinv_finite(np.full((2, 3, 3), np.nan))))
