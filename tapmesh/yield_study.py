@@ -144,6 +144,11 @@ def calibrate_full(chip, seed: int, index: int):
         return calibrate(chip, seed=_int_seed(_seeds(seed, index, 2)), progress=False)
 
 
+def corrected_fidelities(vchip, cal, targets, polish: bool) -> np.ndarray:
+    """Fidelity on the true chip of each target set with ``cal.voltages_for`` (local correction, ± polish)."""
+    return np.array([float(circuits.fidelity(u, vchip.unitary(cal.voltages_for(u, polish=polish)))) for u in targets])
+
+
 def score_chip(study: Study, n: int, sigma: float, chip: int, error_model: ErrorModel | None = None) -> dict:
     """Fabricate, calibrate, correct and score one chip; a row of the results table.
 
@@ -159,10 +164,9 @@ def score_chip(study: Study, n: int, sigma: float, chip: int, error_model: Error
         if error_model is None:
             raise YieldStudyError(f"fast mode needs an error model for n = {n}")
         cal = error_model.calibration(vchip.topology, truth, _seeds(study.seed, chip, 3))
-    corrected, plain = [], []
-    for u in study.targets(n):
-        corrected.append(float(circuits.fidelity(u, vchip.unitary(cal.voltages_for(u, polish=study.polish)))))
-        plain.append(float(circuits.fidelity(u, vchip.unitary(cal.voltages_uncorrected(u)))))
+    targets = study.targets(n)
+    corrected = corrected_fidelities(vchip, cal, targets, study.polish)
+    plain = [float(circuits.fidelity(u, vchip.unitary(cal.voltages_uncorrected(u)))) for u in targets]
     return {
         "n": int(n), "sigma_delta": float(sigma), "chip": int(chip), **site, "mode": study.mode,
         "f_mean": float(np.mean(corrected)), "f_min": float(np.min(corrected)),
@@ -180,11 +184,17 @@ def run_chunk(study: Study, keys, error_models: dict | None = None) -> list[dict
 
 def error_model_chip(study: Study, n: int, index: int) -> ErrorModel:
     """The calibration error of one full calibration at mesh size ``n``, at the study's largest σ, on a chip
-    that is not one of the study's (seed + :data:`ERROR_MODEL_SEED_OFFSET`)."""
+    that is not one of the study's (seed + :data:`ERROR_MODEL_SEED_OFFSET`), with its fidelity measurement:
+    the infidelity the calibration's errors add to the truth's, and what one stand-in draw at scale 1 adds,
+    both corrected as the study corrects, on K targets that are not the study's (``docs/yield.md``)."""
     seed = study.seed + ERROR_MODEL_SEED_OFFSET
     vchip, _ = fabricate(study, n, max(study.sigmas), index, seed=seed)
     cal = calibrate_full(vchip, seed, index)
-    return ErrorModel.measure([(cal, vchip.truth)])
+    model = ErrorModel.measure([(cal, vchip.truth)])
+    targets = replace(study, seed=seed).targets(n)
+    exact, draw = (model.calibration(vchip.topology, vchip.truth, _seeds(seed, index, 3), scale=s) for s in (0.0, 1.0))
+    f_exact, f_full, f_draw = (corrected_fidelities(vchip, c, targets, study.polish) for c in (exact, cal, draw))
+    return model.with_excess(float(np.mean(f_exact - f_full)), float(np.mean(f_exact - f_draw)))
 
 
 def yield_at(f, spec: float) -> float:

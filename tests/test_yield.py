@@ -113,9 +113,78 @@ def test_error_model_measure_recovers_the_errors_of_a_perturbed_calibration():
         assert getattr(measured, name) == pytest.approx(getattr(known, name), rel=0.15), name
     pooled = ErrorModel.pool([ErrorModel.measure(pairs[:3]), ErrorModel.measure(pairs[3:])])
     assert pooled.chips == 6 and pooled.phi_rad == pytest.approx(measured.phi_rad, rel=1e-9)
+    assert pooled.theta_alpha_corr == pytest.approx(measured.theta_alpha_corr, abs=1e-9)
     assert load_error_models(save_error_models({8: measured})) == {8: measured}
     with pytest.raises(ValueError, match="error-model"):
         load_error_models("[1, 2]")
+
+
+def test_error_model_draws_keep_the_heater_law_correlation_and_the_depth_growth():
+    """A heater-law fit trades offset against slope (φ0 and α errors anticorrelated), and errors grow with
+    column depth: draws of a model with both are measured back with both."""
+    top = circuits.rectangular(8)
+    truth, _ = WaferModel().for_sigma_delta(0.02).chip(top, 0, seed=0)
+    known = ErrorModel(n=8, chips=1, theta_rad=0.004, phi_rad=0.008, gamma_rad=0.003, alpha_rel=0.003, delta_rad=0.001,
+                       alpha_theta_rel=0.002, alpha_phi_rel=0.004, alpha_gamma_rel=0.003,
+                       theta_alpha_corr=-0.7, phi_alpha_corr=-0.4, gamma_alpha_corr=0.0,
+                       theta_depth_gain=0.0, phi_depth_gain=1.5)
+    measured = ErrorModel.pool(ErrorModel.measure([(known.calibration(top, truth, seed=s), truth)]) for s in range(30))
+    for name in ("theta_alpha_corr", "phi_alpha_corr", "gamma_alpha_corr"):
+        assert getattr(measured, name) == pytest.approx(getattr(known, name), abs=0.1), name
+    for name in ("alpha_theta_rel", "alpha_phi_rel", "phi_rad"):
+        assert getattr(measured, name) == pytest.approx(getattr(known, name), rel=0.1), name
+    assert measured.phi_depth_gain == pytest.approx(1.5, abs=0.4)
+    assert measured.theta_depth_gain == pytest.approx(0.0, abs=0.4)
+    with pytest.raises(ValueError, match="correlation"):
+        replace(known, theta_alpha_corr=1.5)
+    with pytest.raises(ValueError, match="depth_gain"):
+        replace(known, phi_depth_gain=3.0)
+
+
+def test_effective_scale_matches_the_infidelity_real_errors_add():
+    """The draws are scaled by sqrt(excess_full / excess_draw); scale 0 is the truth itself; a model saved
+    before the fidelity measurement existed draws at scale 1, as it did."""
+    top = circuits.rectangular(4)
+    truth, _ = WaferModel().for_sigma_delta(0.02).chip(top, 0, seed=0)
+    assert ERROR_MODEL.effective_scale == 1.0
+    scaled = ERROR_MODEL.with_excess(1e-5, 4e-4)
+    assert scaled.effective_scale == pytest.approx(np.sqrt(1 / 40))
+    assert ERROR_MODEL.with_excess(-1e-6, 4e-4).effective_scale == 0.0  # the real errors helped: the truth
+    a, b = scaled.calibration(top, truth, seed=3), ERROR_MODEL.calibration(top, truth, seed=3)
+    np.testing.assert_allclose(np.angle(np.exp(1j * (a.phase_offsets - truth.phase_offsets))),
+                               scaled.effective_scale * np.angle(np.exp(1j * (b.phase_offsets - truth.phase_offsets))),
+                               atol=1e-12)
+    exact = scaled.calibration(top, truth, seed=3, scale=0.0)
+    np.testing.assert_allclose(np.exp(1j * exact.phase_offsets), np.exp(1j * truth.phase_offsets), atol=1e-12)
+    np.testing.assert_array_equal(exact.alpha, truth.alpha)
+    np.testing.assert_array_equal(exact.delta, truth.delta)
+    pooled = ErrorModel.pool([scaled, replace(scaled, excess_full=3e-5)])
+    assert pooled.excess_full == pytest.approx(2e-5) and pooled.excess_draw == pytest.approx(4e-4)
+    assert ErrorModel.pool([scaled, ERROR_MODEL]).excess_full is None  # one unmeasured: no scale
+    legacy = {k: v for k, v in ERROR_MODEL.to_dict().items() if k in ("n", "chips", "theta_rad", "phi_rad",
+              "gamma_rad", "alpha_rel", "delta_rad", "crosstalk", "tap_guess")}
+    assert ErrorModel.from_dict(legacy) == ERROR_MODEL
+    assert load_error_models(save_error_models({4: scaled})) == {4: scaled}
+    with pytest.raises(ValueError, match="scale"):
+        scaled.calibration(top, truth, seed=3, scale=-1.0)
+    with pytest.raises(ValueError, match="n = 8"):
+        scaled.calibration(circuits.rectangular(8), truth, seed=3)
+
+
+@pytest.mark.slow
+def test_fast_mode_stands_in_for_full_calibration_on_chips_it_did_not_see():
+    """Measured on 3 error chips, the fast mode's infidelity on 4 other chips is the full calibration's (the
+    draws at the raw RMS would be 1.45× at n = 8), and the real errors add less than random ones."""
+    from tapmesh.yield_study import Study, error_model_chip, run_chunk
+
+    study = Study(ns=(8,), sigmas=(0.02,), chips=4, seed=0, mode="fast", k_targets=2, polish=False)
+    model = ErrorModel.pool(error_model_chip(study, 8, i) for i in range(3))
+    assert 0 < model.effective_scale < 0.8
+    assert model.theta_alpha_corr < -0.1 and model.phi_alpha_corr < -0.1
+    fast = run_chunk(study, study.keys(), {8: model})
+    full = run_chunk(replace(study, mode="full"), study.keys())
+    ratio = np.mean([1 - r["f_mean"] for r in fast]) / np.mean([1 - r["f_mean"] for r in full])
+    assert 0.8 < ratio < 1.25
 
 
 # ----------------------------------------------------------------------------- the study
