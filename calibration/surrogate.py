@@ -127,8 +127,7 @@ class ErrorModel:
             raise ValueError("ErrorModel.measure needs at least one (Calibration, AsBuilt) pair")
         topology = pairs[0][0].topology
         k, n = topology.n_mzis, topology.n
-        depth = np.array([c for c, _ in topology.mzis], dtype=float) / max(topology.n_columns - 1, 1)
-        depth = np.concatenate([depth, depth, np.full(n, 0.5)])  # γ: no depth (its gain is not fitted)
+        depth = np.concatenate([_column_depth(topology)] * 2 + [np.full(n, 0.5)])  # γ: no depth (its gain is not fitted)
         kind = np.repeat(np.arange(3), [k, k, n])
         phase, alpha, where, classes, delta, crosstalk = [], [], [], [], [], []
         pair_index = neighbour_pairs(topology)
@@ -202,11 +201,12 @@ class ErrorModel:
             raise ValueError(f"ErrorModel.calibration: scale must be finite and ≥ 0, got {scale}")
         rng = np.random.default_rng(seed)
         k, n, h = topology.n_mzis, topology.n, topology.n_shifters
-        depth = np.array([c for c, _ in topology.mzis], dtype=float) / max(topology.n_columns - 1, 1)
+        depth = _column_depth(topology)
         sizes = (k, k, n)
         phase_sigma = np.concatenate([
-            self.phase_rms(name) * np.sqrt(1 + getattr(self, f"{name}_depth_gain", 0.0) * (depth - 0.5))
-            if name != "gamma" else np.full(n, self.gamma_rad) for name in CLASSES])
+            *(self.phase_rms(name) * np.sqrt(1 + getattr(self, f"{name}_depth_gain") * (depth - 0.5))
+              for name in CLASSES[:2]),
+            np.full(n, self.gamma_rad)])
         alpha_sigma = np.concatenate([np.full(size, self.alpha_rms(name)) for name, size in zip(CLASSES, sizes)])
         corr = np.concatenate([np.full(size, getattr(self, f"{name}_alpha_corr")) for name, size in zip(CLASSES, sizes)])
         z_phase, z_other = rng.standard_normal(h), rng.standard_normal(h)
@@ -236,6 +236,11 @@ class ErrorModel:
             return cls(**{name: data[name] for name in cls.__dataclass_fields__ if name in data})
         except TypeError as error:
             raise ValueError(f"not an error model: {error}") from None
+
+
+def _column_depth(topology: circuits.MeshTopology) -> np.ndarray:
+    """(K,) each MZI's depth in the mesh, column / (columns − 1), from 0 (inputs) to 1 (outputs)."""
+    return np.array([c for c, _ in topology.mzis], dtype=float) / max(topology.n_columns - 1, 1)
 
 
 def _rms(values) -> float:
