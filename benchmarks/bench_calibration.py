@@ -102,22 +102,23 @@ def run_depth(n: int, crosstalk: float, seed: int = 5000, iterations: int = 6, b
     return r
 
 
-def depth_table(sizes, crosstalks, balanced_taps: bool = False) -> None:
-    """Print the depth table: calibration and both correction paths for every size and crosstalk."""
+def depth_table(sizes, crosstalks, balanced_taps: bool = False, seeds=(5000,)) -> None:
+    """Print the depth table: calibration and both correction paths for every size, crosstalk and chip seed."""
     if balanced_taps:
         print("balanced-tap chips: a dummy tap on every MZI's bottom input and arm, two on every idle segment", flush=True)
-    print("| n | crosstalk | wall s (calibrate) | frames | bench h | φ0 rms (rad) | α rms | δ rms (rad) | "
+    print("| n | crosstalk | seed | wall s (calibrate) | frames | bench h | φ0 rms (rad) | α rms | δ rms (rad) | "
           "F model (path) | F in situ (frames, bench s, wall s) | F true errors known | F uncorrected |", flush=True)
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|", flush=True)
-    for xt in crosstalks:
-        for n in sizes:
-            r = run_depth(n, xt, balanced_taps=balanced_taps)
-            path = "local + polish" if r["polish"] else "local"
-            print(f"| {n} | {xt:g} | {r['wall_s']:.0f} | {r['frames']} | {r['bench_h']:.2f} | {r['phi0_rms']:.4f} | "
-                  f"{r['alpha_rms']:.2%} | {r['delta_rms']:.4f} | {r['F_corrected']:.4f} ({path}"
-                  f"{', refined' if r['refined'] else ''}) | **{r['F_program']:.4f}** ({r['program_frames']}, "
-                  f"{r['program_bench_s']:.1f}, {r['program_s']:.0f}) | {r['F_true_errors']:.4f} | {r['F_uncorrected']:.4f} |",
-                  flush=True)
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|", flush=True)
+    for xt, n, seed in ((xt, n, seed) for xt in crosstalks for n in sizes for seed in seeds):
+        r = run_depth(n, xt, seed=seed, balanced_taps=balanced_taps)
+        path = "local + polish" if r["polish"] else "local"
+        print(f"| {n} | {xt:g} | {seed} | {r['wall_s']:.0f} | {r['frames']} | {r['bench_h']:.2f} | {r['phi0_rms']:.4f} | "
+              f"{r['alpha_rms']:.2%} | {r['delta_rms']:.4f} | {r['F_corrected']:.4f} ({path}"
+              f"{', refined' if r['refined'] else ''}) | **{r['F_program']:.4f}** ({r['program_frames']}, "
+              f"{r['program_bench_s']:.1f}, {r['program_s']:.0f}) | {r['F_true_errors']:.4f} | {r['F_uncorrected']:.4f} |",
+              flush=True)
+
+
 def run_alpha(n: int, alpha: float, v_max: float = 10.0, seed: int = 5100, targets: int = 3) -> dict:
     top = circuits.rectangular(n)
     truth = AsBuilt.random(top, seed=seed, delta_sigma=0.03, alpha=alpha, beta_sigma=0.003 * alpha,
@@ -162,11 +163,14 @@ def main() -> None:
                              "with in-situ programming and bench hours; --quick: n = 8, 16")
     parser.add_argument("--balanced", action="store_true",
                         help="with --depth: balanced-tap chips (AsBuilt.random(balanced_taps=True))")
+    parser.add_argument("--seeds", type=int, nargs="*", default=[5000],
+                        help="with --depth: chip seeds (default 5000; each seed is another as-built chip and target)")
     parser.add_argument("--alpha-sweep", action="store_true", help="α = 0.1 … 3 rad/V² with no hint (n = 8; 6 with --quick)")
     args = parser.parse_args()
     if args.depth:
         depth_table(args.n or ([8, 16] if args.quick else [8, 16, 32, 64]),
-                    [0.0, 0.01] if args.crosstalk is None else [args.crosstalk], balanced_taps=args.balanced)
+                    [0.0, 0.01] if args.crosstalk is None else [args.crosstalk], balanced_taps=args.balanced,
+                    seeds=args.seeds)
         return
     if args.alpha_sweep:
         alpha_sweep(args.quick)
