@@ -42,8 +42,7 @@ def main() -> None:
     from distributed import Client, LocalCluster
 
     from tapmesh import yield_dask
-    from tapmesh.calibration.surrogate import ErrorModel
-    from tapmesh.yield_study import Study, error_model_chip, run_chunk
+    from tapmesh.yield_study import Study, error_model_chip, pool_error_models, run_chunk
 
     rows, tables = [], {}
     for n in args.n:
@@ -51,7 +50,7 @@ def main() -> None:
         if "fast" in args.modes:
             study = Study(ns=(n,), sigmas=(0.02,), chips=1, mode="fast", error_chips=args.error_chips, k_targets=2)
             start = time.perf_counter()
-            models = {n: ErrorModel.pool(error_model_chip(study, n, i) for i in range(args.error_chips))}
+            models = {n: pool_error_models(n, (error_model_chip(study, n, i) for i in range(args.error_chips)))[0]}
             print(f"n = {n}: error model from {args.error_chips} full calibrations in "
                   f"{time.perf_counter() - start:.1f} s: {models[n]}", flush=True)
         for mode in args.modes:

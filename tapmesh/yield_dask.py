@@ -23,7 +23,7 @@ import numpy as np
 
 from tapmesh.calibration.surrogate import ErrorModel, load_error_models, save_error_models
 from tapmesh.circuits.io import atomic_write_bytes, atomic_write_json, atomic_write_text
-from tapmesh.yield_study import Study, YieldStudyError, error_model_chip, run_chunk, yield_at
+from tapmesh.yield_study import Study, YieldStudyError, error_model_chip, pool_error_models, run_chunk, yield_at
 
 TABLE = "yield.parquet"
 PARTS = "chips"
@@ -107,7 +107,10 @@ def _error_models(client, study: Study, out: Path, given: dict | None, echo) -> 
         futures = {n: [client.submit(error_model_chip, study, n, i, pure=False) for i in range(study.error_chips)]
                    for n in missing}
         for n, fs in futures.items():
-            models[n] = ErrorModel.pool(f.result() for f in fs)
+            models[n], failed = pool_error_models(n, (f.result() for f in fs))
+            if failed:
+                echo(f"n = {n}: {failed} of {len(fs)} error-model calibrations failed their quality verdict and "
+                     "were left out of the error model")
     atomic_write_text(path, save_error_models(models))
     return models
 
@@ -196,7 +199,8 @@ def finish(study: Study, out: Path, scored: int = 0, seconds: float = 0.0, worke
                        "yield": yield_at(group["f_mean"], study.spec),
                        "yield_uncorrected": yield_at(group["f_uncorrected"], study.spec),
                        "f_median": float(np.median(group["f_mean"])), "f_p05": float(np.quantile(group["f_mean"], 0.05)),
-                       "delta_rms_measured": float(np.sqrt(np.mean(group["delta_rms"] ** 2)))})
+                       "delta_rms_measured": float(np.sqrt(np.mean(group["delta_rms"] ** 2))),
+                       "verdicts_failed": int((group["verdict"] == "failed").sum()) if "verdict" in group else 0})
     files = [str(out / TABLE)]
     if plots and not table.empty:
         from tapmesh import yield_plots

@@ -136,12 +136,28 @@ def fabricate(study: Study, n: int, sigma: float, chip: int, seed: int | None = 
 
 
 def calibrate_full(chip, seed: int, index: int):
-    """``calibrate(chip)`` without progress bar or fault warnings, its random settings seeded per chip."""
+    """``calibrate(chip)`` without progress bar or fault warnings, its random settings seeded per chip.
+
+    A calibration whose quality verdict fails is returned, not raised: a chip the lab could not calibrate is
+    part of the yield (scored as calibrated, its ``verdict`` column ``"failed"``); ``cal.quality.passed``
+    says which."""
     from tapmesh.calibration import calibrate
+    from tapmesh.calibration.quality import CalibrationQualityError
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return calibrate(chip, seed=_int_seed(_seeds(seed, index, 2)), progress=False)
+        try:
+            return calibrate(chip, seed=_int_seed(_seeds(seed, index, 2)), progress=False)
+        except CalibrationQualityError as err:
+            return err.calibration
+
+
+def verdict_of(cal) -> str:
+    """``"passed"`` / ``"failed"``: the calibration's quality verdict (``"stand-in"`` for a fast-mode draw)."""
+    quality = getattr(cal, "quality", None)
+    if quality is None:
+        return "stand-in"
+    return "passed" if quality.passed else "failed"
 
 
 def corrected_fidelities(vchip, cal, targets, polish: bool) -> np.ndarray:
@@ -172,7 +188,7 @@ def score_chip(study: Study, n: int, sigma: float, chip: int, error_model: Error
         "f_mean": float(np.mean(corrected)), "f_min": float(np.min(corrected)),
         "f_uncorrected": float(np.mean(plain)),
         "delta_rms": float(np.sqrt(np.mean(truth.delta**2))), "delta_mean": float(np.mean(truth.delta)),
-        "frames": int(cal.n_measurements), "seconds": time.perf_counter() - start,
+        "frames": int(cal.n_measurements), "verdict": verdict_of(cal), "seconds": time.perf_counter() - start,
     }
 
 
@@ -182,19 +198,37 @@ def run_chunk(study: Study, keys, error_models: dict | None = None) -> list[dict
     return [score_chip(study, n, s, i, error_models.get(n)) for n, s, i in keys]
 
 
-def error_model_chip(study: Study, n: int, index: int) -> ErrorModel:
+def error_model_chip(study: Study, n: int, index: int) -> ErrorModel | None:
     """The calibration error of one full calibration at mesh size ``n``, at the study's largest σ, on a chip
     that is not one of the study's (seed + :data:`ERROR_MODEL_SEED_OFFSET`), with its fidelity measurement:
     the infidelity the calibration's errors add to the truth's, and what one stand-in draw at scale 1 adds,
-    both corrected as the study corrects, on K targets that are not the study's (``docs/yield.md``)."""
+    both corrected as the study corrects, on K targets that are not the study's (``docs/yield.md``).
+
+    ``None`` when the calibration failed its quality verdict: a failed fit's errors are not what a working
+    calibration leaves, so they must not set the stand-in's spread (:func:`pool_error_models`)."""
     seed = study.seed + ERROR_MODEL_SEED_OFFSET
     vchip, _ = fabricate(study, n, max(study.sigmas), index, seed=seed)
     cal = calibrate_full(vchip, seed, index)
+    if verdict_of(cal) == "failed":
+        return None
     model = ErrorModel.measure([(cal, vchip.truth)])
     targets = replace(study, seed=seed).targets(n)
     exact, draw = (model.calibration(vchip.topology, vchip.truth, _seeds(seed, index, 3), scale=s) for s in (0.0, 1.0))
     f_exact, f_full, f_draw = (corrected_fidelities(vchip, c, targets, study.polish) for c in (exact, cal, draw))
     return model.with_excess(float(np.mean(f_exact - f_full)), float(np.mean(f_exact - f_draw)))
+
+
+def pool_error_models(n: int, models) -> tuple[ErrorModel, int]:
+    """Pool the error chips of mesh size ``n`` (:meth:`ErrorModel.pool`), leaving out those whose calibration
+    failed its verdict (``None``); returns the model and how many were left out. :class:`YieldStudyError` when
+    every one failed."""
+    models = list(models)
+    passed = [m for m in models if m is not None]
+    if not passed:
+        raise YieldStudyError(f"all {len(models)} error-model calibrations at n = {n} failed their quality verdict: "
+                              "the fast mode has no working calibration to draw from (run mode='full', or more "
+                              "error_chips)")
+    return ErrorModel.pool(passed), len(models) - len(passed)
 
 
 def yield_at(f, spec: float) -> float:

@@ -175,16 +175,40 @@ def test_effective_scale_matches_the_infidelity_real_errors_add():
 def test_fast_mode_stands_in_for_full_calibration_on_chips_it_did_not_see():
     """Measured on 3 error chips, the fast mode's infidelity on 4 other chips is the full calibration's (the
     draws at the raw RMS would be 1.45× at n = 8), and the real errors add less than random ones."""
-    from tapmesh.yield_study import Study, error_model_chip, run_chunk
+    from tapmesh.yield_study import Study, error_model_chip, pool_error_models, run_chunk
 
     study = Study(ns=(8,), sigmas=(0.02,), chips=4, seed=0, mode="fast", k_targets=2, polish=False)
-    model = ErrorModel.pool(error_model_chip(study, 8, i) for i in range(3))
+    model, _ = pool_error_models(8, (error_model_chip(study, 8, i) for i in range(3)))
     assert 0 < model.effective_scale < 0.8
     assert model.theta_alpha_corr < -0.1 and model.phi_alpha_corr < -0.1
     fast = run_chunk(study, study.keys(), {8: model})
     full = run_chunk(replace(study, mode="full"), study.keys())
+    assert {r["verdict"] for r in fast} == {"stand-in"} and {r["verdict"] for r in full} == {"passed"}
     ratio = np.mean([1 - r["f_mean"] for r in fast]) / np.mean([1 - r["f_mean"] for r in full])
     assert 0.8 < ratio < 1.25
+
+
+def test_a_failed_verdict_is_scored_not_raised_and_kept_out_of_the_error_model(monkeypatch):
+    """A chip whose calibration fails its verdict is part of the yield (scored, verdict "failed"), but its
+    errors are not what a working calibration leaves: the error model pools only the passed ones, and says
+    when none passed."""
+    import functools
+
+    import tapmesh.calibration
+    from tapmesh.yield_study import YieldStudyError, calibrate_full, error_model_chip, fabricate, pool_error_models
+
+    study = _study(chips=1)
+    vchip, _ = fabricate(study, 4, 0.02, 0)
+    impossible = functools.partial(tapmesh.calibration.calibrate, min_fidelity=1.5)  # no fit can pass
+    monkeypatch.setattr(tapmesh.calibration, "calibrate", impossible)
+    cal = calibrate_full(vchip, study.seed, 0)
+    assert cal.quality is not None and not cal.quality.passed
+    assert any("min_fidelity" in reason for reason in cal.quality.reasons)
+    assert error_model_chip(study, 4, 0) is None
+    with pytest.raises(YieldStudyError, match="all 2 error-model calibrations at n = 4 failed"):
+        pool_error_models(4, [None, None])
+    pooled, left_out = pool_error_models(4, [ERROR_MODEL, None, ERROR_MODEL])
+    assert left_out == 1 and pooled.theta_rad == pytest.approx(ERROR_MODEL.theta_rad)
 
 
 # ----------------------------------------------------------------------------- the study
@@ -231,6 +255,7 @@ def test_study_resumes_and_writes_table_plots_and_summary(tmp_path, threads_clie
     assert summary["chips_this_run"] == 2 and summary["chips_scored"] == 5  # the first 3 were skipped
     table = yield_dask.read_table(tmp_path)
     assert list(table["chip"]) == [0, 1, 2, 3, 4] and (table["mode"] == "fast").all()
+    assert (table["verdict"] == "stand-in").all()
     assert ((table["f_mean"] > 0.99) & (table["f_mean"] <= 1)).all()
     assert (table["f_mean"] >= table["f_uncorrected"] - 1e-4).all()
     group = summary["groups"][0]
