@@ -38,6 +38,7 @@ from .roles import (
     Roles,
     UnknownPdkError,
     active_roles,
+    default_pads,
     known_pdks,
     use_pdk,
 )
@@ -63,6 +64,7 @@ __all__ = [
     "Roles",
     "UnknownPdkError",
     "active_roles",
+    "default_pads",
     "known_pdks",
     "use_pdk",
     "EnclosureRule",

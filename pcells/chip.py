@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import gdsfactory as gf
 
-from . import schedule
+from . import fanout, schedule
 from .cells import mzi_tapped, xs_layer
 from .die import PAD_KINDS, check_pads, die_outline, direct_pads, fits, pad_fields, reticle_check, stagger_plan
-from .errors import LayoutError, PitchError, ReticleError, StaggerError
+from .errors import LayoutError, PitchError, ProcessError, ReticleError, StaggerError
 from .mesh import mesh_cell
 from .process import get_process
 from .roles import with_roles
@@ -196,6 +196,8 @@ def chip(
     Args:
         n, kind, pitch, coupler, heater_length, tap_fraction: the mesh (see :func:`tapmesh.pcells.mesh`).
         pads: ``"direct"`` — one pad per heater on a zone track of the pad pitch (the column pitch grows with n);
+            ``"fanout"`` — zone tracks at the metal's minimum pitch, fanned out in one metal (no crossings, so
+            also on overlap-contact processes) to a staggered pad field above and below (:mod:`tapmesh.pcells.fanout`);
             ``"bumps"`` — dense tracks over the mesh to a flip-chip area array above and below it;
             ``"edge"`` — dense tracks to a multi-row bond-pad field on the top and bottom die edges
             (:mod:`tapmesh.pcells.die`).
@@ -242,14 +244,18 @@ def chip(
     rules = get_process(process)
     if pads not in PAD_KINDS:
         raise LayoutError(f"unknown pads {pads!r}; expected one of {PAD_KINDS}")
-    dense = pads != "direct"
+    dense = pads in ("edge", "bumps")
+    if dense and rules.contact == "overlap":
+        raise ProcessError(f"pads={pads!r} routes tracks across the heater lanes: process {rules.name!r} connects "
+                          "metals that overlap; use pads='fanout' (planar) or 'direct'")
+    alt_dx = coupler_dx  # the other pad options are estimated at the same couplers when they were chosen
     if coupler_dx is None:
         coupler_dx = 40.0 if dense else 60.0
     if pad_pitch is None:
         pad_pitch = 100.0
     if pad_size is None:
         pad_size = (50.0, 50.0) if dense else (80.0, 80.0)
-    if dense:
+    if pads != "direct":
         check_pads(pads, pad_pitch, pad_size[0], rules)
     elif pad_size[0] + 10 > pad_pitch:
         raise PitchError(f"pad pitch {pad_pitch} µm smaller than a pad ({pad_size[0]} µm) plus 10 µm spacing")
@@ -286,12 +292,17 @@ def chip(
                             pad_size=pad_size, rules=rules, return_group=return_group)
     if check_reticle:  # before drawing: the die from the parameters, against the reticle
         estimate = reticle_check(n, kind, pads, col_length=float(mzi.info["length"]), coupler_dx=coupler_dx,
-                                 rules=rules, plan=plan, stagger=pad_stagger, pitch=pitch, pad_pitch=pad_pitch,
+                                 alt_dx=alt_dx,
+                                 rules=rules, plan=plan, track_width=track_width, shared_return=shared_return,
+                                 pad_width=pad_size[0], stagger=pad_stagger, pitch=pitch, pad_pitch=pad_pitch,
                                  fiber_pitch=fiber_pitch, fiber_len=gc.dbbox().width(), io_margin=io_margin,
                                  route_separation=route_separation, die_margin=die_margin, pad_gap=pad_gap,
                                  pad_size=pad_size[1])
     if dense:
         m = mesh_cell(**mesh_kw, routing="dense", return_group=return_group, process=rules)
+    elif pads == "fanout":
+        m = mesh_cell(**mesh_kw, track_pitch=fanout.zone_pitch(rules, track_width, shared_return),
+                      track_width=track_width, shared_return=shared_return, process=rules)
     else:
         extra = {} if shared_return else dict(shared_return=False, track_width=track_width, process=rules)
         m = mesh_cell(**mesh_kw, track_pitch=pad_pitch, **extra)
@@ -300,7 +311,7 @@ def chip(
     mports = {p.name: p for p in mr.ports}  # one pass: instance port lookup by name is linear in kfactory
     n_heaters = m.info["n_heaters"]
     labels = [f"{name}{idx}" for name, idx in schedule.shifters(n, kind)]
-    if not dense:
+    if pads == "direct":
         direct_pads(c, mr, mports, m, pad_size=pad_size, pad_gap=pad_gap, bus_width=bus_width, via=via,
                      cross_section_lane=cross_section_lane, cross_section_track=cross_section_track,
                      with_labels=with_labels, layer_label=layer_label, labels=labels, pad=pad, pad_open=pad_open,
@@ -309,6 +320,10 @@ def chip(
                                route_separation=route_separation, cross_section=cross_section,
                                with_labels=with_labels, layer_label=layer_label, wg_port=wg_port,
                                out_port=out_port)
+    if pads == "fanout":
+        _fanout(c, mr, mports, m, rules, pad=pad, pad_size=pad_size, pad_pitch=pad_pitch, pad_open=pad_open,
+                track_width=track_width, cross_section_track=cross_section_track, labels=labels,
+                with_labels=with_labels, layer_label=layer_label)
     if dense:
         b = c.dbbox()
         if plan is not None and abs(plan.px * plan.columns - m.info["column_pitch"]) > 1e-3:
@@ -343,6 +358,27 @@ def chip(
     c.info["shared_return"] = shared_return
     c.info["balanced_taps"] = balanced_taps
     return c
+
+
+def _fanout(c, mr, mports, m, rules, *, pad, pad_size, pad_pitch, pad_open, track_width, cross_section_track,
+            labels, with_labels, layer_label) -> None:
+    """``pads="fanout"``: the staggered lattice for the busier edge and the fan-out above and below the mesh, its
+    staircases starting a space beyond whatever is drawn (the mesh and the fiber arrays)."""
+    layer = xs_layer(cross_section_track).layer
+    ports = [p for p in mports.values() if p.port_type == "electrical"]
+    tracks = max(sum(1 for p in ports if round(p.orientation) == o) for o in (90, 270))
+    space = rules.min_space(rules.track_metal)
+    plan = fanout.lattice(tracks, mr.dxsize, pitch=pad_pitch, size=tuple(pad_size), track_width=track_width,
+                          space=space, pad_space=rules.min_space(rules.pad_metal))
+    b = c.dbbox()
+    opening = None if pad_open is None else (pad_open, (pad_size[0] - 4.0, pad_size[1] - 4.0))
+    field = fanout.fanout_pads(c, mports, x_mid=mr.dbbox().center().x, y_clear=(b.top + space, b.bottom - space),
+                               plan=plan, pad=gf.get_component(pad, size=pad_size, layer=layer), pad_pitch=pad_pitch,
+                               track_pitch=float(m.info["track_pitch"]), track_width=track_width, layer=layer,
+                               labels=labels, with_labels=with_labels, layer_label=layer_label, opening=opening)
+    c.info["pad_rows"] = field["rows"]
+    c.info["pad_span"] = field["span"]
+    c.info["pad_stagger"] = round(plan.offset, 3)
 
 
 @gf.cell

@@ -16,13 +16,13 @@ import math
 
 import gdsfactory as gf
 
-from . import schedule
+from . import fanout, schedule
 from . import stagger as stag
 from .cells import _rect, xs_layer
 from .errors import ReticleError, RuleError, StaggerError
-from .routing import grid_targets, pad_grid, staircase
+from .routing import grid_targets, pad_grid, pad_on_trace, staircase
 
-PAD_KINDS = ("direct", "edge", "bumps")
+PAD_KINDS = ("direct", "fanout", "edge", "bumps")
 
 
 def pad_cell(size, rules, layer) -> gf.Component:
@@ -176,9 +176,10 @@ def fits(size: tuple[float, float], reticle: tuple[float, float]) -> bool:
 def estimate_die(n: int, kind: str, *, pads: str, col_length: float, pitch: float, pad_pitch: float,
                  fiber_pitch: float, fiber_len: float, io_margin: float, route_separation: float, die_margin: float,
                  track_pitch: float, pad_gap: float = 150.0, pad_size: float = 80.0,
-                 stagger: stag.StaggerPlan | None = None) -> tuple[float, float]:
+                 stagger: stag.StaggerPlan | None = None, shared_return: bool = True) -> tuple[float, float]:
     """(width, height) µm of a chip from its parameters, within a few hundred µm of the drawn die; ``stagger`` is
-    the staggered edge field's plan (:func:`stagger_plan`; ``None``: aligned rows)."""
+    the staggered edge field's plan (:func:`stagger_plan`; ``None``: aligned rows); ``shared_return=False``
+    (direct pads) gives every heater lane its own zone slot."""
     ncols = schedule.n_columns(n, kind) + 1
     mzis = schedule.mzis(n, kind)
     per_col = [sum(2 for (c, _) in mzis if c == col) for col in range(ncols - 1)] + [n]
@@ -186,7 +187,7 @@ def estimate_die(n: int, kind: str, *, pads: str, col_length: float, pitch: floa
     mesh_h = (n + 1) * pitch
     fiber_h = (n + 2) * fiber_pitch + 30.0
     if pads == "direct":
-        k_slots = max(math.ceil(h / 2) for h in per_col) + 1
+        k_slots = max(math.ceil(h / 2) for h in per_col) + 1 if shared_return else max(per_col)
         col = col_length + k_slots * pad_pitch
         height = max(fiber_h, mesh_h + 2 * (pad_gap + pad_size))
     else:
@@ -218,39 +219,37 @@ def reticle_error(n: int, kind: str, size: tuple, reticle: tuple, pads: str, alt
 
 
 def reticle_check(n: int, kind: str, pads: str, *, col_length: float, coupler_dx: float, rules, plan=None,
-                  stagger=None, **params) -> list[float]:
+                  alt_dx: float | None = None, stagger=None, track_width: float = 5.0, shared_return: bool = True,
+                  pad_width: float = 80.0, **params) -> list[float]:
     """The estimated (width, height) µm of the chosen chip; :class:`ReticleError` (before anything is drawn) when
-    it exceeds the process's reticle field, listing the pad options (direct, edge, bumps) that would fit.
+    it exceeds the process's reticle field, listing the pad options (direct, fanout, and on a via process edge
+    and bumps) that would fit.
 
-    ``col_length`` is the MZI length at ``coupler_dx``; ``plan`` the staggered field's plan (``None``: aligned);
+    ``col_length`` is the MZI length at ``coupler_dx``; the alternatives are estimated at ``alt_dx`` (``None``:
+    each option's default coupler, 60 µm direct and fanout, 40 µm edge and bumps); ``plan`` the staggered field's
+    plan (``None``: aligned); ``track_width``, ``shared_return``, ``pad_width`` the fan-out's (:func:`tapmesh.pcells.fanout.estimate_die`);
     ``params`` the rest of :func:`estimate_die`'s arguments.
     """
+    options = [("direct", alt_dx or 60.0), ("fanout", alt_dx or 60.0)]
+    if rules.contact == "via":
+        options += [("edge", alt_dx or 40.0), ("bumps", alt_dx or 40.0)]
     est = {}
-    for kind_, dx in (("direct", 60.0), ("edge", 40.0), ("bumps", 40.0), (pads, coupler_dx)):
+    for kind_, dx in options + [(pads, coupler_dx)]:
         chosen = (kind_, dx) == (pads, coupler_dx)
         l_col = col_length if dx == coupler_dx else col_length - 4 * (coupler_dx - dx)
-        est["chosen" if chosen else f"pads={kind_!r}"] = estimate_die(
-            n, kind, pads=kind_, col_length=l_col, track_pitch=6.5, stagger=plan if chosen else None, **params)
+        key = "chosen" if chosen else f"pads={kind_!r}"
+        if kind_ == "fanout":
+            keep = ("pitch", "pad_pitch", "fiber_pitch", "fiber_len", "io_margin", "route_separation", "die_margin")
+            est[key] = fanout.estimate_die(n, kind, rules=rules, col_length=l_col, pad_width=pad_width,
+                                           track_width=track_width, shared_return=shared_return,
+                                           **{k: params[k] for k in keep})
+        else:
+            est[key] = estimate_die(n, kind, pads=kind_, col_length=l_col, track_pitch=6.5,
+                                    stagger=plan if chosen else None, shared_return=shared_return, **params)
     size = est.pop("chosen")
     if not fits(size, rules.reticle):
         raise reticle_error(n, kind, size, rules.reticle, pads, est, stagger=stagger)
     return [round(v, 1) for v in size]
-
-
-def _pad_on_trace(c, pad, name: str, x: float, y_from: float, y_pad: float, trace_width: float, trace_layer,
-                  label: str | None, layer_label, opening=None) -> None:
-    """A bond pad centred at (``x``, ``y_pad``) µm, fed by a vertical trace from ``y_from``; its port and
-    reference are named ``name``, with an optional text label on the pad and an optional opening window
-    ``opening = (layer, (w, h))`` centred on it."""
-    _rect(c, x - trace_width / 2, x + trace_width / 2, *sorted((y_from, y_pad)), trace_layer)
-    ref = c.add_ref(pad, name=name)
-    ref.dmove((x, y_pad))
-    c.ports.add_port(port=ref.ports["pad"], name=name)
-    if opening is not None:
-        layer, (w, h) = opening
-        _rect(c, x - w / 2, x + w / 2, y_pad - h / 2, y_pad + h / 2, layer)
-    if label is not None:
-        c.add_label(label, position=(x, y_pad), layer=layer_label)
 
 
 def direct_pads(c, mr, mports, m, *, pad_size, pad_gap, bus_width, via, cross_section_lane, cross_section_track,
@@ -287,7 +286,7 @@ def direct_pads(c, mr, mports, m, *, pad_size, pad_gap, bus_width, via, cross_se
         _rect(c, min(gnd_x) - tw, max(gnd_x) + tw, y_bus - bus_width / 2, y_bus + bus_width / 2, xl.layer)
         v = c << via_c
         v.dmove((x_gpad, y_bus))
-        _pad_on_trace(c, pad, f"pad_gnd_{side}", x_gpad, y_bus, y_pad, tw, xt.layer,
+        pad_on_trace(c, pad, f"pad_gnd_{side}", x_gpad, y_bus, y_pad, tw, xt.layer,
                       f"GND_{side.upper()}" if with_labels else None, layer_label, opening)
     for h in range(n_heaters):
         for prefix in ("e",) if shared_return else ("e", "r"):
@@ -296,5 +295,5 @@ def direct_pads(c, mr, mports, m, *, pad_size, pad_gap, bus_width, via, cross_se
             sign = 1 if p.orientation == 90 else -1
             y_pad = y + sign * (pad_gap + ph / 2)
             text = f"e{h + 1} {labels[h]}" if prefix == "e" else f"r{h + 1}"
-            _pad_on_trace(c, pad, f"pad_{prefix}{h + 1}", x, y, y_pad, tw, xt.layer,
+            pad_on_trace(c, pad, f"pad_{prefix}{h + 1}", x, y, y_pad, tw, xt.layer,
                           text if with_labels else None, layer_label, opening)

@@ -77,6 +77,7 @@ def ubcpdk_roles() -> Roles:
         layers=("WG", "M1_HEATER", "M2_ROUTER", "PAD_OPEN", "FLOORPLAN"),
         shared_return=False,
         layout=dict(
+            pads="fanout",  # planar: direct drive is wider than a reticle from n = 16 (46 mm), fan-out is 16 mm
             pitch=127.0,  # = the fiber pitch: straight fan-in
             coupler_dx=90.0,
             contact_size=10.0,
@@ -158,6 +159,7 @@ def cspdk_roles() -> Roles:
         layers=("WG", "HEATER", "PAD", "FLOORPLAN"),
         shared_return=False,
         layout=dict(
+            pads="fanout",
             pitch=150.0,
             coupler_dx=120.0,
             dc_gap=0.27,

@@ -119,6 +119,14 @@ def known_pdks() -> list[str]:
     return sorted(KNOWN_PDKS)
 
 
+def default_pads(name: str) -> str:
+    """The pad option :func:`tapmesh.pcells.chip` takes on PDK ``name`` when none is given (its roles' layout
+    defaults; ``"direct"`` where they name none). Needs no PDK installed."""
+    if name not in KNOWN_PDKS:
+        raise UnknownPdkError(f"unknown PDK {name!r}; known: {known_pdks()}")
+    return _ROLES[name]().layout.get("pads", "direct")
+
+
 def _base_pdk(name: str) -> gf.Pdk:
     entry = KNOWN_PDKS[name]
     if entry["module"] is None:

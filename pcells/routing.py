@@ -133,22 +133,37 @@ def _track(c, x: float, y_from: float, y_edge: float, width: float, via_size: fl
     _rect(c, x - width / 2, x + width / 2, y0, y1, layer)
 
 
+def stair_levels(sources: list[float], targets: list[float], pitch: float) -> dict[tuple[float, float], int]:
+    """The level (0 nearest the sources) of every moving (source, target) pair of :func:`staircase`."""
+    pairs = sorted(zip(sources, targets))
+    east = sorted((p for p in pairs if p[1] - p[0] > 1e-6), key=lambda p: -p[0])
+    west = sorted((p for p in pairs if p[0] - p[1] > 1e-6), key=lambda p: p[0])
+    level_of: dict[tuple[float, float], int] = {}
+    for movers, reach in ((east, lambda t, s2: s2 <= t + pitch - 1e-6), (west, lambda t, s2: s2 >= t - pitch + 1e-6)):
+        done: list[tuple[float, float]] = []
+        for s, t in movers:  # every earlier mover lies beyond s in the direction of travel
+            under = [level_of[q] for q in done if reach(t, q[0])]
+            level_of[(s, t)] = 1 + max(under, default=-1)
+            done.append((s, t))
+    return level_of
+
+
 def staircase(c, sources: list[float], targets: list[float], y0: float, sign: int, pitch: float, width: float,
               layer) -> float:
     """Order-preserving jogs from x ``sources`` (at ``y0``) to x ``targets``, one metal, no crossings.
 
-    Tracks moving east turn at levels that rise from east to west, tracks moving west at levels that rise from
-    west to east, so no horizontal crosses a vertical (docs/pcells.md). ``sign`` is +1 (going up) or −1.
-    Returns the y (µm) where every track continues vertically at its target x.
+    A track moving east must turn above every track east of it whose source lies under its horizontal (within a
+    ``pitch``), a track moving west above every such track west of it; tracks whose spans are apart share a
+    level, so the staircase is as tall as the longest chain of overlapping jogs, not the number of tracks
+    (docs/pcells.md). ``sign`` is +1 (going up) or −1. Returns the y (µm) where every track continues vertically
+    at its target x.
     """
     if len(sources) != len(targets):
         raise ValueError("staircase needs as many targets as sources")
     pairs = sorted(zip(sources, targets))
-    east = sorted((p for p in pairs if p[1] - p[0] > 1e-6), key=lambda p: -p[0])
-    west = sorted((p for p in pairs if p[0] - p[1] > 1e-6), key=lambda p: p[0])
-    levels = max(len(east), len(west))
+    level_of = stair_levels(sources, targets, pitch)
+    levels = 1 + max(level_of.values(), default=-1)
     y_end = y0 + sign * (levels + 1) * pitch
-    level_of = {p: k for k, p in enumerate(east)} | {p: k for k, p in enumerate(west)}
     hw = width / 2
     for p in pairs:
         s, t = p
@@ -211,3 +226,19 @@ def grid_targets(x0: float, grid: PadGrid, rows: int, n_tracks: int, track_pitch
             out.append((round(xc - grid.size / 2 - space - track_width / 2 - r * track_pitch, 3), xc, r))
             k += 1
     return sorted(out)
+
+
+def pad_on_trace(c, pad, name: str, x: float, y_from: float, y_pad: float, trace_width: float, trace_layer,
+                 label: str | None, layer_label, opening=None) -> None:
+    """A bond pad centred at (``x``, ``y_pad``) µm, fed by a vertical trace from ``y_from``; its port and
+    reference are named ``name``, with an optional text label on the pad and an optional opening window
+    ``opening = (layer, (w, h))`` centred on it."""
+    _rect(c, x - trace_width / 2, x + trace_width / 2, *sorted((y_from, y_pad)), trace_layer)
+    ref = c.add_ref(pad, name=name)
+    ref.dmove((x, y_pad))
+    c.ports.add_port(port=ref.ports["pad"], name=name)
+    if opening is not None:
+        layer, (w, h) = opening
+        _rect(c, x - w / 2, x + w / 2, y_pad - h / 2, y_pad + h / 2, layer)
+    if label is not None:
+        c.add_label(label, position=(x, y_pad), layer=layer_label)

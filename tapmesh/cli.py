@@ -104,7 +104,7 @@ def layout_cmd(
     kind: str = typer.Option("triangular", "--kind", help="rectangular | triangular (with --n)."),
     png: bool = typer.Option(True, "--png/--no-png", help="Also write chip.png, the layout with the chip map overlaid."),
     pdk: str = typer.Option("generic", "--pdk", help="PDK to lay out on: generic | ubcpdk | cspdk (foundry PDKs need tapmesh[NAME])."),
-    pads: str = typer.Option("direct", "--pads", help="direct | bumps | edge: pad per heater on zone tracks, or dense routing to a bump array / edge pad field (with --n)."),
+    pads: str = typer.Option("auto", "--pads", help="auto (the PDK's default: direct on generic, fanout on ubcpdk and cspdk) | direct | fanout | bumps | edge: pad per heater on zone tracks, zone tracks fanned out in one metal to a staggered pad field, or dense routing to a bump array / edge pad field (fanout, bumps, edge: with --n)."),
     pad_stagger: str = typer.Option("none", "--pad-stagger", help="With --pads edge: none (aligned rows) | auto (staggered rows, offset and rows chosen for the smallest field) | a row offset in µm."),
     balanced_taps: bool = typer.Option(False, "--balanced-taps", help="A dummy tap beside every monitor tap, so every path loses the same power (needed for F ≥ 0.999 at n ≥ 32; with --n). The folder's chip is then fabricated and calibrated as such."),
     out: Path = OutOption,
@@ -119,7 +119,7 @@ def layout_cmd(
     position in µm, fiber port → mode) into --out; with --out NAME.gds, writes NAME.gds and NAME.png
     beside each other instead. Lengths in µm."""
 
-    def run(n, kind, png, out, seed, force, pads="direct", pdk="generic", pad_stagger="none", balanced_taps=False):
+    def run(n, kind, png, out, seed, force, pads="auto", pdk="generic", pad_stagger="none", balanced_taps=False):
         from tapmesh.options import check_same_chip, stagger_option
 
         _check_pdk(pdk)
@@ -127,7 +127,11 @@ def layout_cmd(
         if Path(out).suffix.lower() == ".gds":
             out, name = Path(out).parent, Path(out).stem
         chosen = _chip_option(n, kind)
-        choice_option(pads, ("direct", "bumps", "edge"), "--pads")
+        choice_option(pads, ("auto", "direct", "fanout", "bumps", "edge"), "--pads")
+        if pads == "auto":
+            from tapmesh import pcells
+
+            pads = "direct" if chosen["demo"] else pcells.default_pads(pdk)
         stagger = stagger_option(pad_stagger, pads)
         if chosen["demo"] and (pads != "direct" or stagger is not None):
             flag = f"--pads {pads}" if pads != "direct" else "--pad-stagger"

@@ -208,6 +208,30 @@ def test_layout_staggers_edge_pads_from_the_cli_and_names_bad_offsets(tmp_path):
     assert {p.name: p.read_bytes() for p in (tmp_path / "st").iterdir()} == before
 
 
+def test_layout_fanout_pads_and_the_pdks_default(tmp_path):
+    """--pads fanout lays out the planar fan-out; --pads auto (the default) is the PDK's own choice, recorded
+    as what it resolved to, so a folder laid out with the explicit name is the same chip."""
+    from typer.testing import CliRunner
+
+    from tapmesh.cli import app
+
+    runner = CliRunner()
+    base = ["layout", "--n", "4", "--kind", "rectangular", "--no-png"]
+    ok = runner.invoke(app, base + ["--pads", "fanout", "--out", str(tmp_path / "f")])
+    assert ok.exit_code == 0, ok.output
+    assert json.loads((tmp_path / "f" / "layout.json").read_text())["pads"] == "fanout"
+    assert "die " in ok.output
+    auto = runner.invoke(app, base + ["--out", str(tmp_path / "a")])  # generic: direct drive
+    assert auto.exit_code == 0, auto.output
+    assert json.loads((tmp_path / "a" / "layout.json").read_text())["pads"] == "direct"
+    again = runner.invoke(app, base + ["--pads", "direct", "--out", str(tmp_path / "a")])
+    assert again.exit_code == 0, again.output  # the same chip: no --force needed
+    demo = runner.invoke(app, ["layout", "--pads", "fanout", "--out", str(tmp_path / "d")])
+    assert demo.exit_code == 2 and "needs --n" in demo.output
+    bad = runner.invoke(app, base + ["--pads", "fan", "--out", str(tmp_path / "b")])
+    assert bad.exit_code == 2 and "fanout" in bad.output
+
+
 def test_layout_balanced_taps_is_recorded_and_followed_by_the_folders_chip(tmp_path):
     """--balanced-taps: layout.json and the chip map say so, the folder's virtual chip is fabricated with
     dummy taps, the same folder re-laid-out without them is another chip, and the demo chip refuses it."""

@@ -12,6 +12,7 @@ import pytest
 
 from tapmesh import pcells
 from tapmesh.pcells import foundry_drc
+from tapmesh.pcells.die import fits
 
 PDKS = ["ubcpdk", "cspdk"]
 
@@ -118,6 +119,23 @@ def test_reticle_is_checked_on_the_foundry_pdk():
         pcells.chip(n=32, pdk=pdk)
 
 
+def test_fanout_fits_the_reticle_at_n16_where_direct_drive_does_not(chip8):
+    pdk = chip8.info["pdk"]
+    assert chip8.info["pads"] == "fanout"  # the foundry PDKs' default pad option
+    with pytest.raises(pcells.ReticleError, match="fits: pads='fanout'"):
+        pcells.chip(n=16, pdk=pdk, pads="direct")  # refused before anything is drawn
+    c = pcells.chip(n=16, pdk=pdk)
+    rules = pcells.get_process(pdk)
+    b = c.dbbox()
+    assert fits((b.width(), b.height()), rules.reticle), (b.width(), b.height())
+    w, h = c.info["die_estimate"]
+    assert abs(w - b.width()) < 300 and abs(h - b.height()) < 500
+    res = foundry_drc.run_deck(c, pdk)
+    assert all(v == 0 for v in res.values()), res
+    cmap = pcells.chip_map(c)
+    assert sorted(p.shifter for p in cmap.pads if p.kind != "ground") == list(range(c.info["n_heaters"]))
+
+
 @pytest.mark.parametrize("n", [32])
 def test_foundry_drc_clean_n32(n):
     pdks = [p for p in PDKS if _installed(p)]
@@ -125,7 +143,7 @@ def test_foundry_drc_clean_n32(n):
         pytest.skip("no foundry PDK installed")
     for pdk in pdks:
         _use(pdk)
-        c = pcells.chip(n=n, pdk=pdk, check_reticle=False)  # direct drive, 2 pads a heater: wider than a reticle
+        c = pcells.chip(n=n, pdk=pdk, check_reticle=False)  # the mesh alone is longer than a reticle (README)
         res = foundry_drc.run_deck(c, pdk)
         assert all(v == 0 for v in res.values()), (pdk, res)
 
@@ -141,3 +159,21 @@ def test_foundry_drc_clean_n64():
         res = foundry_drc.run_deck(c, pdk)
         assert all(v == 0 for v in res.values()), (pdk, res)
         pcells.chip_map(c)
+
+
+def test_cli_lays_out_on_the_foundry_pdk_with_its_default_pads(tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from tapmesh.cli import app
+
+    pdk = next((p for p in PDKS if _installed(p)), None)
+    if pdk is None:
+        pytest.skip("no foundry PDK installed")
+    res = CliRunner().invoke(app, ["layout", "--pdk", pdk, "--n", "4", "--kind", "rectangular", "--no-png",
+                                   "--out", str(tmp_path)])
+    assert res.exit_code == 0, res.output
+    layout = json.loads((tmp_path / "layout.json").read_text())
+    assert layout["pdk"] == pdk and layout["pads"] == "fanout"
+    assert "die " in res.output
