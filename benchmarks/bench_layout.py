@@ -4,7 +4,8 @@ Run:  python benchmarks/bench_layout.py [--sizes 8 16 32 64] [--pads bumps] [--c
       python benchmarks/bench_layout.py --stagger [--pad-pitch 100] [--pad-size 50 50] [--checks]   (edge pads:
       aligned rows against staggered rows, pad_stagger="auto": rows, field height, die size and area)
       .venv-ubcpdk/bin/python benchmarks/bench_layout.py --pdk ubcpdk [--checks] [--quick]   (a foundry PDK, in
-      its own environment: direct drive, one signal and one return pad a heater; DRC = the foundry's rules)
+      its own environment: planar fan-out pads, one signal and one return pad a heater, against direct drive on
+      the same PDK; DRC = the foundry's rules)
 
 Each size is built in a fresh process (gdsfactory's cell cache starts empty) and timed in parts: building the chip
 (mesh, taps, dense heater tracks, pad/bump field, fiber gratings and routes, die outline), writing the GDS,
@@ -41,8 +42,8 @@ if pdk == "generic":
     except (pcells.RuleError, pcells.ReticleError) as e:  # a named error: report it as the row
         print(json.dumps({"n": n, "kind": kind, "pads": pads, "pdk": pdk, "extra": extra, "error": str(e)}))
         sys.exit(0)
-else:  # overlap-contact processes: direct drive; report the die even where it exceeds a reticle
-    c = pcells.chip(n=n, kind=kind, pdk=pdk, check_reticle=False)
+else:  # overlap-contact processes: report the die even where it exceeds a reticle
+    c = pcells.chip(n=n, kind=kind, pdk=pdk, pads=pads, check_reticle=False)
 t2 = time.perf_counter()
 c.write_gds(path)
 t3 = time.perf_counter()
@@ -54,6 +55,7 @@ row = {
     "die_mm": [v / 1e3 for v in c.info["die_size"]], "extra": extra, "pad_rows": c.info.get("pad_rows"),
     "pad_field_um": c.info.get("pad_field_height"), "pad_row_pitch_um": c.info.get("pad_row_pitch"),
     "pad_columns": c.info.get("pad_columns"),
+    "fits_reticle": pcells.die.fits(c.info["die_size"], pcells.get_process(c.info["process"]).reticle),
 }
 if checks:
     t4 = time.perf_counter()
@@ -86,7 +88,8 @@ def main(argv=None) -> list[dict]:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", type=int, nargs="+", default=[8, 16, 32, 64])
     ap.add_argument("--kind", default="rectangular")
-    ap.add_argument("--pads", default="bumps", choices=("bumps", "edge", "direct"))
+    ap.add_argument("--pads", default=None, choices=("bumps", "edge", "direct", "fanout"),
+                    help="default: bumps on the generic PDK, fanout on a foundry PDK")
     ap.add_argument("--checks", action="store_true", help="also time chip_map (connectivity) and DRC")
     ap.add_argument("--quick", action="store_true", help="n = 8 and 16 only")
     ap.add_argument("--pdk", default="generic", help="generic | ubcpdk | cspdk (run with that PDK's environment)")
@@ -98,34 +101,43 @@ def main(argv=None) -> list[dict]:
     if args.stagger:
         return stagger_table(args)
     sizes = [8, 16] if args.quick else args.sizes
+    if args.pads is None:
+        args.pads = "bumps" if args.pdk == "generic" else "fanout"
     out = args.out or tempfile.mkdtemp(prefix="tapmesh_bench_")
     os.makedirs(out, exist_ok=True)
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     env = {**os.environ, "PYTHONPATH": root + os.pathsep + os.environ.get("PYTHONPATH", "")}
     rows = []
     print(f"{'n':>4} {'pdk':>7} {'pads':>6} {'heaters':>8} {'pads#':>6} {'build s':>8} {'write s':>8} {'total s':>8} "
-          f"{'conn s':>7} {'DRC s':>7} {'GDS MB':>7} {'die mm':>13}")
+          f"{'conn s':>7} {'DRC s':>7} {'DRC':>4} {'GDS MB':>7} {'die mm':>13} {'reticle':>7}")
     for n in sizes:
         if args.pdk == "generic":
             plan = [("generic", args.pads)] + ([("generic", "direct")] if args.pads != "direct" and n <= 16 else [])
-        else:  # the reference: the generic direct-drive chip of the same n, same run
-            plan = [(args.pdk, "direct")] + ([("generic", "direct")] if n <= 16 else [])
+        else:  # the references: direct drive on the same PDK and on the generic PDK, same n, same run
+            plan = [(args.pdk, args.pads)] + ([(args.pdk, "direct"), ("generic", "direct")]
+                                              if n <= 16 and args.pads != "direct" else [])
         for pdk, pads in plan:
             row = run_one(n, args.kind, pads, out, args.checks, env, pdk)
             rows.append(row)
-            conn = f"{row['connectivity_s']:>7.2f} {row['drc_s']:>7.2f}" if args.checks else f"{'-':>7} {'-':>7}"
+            if "error" in row:
+                print(f"{n:>4} {pdk:>7} {pads:>6}  {row['error']}", flush=True)
+                continue
+            conn = (f"{row['connectivity_s']:>7.2f} {row['drc_s']:>7.2f} {row['drc_violations']:>4}" if args.checks
+                    else f"{'-':>7} {'-':>7} {'-':>4}")
             w, h = row["die_mm"]
             print(f"{n:>4} {pdk:>7} {pads:>6} {row['heaters']:>8} {row['n_pads']:>6} {row['build_s']:>8.2f} "
                   f"{row['write_s']:>8.2f} {row['total_s']:>8.2f} {conn} {row['gds_mb']:>7.2f} "
-                  f"{w:>5.1f} x {h:<5.1f}", flush=True)
+                  f"{w:>5.1f} x {h:<5.1f} {'fits' if row['fits_reticle'] else 'no':>7}", flush=True)
     for n in sizes:
         ref = [r for r in rows if r["n"] == n and r["pads"] == "direct" and r["pdk"] == "generic"]
         new = [r for r in rows if r["n"] == n and r["pads"] == args.pads and r["pdk"] == "generic"]
-        mine = [r for r in rows if r["n"] == n and r["pdk"] == args.pdk != "generic"]
-        if ref and mine:
-            a, b = mine[0], ref[0]
-            print(f"n={n}: {args.pdk}/generic direct build+write time ratio {a['total_s'] / b['total_s']:.2f}, "
-                  f"die area ratio {a['die_mm'][0] * a['die_mm'][1] / (b['die_mm'][0] * b['die_mm'][1]):.2f}")
+        mine = [r for r in rows if r["n"] == n and r["pdk"] == args.pdk != "generic" and "error" not in r]
+        for a in mine:
+            for b, what in ((r, f"{r['pdk']} direct") for r in rows if r["n"] == n and r["pads"] == "direct"
+                            and r is not a and "error" not in r):
+                print(f"n={n}: {args.pdk} {a['pads']} / {what}: build+write time ratio "
+                      f"{a['total_s'] / b['total_s']:.2f}, die area ratio "
+                      f"{a['die_mm'][0] * a['die_mm'][1] / (b['die_mm'][0] * b['die_mm'][1]):.2f}")
         if ref and new and args.pads != "direct" and args.pdk == "generic":
             print(f"n={n}: {args.pads}/direct build+write time ratio {new[0]['total_s'] / ref[0]['total_s']:.2f}, "
                   f"die area ratio {new[0]['die_mm'][0] * new[0]['die_mm'][1] / (ref[0]['die_mm'][0] * ref[0]['die_mm'][1]):.2f}")
