@@ -78,13 +78,8 @@ def gamma_crosstalk(stage: Progressive) -> bool:
             d = np.angle(np.exp(1j * (psi[:, m] - guess)))
             keep = np.abs(a).sum(0) > 0
             keep[2] &= np.ptp(a[:, 2]) > 0
-            sol = np.zeros(5)
-            sol[keep], *_ = np.linalg.lstsq(a[:, keep], d, rcond=None)
-            resid = d - a @ sol
+            sol, sig, resid = law_fit(a, d, keep, cubic=4)
             alpha = coef[1] + sol[1]
-            cov = np.linalg.pinv(a[:, keep].T @ a[:, keep]) * np.sum(resid**2) / max(len(d) - keep.sum(), 1)
-            sig = np.zeros(5)
-            sig[keep] = np.sqrt(np.clip(np.diag(cov), 0, None))
             cal.alpha[heater] = alpha
             cal.beta[heater] = sol[4]
             cal.phase_offsets[heater] = np.mod(coef[0] + sol[0], TWO_PI)
@@ -136,14 +131,31 @@ def gamma_plain(stage: Progressive) -> bool:
                 cal.alpha[heater] = 0.0
                 cal.phase_offsets[heater] = np.mod(np.mean(phase[:, j]), TWO_PI)
                 continue
-            cal.phase_offsets[heater] = np.mod(coef[0, j], TWO_PI)
-            cal.alpha[heater] = coef[1, j]
-            cal.beta[heater] = coef[2, j]
-            resid = phase[:, j] - model[:, j]
-            sigma = np.sqrt(np.sum(resid**2) / max(stage.s - 3, 1) * np.diag(np.linalg.inv(design.T @ design)))
+            sol, sigma, _ = law_fit(design, phase[:, j], np.ones(3, dtype=bool), cubic=2)
+            model[:, j] = design @ sol
+            cal.phase_offsets[heater] = np.mod(sol[0], TWO_PI)
+            cal.alpha[heater] = sol[1]
+            cal.beta[heater] = sol[2]
             stage.sigma["phase_offsets"][heater] = sigma[0]
             stage.sigma["alpha"][heater] = sigma[1]
             stage.fits_y[heater] = phase[:, j]
             stage.fits_m[heater] = model[:, j]
         stage.residuals.append((phase - model).ravel())
     return True
+
+
+def law_fit(a: np.ndarray, d: np.ndarray, keep: np.ndarray, cubic: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Least squares of ``d`` on the ``keep`` columns of ``a``: (coefficients, 1σ, residuals), 0 where not kept.
+
+    The heater law's cubic column ``cubic`` is dropped, and the rest refitted, when the data do not resolve it
+    (|β| < 3σ): an unresolved V³ term is noise that trades against α and φ0 (docs/calibration.md)."""
+    keep = np.asarray(keep, dtype=bool).copy()
+    while True:
+        sol, sig = np.zeros(a.shape[1]), np.zeros(a.shape[1])
+        sol[keep], *_ = np.linalg.lstsq(a[:, keep], d, rcond=None)
+        resid = d - a @ sol
+        cov = np.linalg.pinv(a[:, keep].T @ a[:, keep]) * np.sum(resid**2) / max(len(d) - int(keep.sum()), 1)
+        sig[keep] = np.sqrt(np.clip(np.diag(cov), 0, None))
+        if not keep[cubic] or abs(sol[cubic]) >= 3 * sig[cubic]:
+            return sol, sig, resid
+        keep[cubic] = False

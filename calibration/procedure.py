@@ -22,7 +22,6 @@ from tapmesh.calibration.calibration import Calibration
 from tapmesh.calibration.capabilities import capabilities_of
 from tapmesh.calibration.discovery import discover_column
 from tapmesh.calibration.chip import check_chip
-from tapmesh.calibration.crosstalk import neighbour_pairs
 from tapmesh.calibration.errors import CalibrationError
 from tapmesh.calibration.neighbours import crosstalk_pairs
 from tapmesh.calibration.planning import fine_sweep, measure_camera, plan_steps, without_backward_light
@@ -383,7 +382,7 @@ def calibrate(
             max_voltage=float(np.sqrt(min(x_max, float(np.min(plan.x_top))))),
             fit_crosstalk="crosstalk" in steps,
             fit_couplers="couplers" in steps or not do_sweeps,
-            fit_beta=fit_beta or bool(np.any(cal.beta != 0)),  # a cubic term the stages resolved is refitted
+            fit_beta=True if fit_beta else cal.beta != 0,  # only the β the stages resolved (docs/calibration.md)
             usable=usable,
             unswept=~swept,
             max_parameters=max_refine_parameters,

@@ -28,7 +28,7 @@ def refine(
     max_voltage: float,
     fit_crosstalk: bool,
     fit_couplers: bool,
-    fit_beta: bool,
+    fit_beta: bool | np.ndarray,
     usable: np.ndarray,
     unswept: np.ndarray,
     max_parameters: int,
@@ -43,7 +43,9 @@ def refine(
     enters the fit as a Gaussian prior centred on it (the refinement's data alone pin the phase offsets
     less well than the progressive stages' targeted readings did). The data are fitted alone first, to
     learn their noise level, which then weights the prior (:func:`_with_prior`). ``pairs``: the (P, 2)
-    (receiver, source) crosstalk pairs to fit (default :func:`neighbour_pairs` of the mesh)."""
+    (receiver, source) crosstalk pairs to fit (default :func:`neighbour_pairs` of the mesh). ``fit_beta``: fit
+    the cubic term of every live heater (``True``), of the heaters of a (h,) mask, or of none; the others keep
+    ``cal.beta``."""
     import jax
     import jax.numpy as jnp
     from scipy.optimize import least_squares
@@ -55,6 +57,8 @@ def refine(
     dead = np.zeros(h, dtype=bool)
     dead[list(cal.dead_heaters)] = True
     alive = ~dead
+    beta_idx = np.nonzero(alive & (np.full(h, bool(fit_beta)) if np.ndim(fit_beta) == 0
+                                   else np.asarray(fit_beta, dtype=bool)))[0]
     pairs = (neighbour_pairs(top) if pairs is None else np.asarray(pairs, dtype=int).reshape(-1, 2)) \
         if fit_crosstalk else np.zeros((0, 2), dtype=int)
     pairs = pairs[alive[pairs[:, 1]]] if len(pairs) else pairs
@@ -62,7 +66,7 @@ def refine(
     # ------------------------------------------------------------------ parameter layout
     def count(fit_eff, pairs):
         return h + alive.sum() + (2 * k_all if fit_couplers else 0) + (usable.sum() if fit_eff else 0) \
-            + len(pairs) + (alive.sum() if fit_beta else 0)
+            + len(pairs) + len(beta_idx)
 
     if count(fit_eff, pairs) > max_parameters and len(pairs):
         notes.append(
@@ -125,7 +129,7 @@ def refine(
         "delta": 2 * k_all if fit_couplers else 0,
         "log_eff": len(usable_idx) if fit_eff else 0,
         "crosstalk": len(pairs),
-        "beta": len(alive_idx) if fit_beta else 0,
+        "beta": len(beta_idx),
     }
     offsets_idx = np.cumsum([0] + list(sizes.values()))
     slices = {name: slice(offsets_idx[i], offsets_idx[i + 1]) for i, name in enumerate(sizes)}
@@ -140,7 +144,7 @@ def refine(
         else:
             eff = jnp.asarray(cal.tap_efficiency)
         xt = p[slices["crosstalk"]]
-        beta = jnp.zeros(h).at[alive_idx].set(p[slices["beta"]]) if fit_beta else jnp.asarray(cal.beta)
+        beta = jnp.asarray(cal.beta).at[beta_idx].set(p[slices["beta"]])
         return phi0, alpha, delta, eff, xt, beta
 
     def predict(p):
@@ -181,8 +185,7 @@ def refine(
         if fit_eff:
             parts.append(np.log(np.clip(np.asarray(eff).ravel()[usable_idx], 1e-9, None)))
         parts.append(xt)
-        if fit_beta:
-            parts.append(beta[alive_idx])
+        parts.append(np.asarray(beta)[beta_idx])
         return np.concatenate([np.asarray(a, dtype=float) for a in parts])
 
     alpha0 = np.where(alive, np.where(cal.alpha > 0, cal.alpha, np.median(cal.alpha[alive])), 0.0)
@@ -292,9 +295,9 @@ def refine(
             uncertainties["tap_efficiency"] = e_sigma.reshape(2, h)
         if len(pairs):
             uncertainties["crosstalk_pairs"] = np.column_stack([pairs, sigma[slices["crosstalk"]]])
-        if fit_beta:
+        if len(beta_idx):
             b_sigma = np.full(h, np.nan)
-            b_sigma[alive_idx] = sigma[slices["beta"]]
+            b_sigma[beta_idx] = sigma[slices["beta"]]
             uncertainties["beta"] = b_sigma
     else:
         notes.append("refinement used a matrix-free Jacobian: no uncertainties computed")

@@ -203,10 +203,35 @@ def test_refinement_keeps_what_the_stages_measured_better():
         fidelity = float(circuits.fidelity(u, chip.unitary(cal.voltages_for(u, polish=True))))
         results[prior] = (errors_vs_truth(cal, truth)[0], fidelity, np.median(cal.uncertainties["phase_offsets"]))
     (phase_free, fidelity_free, sigma_free), (phase_prior, fidelity_prior, sigma_prior) = results[False], results[True]
-    assert phase_prior < 0.5 * phase_free, (phase_prior, phase_free)
+    # 0.0039 against 0.0057 rad (0.0038 against 0.0083 while the refinement also freed every unresolved β,
+    # whose noise the data-only fit traded against φ0 and α)
+    assert phase_prior < 0.8 * phase_free, (phase_prior, phase_free)
     assert phase_prior < 0.005
     assert fidelity_prior >= fidelity_free - 1e-5
     assert sigma_prior < sigma_free
+
+
+def test_refinement_fits_only_the_cubic_terms_the_stages_resolved():
+    """One heater with a real V³ term among heaters without: the stages resolve that one; the refinement
+    refits it and holds the others' β at 0 (fitting β everywhere lets its noise trade against α: 0.4 % α
+    error at n = 16 where one of 256 heaters passed the 3σ test by chance)."""
+    import dataclasses
+
+    top = circuits.rectangular(4)
+    truth = AsBuilt.random(top, seed=5100, delta_sigma=0.03, tap_spread=0.05)
+    cubic = 2 * top.n_mzis + 1  # a γ (output) heater, fitted in its own linear stage
+    beta = np.zeros_like(truth.alpha)
+    beta[[1, cubic]] = 0.01 * truth.alpha[[1, cubic]]
+    truth = dataclasses.replace(truth, beta=beta)
+    chip = VirtualChip(top, errors=truth, noise=Noise.realistic(), seed=5101)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        cal = calibrate(chip, seed=5102, progress=False)
+    assert "refine" in cal.info["steps"]
+    assert np.allclose(cal.beta[[1, cubic]], beta[[1, cubic]], rtol=0.3), (cal.beta[[1, cubic]], beta[[1, cubic]])
+    flat = beta == 0
+    assert np.mean(cal.beta[flat] == 0) >= 0.8, cal.beta[flat]
+    assert np.sqrt(np.mean((cal.alpha / truth.alpha - 1)[flat] ** 2)) < 0.003
 
 
 def progressive_only(n, seed, steps=("phase_voltage", "couplers"), **faults):
