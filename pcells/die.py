@@ -37,11 +37,8 @@ def pad_cell(size, rules, layer) -> gf.Component:
 
 def stripe_tracks(n: int, kind: str, return_group: int = 8) -> int:
     """Most tracks one column stripe sends to one die edge (signals of half its heaters + their shared returns)."""
-    ncols = schedule.n_columns(n, kind)
-    mzis = schedule.mzis(n, kind)
-    per_col = [2 * sum(1 for (c, _) in mzis if c == col) for col in range(ncols)] + [n]
     out = 0
-    for h in per_col:
+    for h in schedule.heaters_per_column(n, kind):
         for k in (math.ceil(h / 2), h // 2):
             out = max(out, k + math.ceil(k / return_group))
     return out
@@ -180,15 +177,13 @@ def estimate_die(n: int, kind: str, *, pads: str, col_length: float, pitch: floa
     """(width, height) µm of a chip from its parameters, within a few hundred µm of the drawn die; ``stagger`` is
     the staggered edge field's plan (:func:`stagger_plan`; ``None``: aligned rows); ``shared_return=False``
     (direct pads) gives every heater lane its own zone slot."""
-    ncols = schedule.n_columns(n, kind) + 1
-    mzis = schedule.mzis(n, kind)
-    per_col = [sum(2 for (c, _) in mzis if c == col) for col in range(ncols - 1)] + [n]
+    per_col = schedule.heaters_per_column(n, kind)
+    ncols = len(per_col)
     fan = io_margin + n * route_separation
     mesh_h = (n + 1) * pitch
     fiber_h = (n + 2) * fiber_pitch + 30.0
     if pads == "direct":
-        k_slots = max(math.ceil(h / 2) for h in per_col) + 1 if shared_return else max(per_col)
-        col = col_length + k_slots * pad_pitch
+        col = col_length + schedule.zone_slots(n, kind, shared_return) * pad_pitch
         height = max(fiber_h, mesh_h + 2 * (pad_gap + pad_size))
     else:
         col = col_length
@@ -227,8 +222,8 @@ def reticle_check(n: int, kind: str, pads: str, *, col_length: float, coupler_dx
 
     ``col_length`` is the MZI length at ``coupler_dx``; the alternatives are estimated at ``alt_dx`` (``None``:
     each option's default coupler, 60 µm direct and fanout, 40 µm edge and bumps); ``plan`` the staggered field's
-    plan (``None``: aligned); ``track_width``, ``shared_return``, ``pad_width`` the fan-out's (:func:`tapmesh.pcells.fanout.estimate_die`);
-    ``params`` the rest of :func:`estimate_die`'s arguments.
+    plan (``None``: aligned); ``track_width``, ``shared_return``, ``pad_width`` the fan-out's
+    (:func:`tapmesh.pcells.fanout.estimate_die`); ``params`` the rest of :func:`estimate_die`'s arguments.
     """
     options = [("direct", alt_dx or 60.0), ("fanout", alt_dx or 60.0)]
     if rules.contact == "via":

@@ -33,28 +33,6 @@ def zone_pitch(rules, track_width: float, shared_return: bool) -> float:
     return round(track_width + space, 3)
 
 
-def zone_slots(n: int, kind: str, shared_return: bool) -> int:
-    """Slots per column zone (:func:`tapmesh.pcells.mesh`): one per lane and edge (planar), or half the column's
-    heaters plus its return track."""
-    per_col = _heaters_per_column(n, kind)
-    return max(math.ceil(h / 2) for h in per_col) + 1 if shared_return else max(per_col)
-
-
-def edge_tracks(n: int, kind: str, shared_return: bool) -> int:
-    """Tracks (= pads) the busier die edge carries: planar, half the lanes of every column (signal and return of
-    every heater); with a shared return, half of every column's signals plus its return track."""
-    per_col = _heaters_per_column(n, kind)
-    if shared_return:
-        return sum(math.ceil(h / 2) + 1 for h in per_col)
-    return sum(per_col)  # 2h lanes per column, half to each edge
-
-
-def _heaters_per_column(n: int, kind: str) -> list[int]:
-    ncols = schedule.n_columns(n, kind)
-    mzis = schedule.mzis(n, kind)
-    return [2 * sum(1 for (c, _) in mzis if c == col) for col in range(ncols)] + [n]
-
-
 def lattice(n_tracks: int, span: float, *, pitch: float, size: tuple, track_width: float, space: float,
             pad_space: float) -> stag.StaggerPlan:
     """The staggered lattice carrying ``n_tracks`` pads along one edge: the shortest span ≥ ``span`` µm (the
@@ -108,9 +86,9 @@ def fanout_pads(c, mports, *, x_mid: float, y_clear: tuple[float, float], plan: 
 def zone_sources(n: int, kind: str, *, col_length: float, track_pitch: float, shared_return: bool) -> list[float]:
     """x (µm, from the mesh's west end) of the tracks one die edge gets from the zone router: in every column's
     zone, slots from the column's end at ``track_pitch`` (:func:`tapmesh.pcells.mesh`)."""
-    col_pitch = col_length + zone_slots(n, kind, shared_return) * track_pitch
+    col_pitch = col_length + schedule.zone_slots(n, kind, shared_return) * track_pitch
     out = []
-    for col, h in enumerate(_heaters_per_column(n, kind)):
+    for col, h in enumerate(schedule.heaters_per_column(n, kind)):
         k = math.ceil(h / 2) + 1 if shared_return else h
         out += [col * col_pitch + col_length + (slot + 0.5) * track_pitch for slot in range(k)]
     return out
@@ -123,7 +101,7 @@ def estimate_die(n: int, kind: str, *, rules, col_length: float, pitch: float, p
     will draw, from the zone tracks' positions."""
     tp = zone_pitch(rules, track_width, shared_return)
     sources = zone_sources(n, kind, col_length=col_length, track_pitch=tp, shared_return=shared_return)
-    mesh_len = (schedule.n_columns(n, kind) + 1) * (col_length + zone_slots(n, kind, shared_return) * tp)
+    mesh_len = (schedule.n_columns(n, kind) + 1) * (col_length + schedule.zone_slots(n, kind, shared_return) * tp)
     plan = lattice(len(sources), mesh_len, pitch=pad_pitch, size=(pad_width, pad_width), track_width=track_width,
                    space=rules.min_space(rules.track_metal), pad_space=rules.min_space(rules.pad_metal))
     span = plan.columns * plan.px

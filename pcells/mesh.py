@@ -252,8 +252,7 @@ def mesh(
     ncols = schedule.n_columns(n, kind)
 
     # slots per zone: the largest number of heaters one edge of one column carries, plus the return track.
-    per_col = [sum(2 for (c, _) in mzis if c == col) for col in range(ncols)] + [n]
-    k_slots = max(math.ceil(h / 2) for h in per_col) + 1 if shared_return else max(per_col)
+    k_slots = schedule.zone_slots(n, kind, shared_return)
     if route_heaters and not dense:
         if track_pitch < track_width + 2.0 or track_pitch < via_size + 2.0:
             raise PitchError(f"track pitch {track_pitch} µm smaller than a track ({track_width} µm) plus spacing")

@@ -53,3 +53,18 @@ def shifters(n: int, kind: str) -> list[tuple[str, int]]:
     """Phase shifters in canonical order: ("theta", k)…, ("phi", k)…, ("gamma", m)…."""
     k = len(mzis(n, kind))
     return [("theta", i) for i in range(k)] + [("phi", i) for i in range(k)] + [("gamma", m) for m in range(n)]
+
+
+def heaters_per_column(n: int, kind: str) -> list[int]:
+    """Heaters of every column, the output phases (γ, one a mode) as a last column of their own."""
+    per_col = [0] * n_columns(n, kind)
+    for col, _ in mzis(n, kind):
+        per_col[col] += 2
+    return per_col + [n]
+
+
+def zone_slots(n: int, kind: str, shared_return: bool) -> int:
+    """Track slots a column's zone needs (:func:`tapmesh.pcells.mesh`): half its heaters per die edge plus the
+    shared return track, or (no shared return) one slot per lane and edge, i.e. one per heater."""
+    per_col = heaters_per_column(n, kind)
+    return max(-(-h // 2) for h in per_col) + 1 if shared_return else max(per_col)
